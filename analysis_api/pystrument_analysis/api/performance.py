@@ -1,0 +1,5 @@
+from litestar import Controller
+
+
+class PerformanceController(Controller):
+    path = "/api/v1/performance"

@@ -1,0 +1,121 @@
+"""The storage schema, owned by the collector; the analysis API reads through it.
+
+Spans of one trace arrive in any order and any batch: every row is keyed by ``(trace_id, span_id)``
+and derived from its own span only, so inserts are idempotent (``ON CONFLICT DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every pystrument table."""
+
+
+class Project(Base):
+    """A monitored service; its key authenticates ingest."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    project_key: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    framework: Mapped[str] = mapped_column(String(50), nullable=False, default="")
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="active")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    last_activity: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Span(Base):
+    """Every span received: request, client and pystrument's synthetic function spans alike."""
+
+    __tablename__ = "spans"
+
+    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
+    parent_span_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    duration: Mapped[float] = mapped_column(Float, nullable=False)  # seconds
+    status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)  # OTel: 0 unset, 1 ok, 2 error
+    status_message: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    service_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    synthetic: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    events: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, default=list)
+
+    __table_args__ = (Index("ix_spans_project_start", "project_id", "start_time"),)
+
+
+class PerformanceRecord(Base):
+    """One row per request span (SERVER kind or a root span): what the records list shows."""
+
+    __tablename__ = "performance_records"
+
+    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
+    service_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    method: Mapped[str] = mapped_column(String(16), nullable=False, default="")
+    route: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    path: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration: Mapped[float] = mapped_column(Float, nullable=False)  # seconds
+    cpu_time: Mapped[float | None] = mapped_column(Float, nullable=True)  # seconds
+    memory: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    is_error: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    __table_args__ = (
+        Index("ix_records_project_time", "project_id", "timestamp"),
+        Index("ix_records_project_route_time", "project_id", "route", "timestamp"),
+    )
+
+
+class Analysis(Base):
+    """An AI analysis job and, once completed, its structured result (seed 5.3.2)."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "analysis_" + random
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
+    trace_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    analysis_type: Mapped[str] = mapped_column(String(32), nullable=False, default="manual")
+    ai_service: Mapped[str] = mapped_column(String(64), nullable=False, default="builtin")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    performance_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    error: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        Index("ix_analyses_project_created", "project_id", "created_at"),
+        Index("ix_analyses_trace", "trace_id"),
+        Index("ix_analyses_status", "status", "created_at"),
+    )

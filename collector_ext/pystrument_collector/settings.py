@@ -1,0 +1,66 @@
+"""Server settings: explicit arguments beat ``PYSTRUMENT_*`` environment variables, which beat defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_DATABASE_URL = "PYSTRUMENT_DATABASE_URL"
+ENV_DATA_DIR = "PYSTRUMENT_DATA_DIR"
+ENV_HOST = "PYSTRUMENT_HOST"
+ENV_PORT = "PYSTRUMENT_PORT"
+ENV_CORS_ORIGINS = "PYSTRUMENT_CORS_ORIGINS"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def default_data_dir() -> Path:
+    """Where the embedded Postgres lives when no ``--data-dir`` or ``PYSTRUMENT_DATA_DIR`` is given."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "pystrument"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the receiver and the API need to start; built once, passed to ``create_app``."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    cors_origins: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Read ``PYSTRUMENT_*``; keyword arguments that are not None win."""
+        env = os.environ
+        port_text = env.get(ENV_PORT, str(DEFAULT_PORT))
+        try:
+            port = int(port_text)
+        except ValueError:
+            raise ValueError(f"{ENV_PORT}={port_text!r} is not a port number; set it to e.g. 8000") from None
+        values: dict[str, object] = {
+            "database_url": env.get(ENV_DATABASE_URL) or None,
+            "data_dir": Path(env[ENV_DATA_DIR]) if env.get(ENV_DATA_DIR) else default_data_dir(),
+            "host": env.get(ENV_HOST, DEFAULT_HOST),
+            "port": port,
+            "cors_origins": tuple(o.strip() for o in env.get(ENV_CORS_ORIGINS, "").split(",") if o.strip()),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values["data_dir"], str):
+            values["data_dir"] = Path(values["data_dir"])
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the fix for a setting that cannot work."""
+        if self.database_url is not None and not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                f"{ENV_DATABASE_URL} must be a Postgres URL such as "
+                "postgresql+asyncpg://user:password@host:5432/dbname"
+            )
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} is out of range; use 1-65535")
