@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import {
+	formatAttribute,
+	formatDateTime,
+	formatDuration,
+	formatMs,
+	formatRelative,
+	formatSpanStatus,
+	httpStatusTone,
+	shortId,
+	spanStatusTone,
+	toMs
+} from './format';
+
+describe('formatDuration', () => {
+	it('picks the unit by size', () => {
+		expect(formatDuration(0.00042)).toBe('0.42 ms');
+		expect(formatDuration(0.0123)).toBe('12.3 ms');
+		expect(formatDuration(0.25)).toBe('250 ms');
+		expect(formatDuration(0.9996)).toBe('1000 ms');
+		expect(formatDuration(1.25)).toBe('1.25 s');
+		expect(formatDuration(125)).toBe('2m 5s');
+		expect(formatDuration(0)).toBe('0.00 ms');
+	});
+
+	it('shows a dash for missing or invalid values', () => {
+		expect(formatDuration(null)).toBe('—');
+		expect(formatDuration(undefined)).toBe('—');
+		expect(formatDuration(Number.NaN)).toBe('—');
+		expect(toMs(Number.POSITIVE_INFINITY)).toBeNull();
+	});
+});
+
+describe('formatMs', () => {
+	it('formats seconds as milliseconds with precision by size', () => {
+		expect(formatMs(0.0012345)).toBe('1.23');
+		expect(formatMs(0.0456)).toBe('45.6');
+		expect(formatMs(1.25)).toBe('1,250');
+		expect(formatMs(null)).toBe('—');
+	});
+});
+
+describe('formatDateTime', () => {
+	it('renders an ISO timestamp in the given zone', () => {
+		expect(formatDateTime('2024-08-24T10:15:00Z', 'en', 'UTC')).toBe('08/24/2024, 10:15:00');
+		expect(formatDateTime('2024-08-24T10:15:00Z', 'en', 'Asia/Shanghai')).toBe('08/24/2024, 18:15:00');
+	});
+	it('shows a dash for missing or unparsable input', () => {
+		expect(formatDateTime(null)).toBe('—');
+		expect(formatDateTime('not a date')).toBe('—');
+	});
+});
+
+describe('formatRelative', () => {
+	const now = Date.parse('2024-08-24T10:15:00Z');
+	it('uses the largest fitting unit', () => {
+		expect(formatRelative('2024-08-24T10:14:30Z', 'en', now)).toBe('30 seconds ago');
+		expect(formatRelative('2024-08-24T10:10:00Z', 'en', now)).toBe('5 minutes ago');
+		expect(formatRelative('2024-08-24T07:15:00Z', 'en', now)).toBe('3 hours ago');
+		expect(formatRelative('2024-08-22T10:15:00Z', 'en', now)).toBe('2 days ago');
+		expect(formatRelative('2024-08-24T10:15:00Z', 'en', now)).toBe('now');
+	});
+	it('localizes', () => {
+		expect(formatRelative('2024-08-24T10:10:00Z', 'zh-CN', now)).toBe('5分钟前');
+	});
+	it('handles missing input', () => {
+		expect(formatRelative(null, 'en', now)).toBe('—');
+	});
+});
+
+describe('status tones', () => {
+	it('maps HTTP codes', () => {
+		expect(httpStatusTone(200)).toBe('ok');
+		expect(httpStatusTone(302)).toBe('ok');
+		expect(httpStatusTone(404)).toBe('warn');
+		expect(httpStatusTone(503)).toBe('error');
+		expect(httpStatusTone(null)).toBe('neutral');
+	});
+	it('maps OTel span statuses', () => {
+		expect(spanStatusTone('STATUS_CODE_ERROR')).toBe('error');
+		expect(spanStatusTone('ERROR')).toBe('error');
+		expect(spanStatusTone('OK')).toBe('ok');
+		expect(spanStatusTone('UNSET')).toBe('neutral');
+		expect(spanStatusTone(2)).toBe('error');
+		expect(spanStatusTone(0)).toBe('neutral');
+		expect(spanStatusTone(1)).toBe('ok');
+		expect(spanStatusTone(500)).toBe('error');
+	});
+});
+
+describe('formatSpanStatus', () => {
+	it('names OTel status codes', () => {
+		expect(formatSpanStatus(0)).toBe('UNSET');
+		expect(formatSpanStatus(1)).toBe('OK');
+		expect(formatSpanStatus(2)).toBe('ERROR');
+		expect(formatSpanStatus('STATUS_CODE_ERROR')).toBe('ERROR');
+		expect(formatSpanStatus('ok')).toBe('OK');
+		expect(formatSpanStatus(null)).toBe('—');
+	});
+});
+
+describe('shortId and formatAttribute', () => {
+	it('shortens long ids only', () => {
+		expect(shortId('0123456789abcdef0123')).toBe('01234567…0123');
+		expect(shortId('short')).toBe('short');
+	});
+	it('renders attribute values', () => {
+		expect(formatAttribute('x')).toBe('x');
+		expect(formatAttribute(12)).toBe('12');
+		expect(formatAttribute(true)).toBe('true');
+		expect(formatAttribute(['a', 1])).toBe('["a",1]');
+		expect(formatAttribute(null)).toBe('—');
+	});
+});

@@ -1,0 +1,108 @@
+/** Pure formatting helpers for durations, times and statuses, shared by every page. */
+
+const DASH = '—';
+
+/** Milliseconds from the API's seconds, or null when absent/invalid. */
+export function toMs(seconds: number | null | undefined): number | null {
+	if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return null;
+	return seconds * 1000;
+}
+
+/** A duration given in seconds, shown in the unit a person reads fastest: `0.42 ms`, `12.3 ms`, `250 ms`, `1.25 s`. */
+export function formatDuration(seconds: number | null | undefined): string {
+	const ms = toMs(seconds);
+	if (ms === null) return DASH;
+	const abs = Math.abs(ms);
+	if (abs < 1) return `${ms.toFixed(2)} ms`;
+	if (abs < 100) return `${ms.toFixed(1)} ms`;
+	if (abs < 1000) return `${Math.round(ms)} ms`;
+	if (abs < 60_000) return `${(ms / 1000).toFixed(2)} s`;
+	const totalSeconds = Math.round(ms / 1000);
+	return `${Math.floor(totalSeconds / 60)}m ${totalSeconds % 60}s`;
+}
+
+/** Milliseconds as a plain number for table columns (`12.3`, `1,250`). */
+export function formatMs(seconds: number | null | undefined, locale = 'en'): string {
+	const ms = toMs(seconds);
+	if (ms === null) return DASH;
+	const digits = Math.abs(ms) < 10 ? 2 : Math.abs(ms) < 100 ? 1 : 0;
+	return new Intl.NumberFormat(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(ms);
+}
+
+function parse(iso: string | null | undefined): Date | null {
+	if (!iso) return null;
+	const d = new Date(iso);
+	return Number.isNaN(d.getTime()) ? null : d;
+}
+
+/** A timestamp as local date and time with seconds, or a dash. */
+export function formatDateTime(iso: string | null | undefined, locale = 'en', timeZone?: string): string {
+	const d = parse(iso);
+	if (!d) return DASH;
+	return new Intl.DateTimeFormat(locale, {
+		year: 'numeric',
+		month: '2-digit',
+		day: '2-digit',
+		hour: '2-digit',
+		minute: '2-digit',
+		second: '2-digit',
+		hour12: false,
+		timeZone
+	}).format(d);
+}
+
+/** "5 minutes ago" style text in the given locale; `now` is injectable for tests. */
+export function formatRelative(iso: string | null | undefined, locale = 'en', now: number = Date.now()): string {
+	const d = parse(iso);
+	if (!d) return DASH;
+	const diffSeconds = Math.round((d.getTime() - now) / 1000);
+	const abs = Math.abs(diffSeconds);
+	const rtf = new Intl.RelativeTimeFormat(locale, { numeric: 'auto' });
+	if (abs < 60) return rtf.format(diffSeconds, 'second');
+	if (abs < 3600) return rtf.format(Math.round(diffSeconds / 60), 'minute');
+	if (abs < 86_400) return rtf.format(Math.round(diffSeconds / 3600), 'hour');
+	return rtf.format(Math.round(diffSeconds / 86_400), 'day');
+}
+
+export type Tone = 'ok' | 'warn' | 'error' | 'neutral';
+
+/** Colour class of an HTTP status code (a request's outcome). */
+export function httpStatusTone(status: number | null | undefined): Tone {
+	if (status === null || status === undefined || !Number.isFinite(status)) return 'neutral';
+	if (status >= 500) return 'error';
+	if (status >= 400) return 'warn';
+	return 'ok';
+}
+
+/** Colour class of a span status, which may be an OTel status name/number or an HTTP code. */
+export function spanStatusTone(status: string | number | null | undefined): Tone {
+	if (status === null || status === undefined) return 'neutral';
+	if (typeof status === 'number') return status === 2 ? 'error' : status === 1 ? 'ok' : status >= 100 ? httpStatusTone(status) : 'neutral';
+	const s = status.toUpperCase();
+	if (s.includes('ERROR')) return 'error';
+	if (s.includes('OK')) return 'ok';
+	return 'neutral';
+}
+
+const OTEL_STATUS = ['UNSET', 'OK', 'ERROR'];
+
+/** A span status as a word: OTel's numeric codes 0/1/2 become UNSET/OK/ERROR, `STATUS_CODE_` prefixes are dropped. */
+export function formatSpanStatus(status: string | number | null | undefined): string {
+	if (status === null || status === undefined || status === '') return DASH;
+	if (typeof status === 'number') return OTEL_STATUS[status] ?? String(status);
+	return status.replace(/^STATUS_CODE_/i, '').toUpperCase();
+}
+
+/** Shortens a long identifier for a table cell: `abcdef…7890`. */
+export function shortId(id: string, head = 8, tail = 4): string {
+	if (id.length <= head + tail + 1) return id;
+	return `${id.slice(0, head)}…${id.slice(-tail)}`;
+}
+
+/** Renders an attribute value for the details panel. */
+export function formatAttribute(value: unknown): string {
+	if (value === null || value === undefined) return DASH;
+	if (typeof value === 'string') return value;
+	if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+	return JSON.stringify(value);
+}
