@@ -1,5 +1,162 @@
-from litestar import Controller
+"""Performance endpoints: records (seed 5.2.2) with filters, trace detail, statistics and speedscope export.
+
+Every endpoint takes ``project_key`` as a query parameter: missing -> 400 (40001), unknown -> 404 (40401).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
+from litestar.params import PathParameter, QueryParameter
+from pystrument_collector.db import Database
+
+from pystrument_analysis.api import schemas
+from pystrument_analysis.api.errors import NotFound
+from pystrument_analysis.api.services import records as record_service
+from pystrument_analysis.api.services import stats as stats_service
+from pystrument_analysis.api.services._common import project_by_key
+from pystrument_analysis.api.services.records import RecordFilter
+from pystrument_analysis.api.services.speedscope import speedscope_document
+
+ProjectKey = Annotated[str, QueryParameter(min_length=1, max_length=64, description="the project's key (proj_...)")]
+Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
+Size = Annotated[int, QueryParameter(ge=1, le=100, description="page size, 1-100")]
+Start = Annotated[datetime | None, QueryParameter(description="from this time (ISO 8601, inclusive)")]
+End = Annotated[datetime | None, QueryParameter(description="until this time (ISO 8601, exclusive)")]
+Route = Annotated[str | None, QueryParameter(max_length=2000, description="exact route template, e.g. /users/{id}")]
+Service = Annotated[str | None, QueryParameter(max_length=200, description="service.name of the request span")]
+TraceId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the trace id (32 hex digits)")]
+Method = Annotated[str | None, QueryParameter(pattern="^[A-Za-z]{1,16}$", description="HTTP method")]
 
 
 class PerformanceController(Controller):
+    """``/api/v1/performance``: what the collector stored, per project."""
+
     path = "/api/v1/performance"
+    tags = ("performance",)
+
+    @get("/records", operation_id="listRecords", summary="Request records, newest first (seed 5.2.2)")
+    async def list_records(
+        self,
+        db: NamedDependency[Database],
+        project_key: ProjectKey,
+        page: Page = 1,
+        size: Size = 20,
+        route: Route = None,
+        path: Annotated[str | None, QueryParameter(max_length=2000, description="request path contains")] = None,
+        method: Method = None,
+        status_code: Annotated[int | None, QueryParameter(ge=100, le=599)] = None,
+        status_class: Annotated[str | None, QueryParameter(pattern="^[1-5]xx$", description="e.g. 5xx")] = None,
+        error: Annotated[bool | None, QueryParameter(description="only failed (true) or successful (false)")] = None,
+        min_duration: Annotated[float | None, QueryParameter(ge=0, description="seconds")] = None,
+        max_duration: Annotated[float | None, QueryParameter(ge=0, description="seconds")] = None,
+        start: Start = None,
+        end: End = None,
+        service: Service = None,
+        sort: Annotated[str, QueryParameter(pattern="^(timestamp|duration)$")] = "timestamp",
+        order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "desc",
+    ) -> schemas.RecordPageResponse:
+        filters = RecordFilter(
+            route=route,
+            path=path,
+            method=method,
+            status_code=status_code,
+            status_class=status_class,
+            error=error,
+            min_duration=min_duration,
+            max_duration=max_duration,
+            start=start,
+            end=end,
+            service=service,
+        )
+        async with db.session() as session:
+            page_data = await record_service.list_page(session, project_key, page, size, filters, sort, order)
+        return schemas.RecordPageResponse(data=page_data)
+
+    @get(
+        "/records/{trace_id:str}",
+        operation_id="getRecord",
+        summary="One trace: its request record and every span, with display parents for the waterfall",
+    )
+    async def get_record(
+        self,
+        db: NamedDependency[Database],
+        trace_id: TraceId,
+        project_key: ProjectKey,
+        span_id: Annotated[
+            str | None, QueryParameter(description="which request span, when the trace has several")
+        ] = None,
+    ) -> schemas.RecordDetailResponse:
+        async with db.session() as session:
+            detail = await record_service.detail(session, project_key, trace_id, span_id)
+        return schemas.RecordDetailResponse(data=detail)
+
+    @get(
+        "/records/{trace_id:str}/speedscope",
+        operation_id="exportSpeedscope",
+        summary="The trace's function spans as a speedscope file (https://www.speedscope.app)",
+    )
+    async def export_speedscope(
+        self, db: NamedDependency[Database], trace_id: TraceId, project_key: ProjectKey
+    ) -> Response[dict[str, Any]]:
+        async with db.session() as session:
+            project = await project_by_key(session, project_key)
+            records = await record_service.trace_records(session, project.id, trace_id)
+            if not records:
+                raise NotFound(f"trace not found in this project: {trace_id!r}")
+            spans = await record_service.trace_spans(session, project.id, trace_id)
+        document = speedscope_document(trace_id, records, spans)
+        if not document["profiles"]:
+            raise NotFound(f"no request span stored for trace {trace_id!r}")
+        safe = "".join(c for c in trace_id if c.isalnum() or c in "-_")[:64] or "trace"
+        return Response(
+            document,
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{safe}.speedscope.json"'},
+        )
+
+    @get("/stats", operation_id="getStats", summary="Per-route count, p50/p95/p99, error rate, throughput over time")
+    async def get_stats(
+        self,
+        db: NamedDependency[Database],
+        project_key: ProjectKey,
+        start: Start = None,
+        end: End = None,
+        bucket: Annotated[
+            str | None,
+            QueryParameter(max_length=16, description="time-series step: seconds or 30s/5m/1h/1d; auto if unset"),
+        ] = None,
+        route: Route = None,
+        method: Method = None,
+        service: Service = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000, description="routes to return, by request count")] = 50,
+        slowest: Annotated[int, QueryParameter(ge=1, le=100, description="slowest routes to return, by p95")] = 10,
+    ) -> schemas.StatsResponse:
+        filters = RecordFilter(route=route, method=method, service=service, start=start, end=end)
+        async with db.session() as session:
+            report = await stats_service.report(session, project_key, filters, bucket, limit, slowest)
+        return schemas.StatsResponse(data=report)
+
+    @get(
+        "/functions",
+        operation_id="getHotFunctions",
+        summary="Functions by self time across the function spans of matching requests (e.g. one route)",
+    )
+    async def get_hot_functions(
+        self,
+        db: NamedDependency[Database],
+        project_key: ProjectKey,
+        route: Route = None,
+        method: Method = None,
+        service: Service = None,
+        start: Start = None,
+        end: End = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+    ) -> schemas.FunctionReportResponse:
+        filters = RecordFilter(route=route, method=method, service=service, start=start, end=end)
+        async with db.session() as session:
+            report = await stats_service.hot_functions(session, project_key, filters, limit)
+        return schemas.FunctionReportResponse(data=report)

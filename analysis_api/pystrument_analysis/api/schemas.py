@@ -1,0 +1,275 @@
+"""Wire types of the projects and performance API (msgspec structs, so ``/schema`` is typed).
+
+Every response is the seed envelope ``{code, msg, data}``; each endpoint has its own concrete envelope
+struct so the OpenAPI schema names are short and ``data`` keeps its type. Durations are seconds (floats),
+times are ISO 8601 in UTC (``...Z``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+ProjectName = Annotated[str, Meta(min_length=1, max_length=200, description="display name, 1-200 characters")]
+Framework = Annotated[
+    str, Meta(max_length=50, description="flask, django, fastapi, other, or any label up to 50 characters")
+]
+Description = Annotated[str, Meta(max_length=5000)]
+ProjectStatus = Annotated[str, Meta(pattern="^(active|paused|archived)$", description="active, paused or archived")]
+
+
+class _Envelope(Struct, kw_only=True):
+    """The seed envelope; subclasses add ``data`` with its concrete type."""
+
+    code: int = 0
+    msg: str = "success"
+
+
+# ---------------------------------------------------------------- projects
+
+
+class ProjectCreate(Struct):
+    """Body of ``POST /api/v1/projects`` (seed 5.1.1)."""
+
+    name: ProjectName
+    description: Description = ""
+    framework: Framework = ""
+
+
+class ProjectReplace(ProjectCreate):
+    """Body of ``PUT /api/v1/projects/{project_key}``: every field; omitted ones are reset."""
+
+    status: ProjectStatus = "active"
+
+
+class ProjectPatch(Struct):
+    """Body of ``PATCH /api/v1/projects/{project_key}``: only the fields given change."""
+
+    name: ProjectName | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    framework: Framework | UnsetType = UNSET
+    status: ProjectStatus | UnsetType = UNSET
+
+
+class ProjectCreated(Struct):
+    """Seed 5.1.1 ``data``."""
+
+    project_key: str
+    name: str
+    status: str
+    created_at: datetime
+
+
+class ProjectItem(Struct):
+    """One row of the seed 5.1.2 list; ``description`` and ``created_at`` are extras."""
+
+    project_key: str
+    name: str
+    framework: str
+    status: str
+    last_activity: datetime | None
+    description: str
+    created_at: datetime
+
+
+class ProjectPage(Struct):
+    projects: list[ProjectItem]
+    total: int
+    page: int
+    size: int
+
+
+class ProjectDetail(Struct):
+    """A project with its counters."""
+
+    project_key: str
+    name: str
+    description: str
+    framework: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    last_activity: datetime | None
+    record_count: int
+
+
+class ProjectDeleted(Struct):
+    project_key: str
+    deleted: bool
+
+
+class ProjectCreatedResponse(_Envelope, kw_only=True):
+    data: ProjectCreated
+
+
+class ProjectPageResponse(_Envelope, kw_only=True):
+    data: ProjectPage
+
+
+class ProjectDetailResponse(_Envelope, kw_only=True):
+    data: ProjectDetail
+
+
+class ProjectDeletedResponse(_Envelope, kw_only=True):
+    data: ProjectDeleted
+
+
+# ---------------------------------------------------------------- records
+
+
+class RecordItem(Struct):
+    """One request (seed 5.2.2 fields first, then extras)."""
+
+    trace_id: str
+    request_path: str
+    duration: float
+    status_code: int | None
+    timestamp: datetime
+    span_id: str
+    method: str
+    route: str
+    service_name: str
+    cpu_time: float | None
+    is_error: bool
+
+
+class RecordDetailItem(RecordItem):
+    """A record with its memory figures, as measured by the SDK."""
+
+    memory: dict[str, Any]
+
+
+class RecordPage(Struct):
+    records: list[RecordItem]
+    total: int
+    page: int
+    size: int
+
+
+class SpanItem(Struct):
+    """One span of a trace; ``display_parent_span_id`` nests real child spans under the function running them."""
+
+    span_id: str
+    parent_span_id: str | None
+    display_parent_span_id: str | None
+    name: str
+    kind: str
+    start_time: datetime
+    offset: float
+    duration: float
+    depth: int
+    status_code: int
+    status_message: str
+    service_name: str
+    synthetic: bool
+    attributes: dict[str, Any]
+    events: list[Any]
+
+
+class RecordDetail(Struct):
+    record: RecordDetailItem
+    spans: list[SpanItem]
+
+
+class RecordPageResponse(_Envelope, kw_only=True):
+    data: RecordPage
+
+
+class RecordDetailResponse(_Envelope, kw_only=True):
+    data: RecordDetail
+
+
+# ---------------------------------------------------------------- statistics
+
+
+class LatencyStats(Struct):
+    """Counts and latency (seconds) of a set of requests; ``throughput`` is requests per second over the window.
+
+    Latency figures are null when there were no requests.
+    """
+
+    count: int
+    error_count: int
+    error_rate: float
+    throughput: float
+    avg: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+class RouteStats(Struct):
+    """``LatencyStats`` of one route (``METHOD`` + route template; the path when no route was recorded)."""
+
+    method: str
+    route: str
+    count: int
+    error_count: int
+    error_rate: float
+    throughput: float
+    avg: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+class TimePoint(Struct):
+    """``LatencyStats`` of one time-series bucket starting at ``time``."""
+
+    time: datetime
+    count: int
+    error_count: int
+    error_rate: float
+    throughput: float
+    avg: float | None
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+class StatsReport(Struct):
+    """Per-route statistics over ``[start, end)`` and a time series in ``bucket``-second steps."""
+
+    start: datetime
+    end: datetime
+    bucket: int
+    summary: LatencyStats
+    routes: list[RouteStats]
+    slowest_routes: list[RouteStats]
+    timeseries: list[TimePoint]
+
+
+class FunctionStats(Struct):
+    """A function's cost across the matching requests' function spans."""
+
+    name: str
+    file: str
+    line: int | None
+    calls: int
+    traces: int
+    total_time: float
+    self_time: float
+    avg_time: float
+    self_time_share: float
+
+
+class FunctionReport(Struct):
+    start: datetime
+    end: datetime
+    route: str | None
+    request_count: int
+    request_time: float
+    functions: list[FunctionStats]
+
+
+class StatsResponse(_Envelope, kw_only=True):
+    data: StatsReport
+
+
+class FunctionReportResponse(_Envelope, kw_only=True):
+    data: FunctionReport

@@ -1,0 +1,232 @@
+"""Per-route statistics (count, p50/p95/p99, error rate, throughput), a time series, and hot functions."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pystrument_collector.db.models import PerformanceRecord, Span
+from sqlalchemy import Float, Integer, and_, case, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pystrument_analysis.api import schemas
+from pystrument_analysis.api.errors import BadRequest
+from pystrument_analysis.api.services._common import project_by_key, utc
+from pystrument_analysis.api.services.records import RecordFilter
+
+DEFAULT_WINDOW = timedelta(hours=24)
+MAX_WINDOW = timedelta(days=400)
+MAX_BUCKETS = 2000
+TARGET_BUCKETS = 120
+NICE_BUCKETS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800)
+MAX_ROUTE_GROUPS = 1000
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BUCKET_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+SELF_TIME_ATTRIBUTE = "pystrument.self_time_ms"
+
+
+def window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """``[start, end)`` in UTC; defaults to the last 24 hours; 400 if empty or over 400 days."""
+    end_utc = utc(end) if end is not None else datetime.now(UTC)
+    start_utc = utc(start) if start is not None else end_utc - DEFAULT_WINDOW
+    if start_utc >= end_utc:
+        raise BadRequest("start must be before end")
+    if end_utc - start_utc > MAX_WINDOW:
+        raise BadRequest(f"the time range may span at most {MAX_WINDOW.days} days")
+    return start_utc, end_utc
+
+
+def bucket_seconds(text: str | None, start: datetime, end: datetime) -> int:
+    """Seconds per time-series bucket: ``text`` like ``300``, ``30s``, ``5m``, ``1h``, ``1d``, or a nice auto size."""
+    span = (end - start).total_seconds()
+    if text is None or not text.strip():
+        wanted = span / TARGET_BUCKETS
+        return next((b for b in NICE_BUCKETS if b >= wanted), NICE_BUCKETS[-1])
+    match = _BUCKET_RE.match(text)
+    if match is None:
+        raise BadRequest(f"bucket {text!r} is not a duration: use seconds (300) or 30s, 5m, 1h, 1d")
+    seconds = int(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds < 1:
+        raise BadRequest("bucket must be at least 1 second")
+    if span / seconds > MAX_BUCKETS:
+        raise BadRequest(f"bucket {text!r} makes more than {MAX_BUCKETS} points over this range: use a larger one")
+    return seconds
+
+
+def _aggregates() -> list[Any]:
+    r = PerformanceRecord
+    return [
+        func.count().label("count"),
+        func.count().filter(r.is_error).label("error_count"),
+        func.avg(r.duration).label("avg"),
+        func.percentile_cont(0.5).within_group(r.duration).label("p50"),
+        func.percentile_cont(0.95).within_group(r.duration).label("p95"),
+        func.percentile_cont(0.99).within_group(r.duration).label("p99"),
+        func.max(r.duration).label("max"),
+    ]
+
+
+def _latency(row: Any, seconds: float) -> dict[str, Any]:
+    count = int(row.count)
+    errors = int(row.error_count)
+
+    def opt(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return {
+        "count": count,
+        "error_count": errors,
+        "error_rate": errors / count if count else 0.0,
+        "throughput": count / seconds if seconds > 0 else 0.0,
+        "avg": opt(row.avg),
+        "p50": opt(row.p50),
+        "p95": opt(row.p95),
+        "p99": opt(row.p99),
+        "max": opt(row.max),
+    }
+
+
+async def report(
+    session: AsyncSession,
+    project_key: str,
+    filters: RecordFilter,
+    bucket: str | None,
+    limit: int,
+    slowest: int,
+) -> schemas.StatsReport:
+    """Summary, per-route rows (by request count), slowest routes (by p95) and the bucketed series."""
+    project = await project_by_key(session, project_key)
+    start, end = window(filters.start, filters.end)
+    step = bucket_seconds(bucket, start, end)
+    scoped = RecordFilter(**{**filters.__dict__, "start": start, "end": end})
+    conditions = scoped.conditions(project.id)
+    seconds = (end - start).total_seconds()
+    r = PerformanceRecord
+
+    summary_row = (await session.execute(select(*_aggregates()).where(*conditions))).one()
+
+    route_key = func.coalesce(func.nullif(r.route, ""), r.path).label("route")
+    route_rows = (
+        await session.execute(
+            select(r.method, route_key, *_aggregates())
+            .where(*conditions)
+            .group_by(r.method, route_key)
+            .order_by(func.count().desc(), route_key)
+            .limit(MAX_ROUTE_GROUPS)
+        )
+    ).all()
+    routes = [schemas.RouteStats(method=row.method, route=row.route, **_latency(row, seconds)) for row in route_rows]
+
+    first = math.floor(start.timestamp() / step)
+    index = cast(func.floor(func.extract("epoch", r.timestamp) / step), Integer) - first
+    series_rows = (
+        await session.execute(select(index.label("i"), *_aggregates()).where(*conditions).group_by(index))
+    ).all()
+    by_index = {int(row.i): row for row in series_rows}
+    last = math.ceil(end.timestamp() / step) - first
+    series = []
+    for i in range(max(last, 1)):
+        lo = datetime.fromtimestamp((first + i) * step, UTC)
+        covered = (min(lo + timedelta(seconds=step), end) - max(lo, start)).total_seconds()
+        row = by_index.get(i)
+        figures = _latency(row, covered) if row is not None else _latency(_EMPTY, covered)
+        series.append(schemas.TimePoint(time=lo, **figures))
+
+    slowest_routes = sorted((x for x in routes if x.p95 is not None), key=lambda x: (-(x.p95 or 0.0), x.route))
+    return schemas.StatsReport(
+        start=start,
+        end=end,
+        bucket=step,
+        summary=schemas.LatencyStats(**_latency(summary_row, seconds)),
+        routes=routes[:limit],
+        slowest_routes=slowest_routes[:slowest],
+        timeseries=series,
+    )
+
+
+class _Empty:
+    count = error_count = 0
+    avg = p50 = p95 = p99 = max = None
+
+
+_EMPTY = _Empty()
+
+
+def _number_attribute(name: str) -> Any:
+    """A numeric span attribute as float8, 0 when absent or not a number (never a cast error)."""
+    value = Span.attributes[name]
+    return case((func.jsonb_typeof(value) == "number", cast(Span.attributes[name].astext, Float)), else_=0.0)
+
+
+async def hot_functions(
+    session: AsyncSession, project_key: str, filters: RecordFilter, limit: int
+) -> schemas.FunctionReport:
+    """Functions ranked by self time over the function spans of the requests matching ``filters``."""
+    project = await project_by_key(session, project_key)
+    start, end = window(filters.start, filters.end)
+    scoped = RecordFilter(**{**filters.__dict__, "start": start, "end": end})
+    conditions = scoped.conditions(project.id)
+    r = PerformanceRecord
+    totals = (
+        await session.execute(select(func.count(), func.coalesce(func.sum(r.duration), 0.0)).where(*conditions))
+    ).one()
+    request_count, request_time = int(totals[0]), float(totals[1])
+
+    traces = select(r.trace_id).where(*conditions)
+    file_col = func.coalesce(Span.attributes["code.file.path"].astext, "").label("file")
+    line_col = case(
+        (
+            func.jsonb_typeof(Span.attributes["code.line.number"]) == "number",
+            cast(Span.attributes["code.line.number"].astext, Float),
+        ),
+        else_=None,
+    ).label("line")
+    self_time = (func.sum(_number_attribute(SELF_TIME_ATTRIBUTE)) / 1000.0).label("self_time")
+    rows = (
+        await session.execute(
+            select(
+                Span.name,
+                file_col,
+                line_col,
+                func.count().label("calls"),
+                func.count(func.distinct(Span.trace_id)).label("traces"),
+                func.sum(Span.duration).label("total_time"),
+                self_time,
+            )
+            .where(
+                and_(
+                    Span.project_id == project.id,
+                    Span.synthetic.is_(True),
+                    Span.start_time >= start - timedelta(seconds=1),
+                    Span.trace_id.in_(traces),
+                )
+            )
+            .group_by(Span.name, file_col, line_col)
+            .order_by(self_time.desc(), func.sum(Span.duration).desc(), Span.name)
+            .limit(limit)
+        )
+    ).all()
+    functions = [
+        schemas.FunctionStats(
+            name=row.name,
+            file=row.file,
+            line=None if row.line is None else int(row.line),
+            calls=int(row.calls),
+            traces=int(row.traces),
+            total_time=float(row.total_time),
+            self_time=float(row.self_time),
+            avg_time=float(row.total_time) / int(row.calls),
+            self_time_share=float(row.self_time) / request_time if request_time > 0 else 0.0,
+        )
+        for row in rows
+    ]
+    return schemas.FunctionReport(
+        start=start,
+        end=end,
+        route=filters.route,
+        request_count=request_count,
+        request_time=request_time,
+        functions=functions,
+    )
