@@ -1,0 +1,186 @@
+"""Live frames to pyinstrument frame identifiers, and the stack a request owns below its anchor frames.
+
+Identifiers use pyinstrument's format (``name\\x00file\\x00first_line``, attributes after ``\\x01``) so
+samples feed pyinstrument's session model; the default sampler puts ``co_qualname`` in the name part and
+adds a call-site attribute (``s`` + the caller's line), so that back-to-back calls of one function from
+different lines stay apart.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+import types
+from collections.abc import Iterable
+
+from pyinstrument.frame import AWAIT_FRAME_IDENTIFIER, OUT_OF_CONTEXT_FRAME_IDENTIFIER
+from pyinstrument.frame_info import ATTRIBUTE_MARKER_CLASS_NAME, ATTRIBUTES_SEP, IDENTIFIER_SEP
+
+ATTRIBUTE_MARKER_CALL_SITE = "s"
+AWAIT = AWAIT_FRAME_IDENTIFIER
+OUT_OF_CONTEXT = OUT_OF_CONTEXT_FRAME_IDENTIFIER
+#: Deepest stack walked per sample; deeper stacks are cut at the top (recursion runaway guard).
+MAX_DEPTH = 512
+_CACHE_LIMIT = 50_000
+
+# id(code) -> (code, identifier, {call-site line: frame info}, is pystrument's own). The code object is kept so
+# its id cannot be reused while cached.
+_code_ids: dict[int, tuple[types.CodeType, str, dict[int, str], bool]] = {}
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_library_paths: dict[str, bool] = {}
+
+
+def code_identifier(code: types.CodeType) -> str:
+    """pyinstrument identifier of a code object, named by its qualified name (cached)."""
+    return _entry(code)[1]
+
+
+def frame_info(code: types.CodeType, caller: types.FrameType | None) -> str:
+    """Frame info of a call of ``code`` made from ``caller``'s current line (cached; cheap per sample)."""
+    _, identifier, sites, _ = _entry(code)
+    line = caller.f_lineno if caller is not None else 0
+    info = sites.get(line)
+    if info is None:
+        info = sites[line] = f"{identifier}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_CALL_SITE}{line}"
+    return info
+
+
+def _entry(code: types.CodeType) -> tuple[types.CodeType, str, dict[int, str], bool]:
+    entry = _code_ids.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry
+    identifier = f"{code.co_qualname}{IDENTIFIER_SEP}{code.co_filename}{IDENTIFIER_SEP}{code.co_firstlineno}"
+    if len(_code_ids) >= _CACHE_LIMIT:
+        _code_ids.clear()
+    entry = _code_ids[id(code)] = (code, identifier, {}, code.co_filename.startswith(_OWN_DIR))
+    return entry
+
+
+def is_own(code: types.CodeType) -> bool:
+    """Whether ``code`` is pystrument's own (hand-off wrappers, bookkeeping): never shown as a call."""
+    return _entry(code)[3]
+
+
+def stack_below(
+    leaf: types.FrameType | None, anchors: frozenset[int], root: types.FrameType | None = None
+) -> tuple[str, ...] | None:
+    """Identifiers (outermost first) of the frames between ``leaf`` and the nearest anchor frame, both excluded.
+
+    ``anchors`` holds ids of frames that were on the stack when the request started (kept alive by the
+    caller, so ids are not reused). ``root`` stops the walk inclusively (a task's outermost coroutine).
+    None when neither an anchor nor ``root`` is met: the stack does not belong to the request.
+    """
+    out: list[str] = []
+    frame = leaf
+    while frame is not None:
+        if id(frame) in anchors:
+            break
+        back = frame.f_back
+        if frame is root:  # a task's outermost coroutine: its caller is loop machinery, no call site
+            out.append(frame_info(frame.f_code, None))
+            break
+        if not is_own(frame.f_code):
+            out.append(frame_info(frame.f_code, back))
+        if len(out) > MAX_DEPTH:
+            del out[: len(out) - MAX_DEPTH]
+        frame = back
+    else:
+        return None
+    out.reverse()
+    return tuple(out)
+
+
+def coroutine_frames(coro: object) -> list[types.FrameType]:
+    """Frames of a suspended coroutine's await chain, outermost first (coroutines, generators, async gens)."""
+    frames: list[types.FrameType] = []
+    while coro is not None and len(frames) < MAX_DEPTH:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return frames
+
+
+def is_running(coro: object) -> bool:
+    """Whether a coroutine (or generator) is executing right now on some thread."""
+    return bool(getattr(coro, "cr_running", False) or getattr(coro, "gi_running", False))
+
+
+def frame_chain(frame: types.FrameType | None) -> list[types.FrameType]:
+    """``frame`` and its callers, outermost first."""
+    chain: list[types.FrameType] = []
+    while frame is not None and len(chain) < 4 * MAX_DEPTH:
+        chain.append(frame)
+        frame = frame.f_back
+    chain.reverse()
+    return chain
+
+
+def call_key(info: str) -> str:
+    """What makes two samples' frames the same call: the function and the call site (if recorded)."""
+    identifier, _, attributes = info.partition(ATTRIBUTES_SEP)
+    if attributes:
+        for attribute in attributes.split(ATTRIBUTES_SEP):
+            if attribute.startswith(ATTRIBUTE_MARKER_CALL_SITE):
+                return f"{identifier}{ATTRIBUTES_SEP}{attribute}"
+    return identifier
+
+
+def split_identifier(info: str) -> tuple[str, str, int, str | None]:
+    """(function, file, first line, class name or None) of a pyinstrument frame info string."""
+    identifier, _, attributes = info.partition(ATTRIBUTES_SEP)
+    parts = identifier.split(IDENTIFIER_SEP)
+    function = parts[0]
+    file = parts[1] if len(parts) > 1 else ""
+    try:
+        line = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        line = 0
+    class_name = None
+    if attributes:
+        for attribute in attributes.split(ATTRIBUTES_SEP):
+            if attribute.startswith(ATTRIBUTE_MARKER_CLASS_NAME):
+                class_name = attribute[1:]
+    return function, file, line, class_name
+
+
+def qualified_name(function: str, class_name: str | None) -> str:
+    """``Class.method`` when pyinstrument recorded the class and the name is not qualified already."""
+    if class_name and "." not in function:
+        return f"{class_name}.{function}"
+    return function
+
+
+def _library_roots() -> tuple[str, ...]:
+    roots: set[str] = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            roots.add(os.path.realpath(path) + os.sep)
+            roots.add(os.path.abspath(path) + os.sep)
+    return tuple(sorted(roots))
+
+
+# pystrument's own wrappers (hand-off hooks) count as library code wherever the package is installed.
+_LIBRARY_ROOTS = (*_library_roots(), os.path.dirname(os.path.abspath(__file__)) + os.sep)
+_LIBRARY_PARTS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
+def is_library_path(path: str) -> bool:
+    """True for the standard library, installed packages and generated code (``<frozen ...>``, ``<built-in>``)."""
+    cached = _library_paths.get(path)
+    if cached is not None:
+        return cached
+    if path.startswith("<"):
+        result = path not in ("<string>", "<stdin>") and not path.startswith("<ipython-input")
+    else:
+        result = any(part in path for part in _LIBRARY_PARTS) or path.startswith(_LIBRARY_ROOTS)
+    if len(_library_paths) >= _CACHE_LIMIT:
+        _library_paths.clear()
+    _library_paths[path] = result
+    return result
+
+
+def anchor_ids(frames: Iterable[types.FrameType]) -> frozenset[int]:
+    return frozenset(map(id, frames))

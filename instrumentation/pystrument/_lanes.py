@@ -1,0 +1,244 @@
+"""Lanes: the lines of execution one request owns (its thread, its task, worker calls, child tasks).
+
+The default sampler asks each open lane for the request's part of the current stack; a lane turns
+its timed samples into pyinstrument frame records ``(stack, seconds since the previous sample)``.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+from pyinstrument.frame_ops import FrameRecordType
+
+from pystrument._frames import (
+    AWAIT,
+    anchor_ids,
+    coroutine_frames,
+    frame_chain,
+    frame_info,
+    is_running,
+    stack_below,
+)
+
+#: Samples kept per lane; a request running longer keeps its first samples (about 8 minutes at 5 ms).
+MAX_SAMPLES = 100_000
+
+Stack = tuple[str, ...]
+
+
+class Lane:
+    """Base lane: a named, timed list of samples."""
+
+    kind = "lane"
+
+    def __init__(self, name: str, start: float, *, main: bool = False, worker: bool = False) -> None:
+        self.name = name
+        self.start = start
+        self.end: float | None = None
+        self.main = main
+        self.worker = worker
+        self.samples: list[tuple[float, Stack]] = []
+        # Time the lane spent running rather than awaiting (meaningful for tasks: their share of the loop).
+        self.busy = 0.0
+        self._last_t = start
+
+    @property
+    def open(self) -> bool:
+        return self.end is None
+
+    def close(self, now: float) -> None:
+        if self.end is None:
+            self.end = now
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drop what ``capture`` keeps between samples."""
+
+    def record(self, now: float, stack: Stack) -> None:
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append((now, stack))
+        if not stack or stack[-1] is not AWAIT:
+            self.busy += max(0.0, now - self._last_t)
+        self._last_t = now
+
+    def sample_count(self) -> int:
+        return len(self.samples)
+
+    def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
+        """The request's part of this lane's stack now; ``()`` if outside the request, None if gone."""
+        raise NotImplementedError
+
+    def records(self) -> list[FrameRecordType]:
+        """pyinstrument frame records of this lane's samples up to its end. A worker lane's last stack runs on to
+        the lane's end (its function returns just before the lane closes); other lanes stop at their last sample."""
+        out: list[FrameRecordType] = []
+        previous = self.start
+        end = self.end if self.end is not None else float("inf")
+        for t, stack in self.samples[:]:
+            if t > end:
+                break
+            out.append((list(stack), max(0.0, t - previous)))
+            previous = t
+        if self.worker:
+            out = self._worker_records(out, end, previous)
+        return out
+
+    def _worker_records(self, out: list[FrameRecordType], end: float, last: float) -> list[FrameRecordType]:
+        """A worker lane brackets one function call: samples taken before it was entered or after it returned
+        (empty stacks) carry no information, and the call runs from the lane's start to its end."""
+        first = next((i for i, (stack, _) in enumerate(out) if stack), None)
+        if first is None:
+            return []
+        kept = len(out) - next(i for i, (stack, _) in enumerate(reversed(out)) if stack)
+        body = out[first:kept]
+        body[0] = (body[0][0], body[0][1] + sum(dt for _, dt in out[:first]))
+        tail = sum(dt for _, dt in out[kept:])
+        if end != float("inf") and end > last:
+            tail += end - last
+        if tail > 0:
+            body.append((list(body[-1][0]), tail))
+        return body
+
+
+class ThreadLane(Lane):
+    """A thread running the request synchronously (WSGI view, threadpool worker call)."""
+
+    kind = "thread"
+
+    def __init__(
+        self,
+        name: str,
+        start: float,
+        thread_id: int,
+        anchor: types.FrameType,
+        *,
+        main: bool = False,
+        worker: bool = False,
+    ) -> None:
+        super().__init__(name, start, main=main, worker=worker)
+        self.thread_id = thread_id
+        # Frames on the stack at the start, held so their ids stay unique while we compare ids.
+        self._anchor_frames = frame_chain(anchor)
+        self._anchors = anchor_ids(self._anchor_frames)
+        self._last = _LastStack()
+
+    def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
+        leaf = frames.get(self.thread_id)
+        if leaf is None or not self._anchors:
+            return None
+        cached = self._last.get(leaf)
+        if cached is not None:
+            return cached
+        stack = stack_below(leaf, self._anchors)
+        return self._last.put(leaf, stack if stack is not None else ())
+
+    def _forget(self) -> None:
+        self._last = _LastStack()
+
+    def release(self) -> None:
+        self._forget()
+        self._anchor_frames = []
+        self._anchors = frozenset()
+
+
+class TaskLane(Lane):
+    """An asyncio task: sampled from its thread's stack while it runs, from its await chain while it waits."""
+
+    kind = "task"
+
+    def __init__(
+        self,
+        name: str,
+        start: float,
+        task: Any,
+        thread_id: int,
+        anchor: types.FrameType | None,
+        *,
+        main: bool = False,
+        worker: bool = False,
+    ) -> None:
+        super().__init__(name, start, main=main, worker=worker)
+        self.task = task
+        self.thread_id = thread_id
+        self._coro = task.get_coro()
+        # The task's own frames at the start (below the loop machinery, whose frames are renewed every step).
+        root = getattr(self._coro, "cr_frame", None) or getattr(self._coro, "gi_frame", None)
+        own: list[types.FrameType] = []
+        frame = anchor
+        while frame is not None and root is not None:
+            own.append(frame)
+            if frame is root:
+                break
+            frame = frame.f_back
+        else:
+            own = []
+        self._anchor_frames = own
+        self._anchors = anchor_ids(own)
+        self._root = root
+        self._last = _LastStack()
+        self._waiter: object = None
+        self._waiting: Stack | None = None
+
+    def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
+        task, coro, root = self.task, self._coro, self._root
+        if task is None or coro is None or root is None or task.done():
+            return None
+        if is_running(coro):
+            self._waiter = self._waiting = None
+            leaf = frames.get(self.thread_id)
+            if leaf is None:
+                return None
+            cached = self._last.get(leaf)
+            if cached is not None:
+                return cached
+            stack = stack_below(leaf, self._anchors, root)
+            return self._last.put(leaf, stack if stack is not None else ())
+        # Suspended: while it awaits the same future (held, so it is not a recycled one) it has not moved.
+        waiter = getattr(task, "_fut_waiter", None)
+        if waiter is not None and waiter is self._waiter and self._waiting is not None:
+            return self._waiting
+        chain = coroutine_frames(coro)
+        cut = 0
+        for i, frame in enumerate(chain):
+            if id(frame) in self._anchors:
+                cut = i + 1
+        self._waiter = waiter
+        callers = [chain[cut - 1] if cut else None, *chain[cut:]]
+        self._waiting = (*(frame_info(f.f_code, c) for f, c in zip(chain[cut:], callers, strict=False)), AWAIT)
+        return self._waiting
+
+    def _forget(self) -> None:
+        self._last = _LastStack()
+        self._waiter = self._waiting = None
+
+    def release(self) -> None:
+        self._forget()
+        self._anchor_frames = []
+        self._anchors = frozenset()
+        self._root = None
+        self._coro = None
+        self.task = None
+
+
+class _LastStack:
+    """The previous sample's stack, reused while the same frame is still innermost (a thread blocked in I/O,
+    a task running the same frame): then nothing is walked. The two innermost frames are held until the next
+    sample so that a new frame cannot reuse their address; this may keep a just-returned function's locals
+    alive for up to one interval."""
+
+    __slots__ = ("back", "leaf", "stack")
+
+    def __init__(self) -> None:
+        self.leaf: types.FrameType | None = None
+        self.back: types.FrameType | None = None
+        self.stack: Stack = ()
+
+    def get(self, leaf: types.FrameType) -> Stack | None:
+        if leaf is self.leaf and leaf.f_back is self.back:
+            return self.stack
+        return None
+
+    def put(self, leaf: types.FrameType, stack: Stack) -> Stack:
+        self.leaf, self.back, self.stack = leaf, leaf.f_back, stack
+        return stack

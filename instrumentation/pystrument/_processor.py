@@ -1,0 +1,213 @@
+"""The span processor: profile each request span, emit its function-call spans when it ends.
+
+A request span is a SERVER span or a root span (no local parent). A request nested in another of the
+same trace on the same thread or task is not profiled again. The request span's ``end`` is wrapped on
+the instance, so recording stops and ``pystrument.cpu_time_ms`` is set while the span can still take
+attributes; ``on_end`` then hands the recording to the span worker.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
+from pyinstrument.session import Session
+
+from pystrument import _emit
+from pystrument._propagation import install_hooks, install_task_factory
+from pystrument._recording import Recording, registry
+from pystrument._safety import log_once
+from pystrument._sampler import get_sampler
+from pystrument._settings import Settings
+
+_VERSION = "0.1.0"
+#: Most requests waiting for their spans to be built; beyond it a request's function spans are dropped.
+QUEUE_SIZE = 256
+
+
+class PystrumentSpanProcessor(SpanProcessor):
+    """Adds function-call spans, reconstructed from stack samples, under every request span.
+
+    ``tracer_provider`` is the provider whose tracer creates the function spans (the global one when
+    omitted). Keyword settings override ``PYSTRUMENT_*`` (see :class:`pystrument.Settings`);
+    ``on_session`` receives ``(request span, pyinstrument Session)`` on the span worker thread.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        *,
+        settings: Settings | None = None,
+        on_session: Callable[[ReadableSpan, Session], None] | None = None,
+        **overrides: Any,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.load(**overrides)
+        if settings is not None and overrides:
+            raise ValueError("pass either settings= or keyword settings to PystrumentSpanProcessor, not both")
+        self._provider = tracer_provider
+        self._tracer: trace.Tracer | None = None
+        self._on_session = on_session
+        self._worker = _emit.SpanWorker(QUEUE_SIZE)
+        self._recordings: dict[int, Recording] = {}
+        self._keep: dict[int, bool] = {}
+        self._closed = not self.settings.enabled
+        self._random = random.Random()
+
+    # -- SpanProcessor ---------------------------------------------------------------------------------
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self._closed:
+            return
+        try:
+            self._start(span)
+        except Exception:
+            log_once("on_start", "pystrument: starting a request profile failed; the request runs unprofiled")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is None:
+            return
+        recording = self._recordings.pop(context.span_id, None)
+        if recording is None:
+            return
+        try:
+            if recording.active:  # the end() hook did not run: stop here, without the end attributes
+                self._finish_recording(recording, None)
+            keep = self._keep.pop(context.span_id, None)
+            if keep is None:
+                keep = self._tail_keep(span, span.end_time or time.time_ns())
+            registry.unregister(recording)
+            if keep or self._on_session is not None:
+                self._worker.submit(lambda: self._build(recording, span, keep))
+            else:
+                recording.release()
+        except Exception:
+            log_once("on_end", "pystrument: finishing a request profile failed; carrying on")
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._worker.shutdown(timeout=5)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._worker.flush(timeout_millis / 1000)
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _is_request(self, span: Span) -> bool:
+        parent = span.parent
+        return span.kind == SpanKind.SERVER or parent is None or parent.is_remote
+
+    def _start(self, span: Span) -> None:
+        if threading.get_ident() == self._worker.ident or not self._is_request(span):
+            return
+        context = span.get_span_context()
+        owner = registry.lane_owner()
+        if owner is not None and owner.span_context.trace_id == context.trace_id:
+            return  # nested in a request of the same trace: one profile per request
+        if self.settings.profile_rate < 1 and self._random.random() >= self.settings.profile_rate:
+            return
+        install_hooks()
+        recording = Recording(span, self.settings.interval_s, self.settings.sampler == "pyinstrument", sys._getframe(2))
+        if recording.loop is not None and not recording.precise:
+            install_task_factory(recording.loop)
+        if owner is not None:
+            self._finish_recording(owner, None)  # a stale request of another trace on this lane
+        registry.register(recording)
+        self._recordings[context.span_id] = recording
+        self._hook_end(span, recording)
+        if not recording.precise:
+            get_sampler().add(recording)
+
+    def _hook_end(self, span: Span, recording: Recording) -> None:
+        """Run ``_finish_recording`` just before the span ends, while it still accepts attributes."""
+        previous = span.__dict__.get("end")  # someone else's instance hook, kept in the chain
+        processor = self
+
+        def end(end_time: int | None = None) -> None:
+            if previous is None:
+                span.__dict__.pop("end", None)
+            else:
+                span.__dict__["end"] = previous
+            try:
+                processor._finish_recording(recording, span)
+            except Exception:
+                log_once("end_hook", "pystrument: finishing a request profile failed; carrying on")
+            if previous is not None:
+                previous(end_time)
+            else:
+                type(span).end(span, end_time)
+
+        span.end = end  # type: ignore[method-assign]
+
+    def _finish_recording(self, recording: Recording, span: Span | None) -> None:
+        get_sampler().remove(recording)
+        recording.stop()
+        if span is not None:
+            keep = self._tail_keep(span, time.time_ns())
+            self._keep[recording.span_context.span_id] = keep
+            attributes: dict[str, Any] = {
+                _emit.INTERVAL_MS: self.settings.interval_ms,
+                _emit.SAMPLER: self.settings.sampler,
+                _emit.SAMPLE_COUNT: recording.sample_count(),
+                _emit.FUNCTION_SPANS: keep,
+            }
+            if recording.cpu_time is not None:
+                attributes[_emit.CPU_TIME_MS] = round(recording.cpu_time * 1000, 3)
+                attributes[_emit.CPU_TIME_SOURCE] = recording.cpu_source
+            span.set_attributes(attributes)
+
+    def _tail_keep(self, span: ReadableSpan, end_ns: int) -> bool:
+        """The tail rule: slow and failed requests keep function spans, a ``keep_rate`` share of the rest."""
+        settings = self.settings
+        duration_ms = (end_ns - (span.start_time or end_ns)) / 1e6
+        if duration_ms >= settings.slow_ms or self._failed(span):
+            return True
+        return settings.keep_rate >= 1 or self._random.random() < settings.keep_rate
+
+    @staticmethod
+    def _failed(span: ReadableSpan) -> bool:
+        if span.status.status_code == StatusCode.ERROR:
+            return True
+        attributes = span.attributes
+        if not attributes:
+            return False
+        status = attributes.get("http.response.status_code", attributes.get("http.status_code"))
+        return isinstance(status, int) and status >= 500
+
+    def _build(self, recording: Recording, span: ReadableSpan, keep: bool) -> None:
+        try:
+            if self._on_session is not None:
+                try:
+                    self._on_session(span, _emit.session(recording))
+                except Exception:
+                    log_once("on_session", "pystrument: the on_session callback failed; carrying on")
+            if not keep:
+                return
+            calls = _emit.build(recording, self.settings.min_span_s, self.settings.max_spans)
+            if not calls:
+                return
+            start_ns, start_perf = recording.start_ns, recording.start_perf
+
+            def to_ns(t: float) -> int:
+                return start_ns + round((t - start_perf) * 1e9)
+
+            bounds = (span.start_time, span.end_time) if span.start_time and span.end_time else None
+            _emit.emit_calls(
+                self._get_tracer(), recording.span_context, calls, to_ns, self.settings.interval_ms, bounds
+            )
+        finally:
+            recording.release()
+
+    def _get_tracer(self) -> trace.Tracer:
+        if self._tracer is None:
+            provider = self._provider if self._provider is not None else trace.get_tracer_provider()
+            self._tracer = provider.get_tracer("pystrument", _VERSION)
+        return self._tracer

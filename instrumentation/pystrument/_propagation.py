@@ -1,0 +1,107 @@
+"""Follow a request into worker threads and child tasks.
+
+The sampler thread cannot read another thread's context variables, so a frame running in a worker
+thread cannot be traced back to its request at sample time. Instead the hand-off points are wrapped:
+the callable submitted on behalf of a request registers its worker thread with that request while it
+runs. Covered: ``concurrent.futures.ThreadPoolExecutor.submit`` (``loop.run_in_executor``, asgiref's
+``sync_to_async`` for Django sync views), ``anyio.to_thread.run_sync`` (Starlette/FastAPI ``def``
+routes and dependencies), and :func:`propagate` for anything else. Tasks created while a request's
+task runs are adopted through a task factory installed on the loop (wrapping any existing factory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pystrument._recording import registry
+from pystrument._safety import log_once
+
+T = TypeVar("T")
+_lock = threading.Lock()
+_executor_patched = False
+_anyio_patched = False
+
+
+def propagate(fn: Callable[..., T]) -> Callable[..., T]:
+    """Bind ``fn`` to the request the caller works for, so the thread that later runs it is profiled as part of
+    that request. Returns ``fn`` unchanged outside a profiled request."""
+    try:
+        owner = registry.owner()
+    except Exception:
+        log_once("propagate", "pystrument: propagate() failed; running the function unprofiled")
+        return fn
+    return owner.bind(fn) if owner is not None else fn
+
+
+def install_hooks() -> None:
+    """Install the hand-off wrappers that are not installed yet (cheap when they are)."""
+    global _executor_patched, _anyio_patched
+    if not _executor_patched:
+        with _lock:
+            if not _executor_patched:
+                _patch_executor()
+                _executor_patched = True
+    if not _anyio_patched and "anyio.to_thread" in sys.modules:
+        with _lock:
+            if not _anyio_patched:
+                _patch_anyio()
+                _anyio_patched = True
+
+
+_original_submit: Any = None
+_original_run_sync: Any = None
+
+
+def submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``ThreadPoolExecutor.submit`` that binds ``fn`` to the submitting request."""
+    return _original_submit(self, propagate(fn), *args, **kwargs)
+
+
+async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``anyio.to_thread.run_sync`` that binds ``func`` to the awaiting request."""
+    return await _original_run_sync(propagate(func), *args, **kwargs)
+
+
+def _patch_executor() -> None:
+    global _original_submit
+    if concurrent.futures.ThreadPoolExecutor.submit is submit:
+        return
+    _original_submit = concurrent.futures.ThreadPoolExecutor.submit
+    functools.update_wrapper(submit, _original_submit)
+    concurrent.futures.ThreadPoolExecutor.submit = submit  # type: ignore[method-assign,assignment]
+
+
+def _patch_anyio() -> None:
+    global _original_run_sync
+    to_thread: Any = sys.modules["anyio.to_thread"]
+    if to_thread.run_sync is run_sync:
+        return
+    _original_run_sync = to_thread.run_sync
+    functools.update_wrapper(run_sync, _original_run_sync)
+    to_thread.run_sync = run_sync
+
+
+def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
+    """Make tasks created by a profiled request's task part of that request (wraps the loop's task factory)."""
+    current = loop.get_task_factory()
+    if getattr(current, "_pystrument", False):
+        return
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        task = current(loop, coro, **kwargs) if current is not None else asyncio.Task(coro, loop=loop, **kwargs)
+        try:
+            owner = registry.lane_owner()
+            if owner is not None:
+                owner.adopt_task(task)
+        except Exception:
+            log_once("task_factory", "pystrument: adopting a child task failed; carrying on")
+        return task
+
+    factory._pystrument = True  # type: ignore[attr-defined]
+    loop.set_task_factory(factory)

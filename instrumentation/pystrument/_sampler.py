@@ -1,0 +1,170 @@
+"""The default sampler: ONE background thread that samples the stacks of running requests.
+
+Every interval it reads ``sys._current_frames()`` once and asks each open lane of each active
+request for the request's part of its thread's stack (on an event loop: the request's task, from
+the loop thread's stack while the task runs, from its await chain while it waits). It starts
+lazily with the first request and waits on an ``Event`` while no request is active, so an idle
+process pays nothing (it keeps ticking for a second after the last request, so back-to-back short
+requests do not each pay for a thread wake-up).
+
+Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
+the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
+drops the GIL, which CPython forces every ``sys.getswitchinterval()`` (5 ms by default). So under
+CPU load the effective interval is max(``PYSTRUMENT_INTERVAL_MS``, switch interval), and each sample
+causes one forced GIL hand-off. Durations stay correct (samples carry their real time) but become
+coarser; lowering the switch interval (``sys.setswitchinterval(0.001)``) sharpens them at a small
+throughput cost for every thread, so pystrument leaves it alone. The default interval, 5 ms, matches
+the default switch interval. The sampler holds the GIL for a few microseconds per active request
+and sample (stacks are walked only below the frame that started the request, and a blocked thread
+or a waiting task whose stack has not moved is not walked again).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable
+from typing import Protocol
+
+from pystrument._safety import log_once
+
+_logger = logging.getLogger("pystrument")
+#: Seconds without any active request before the sampler thread blocks; until then it keeps ticking, so that
+#: short back-to-back requests do not each pay for waking it.
+IDLE_AFTER = 1.0
+
+
+class Sampled(Protocol):
+    """What the sampler needs from a request being recorded."""
+
+    interval: float
+
+    def sample(self, frames: dict[int, types.FrameType], now: float) -> None: ...
+
+
+class StackSampler:
+    """Samples every registered request at the smallest interval any of them asked for."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self._active: dict[int, Sampled] = {}
+        self._last: dict[int, float] = {}
+        self._wake = threading.Event()
+        self._idle = True
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.ticks = 0
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def add(self, recording: Sampled) -> None:
+        self._active[id(recording)] = recording
+        self._ensure_thread()
+        if self._idle:
+            self._wake.set()
+
+    def remove(self, recording: Sampled) -> None:
+        self._active.pop(id(recording), None)
+        self._last.pop(id(recording), None)
+
+    def active(self) -> list[Sampled]:
+        return list(self._active.values())
+
+    def sample_once(self, now: float | None = None) -> None:
+        """Take one sample of every active request that is due (also the unit tests' entry point)."""
+        frames = sys._current_frames()
+        now = self.clock() if now is None else now
+        try:
+            for key, recording in list(self._active.items()):
+                last = self._last.get(key)
+                if last is not None and now - last < 0.5 * recording.interval:
+                    continue
+                self._last[key] = now
+                try:
+                    recording.sample(frames, now)
+                except Exception:
+                    log_once("sampler.sample", "pystrument: sampling a request failed; carrying on")
+        finally:
+            del frames
+        self.ticks += 1
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2)
+
+    def _ensure_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopped = False
+            self._thread = threading.Thread(target=self._run, name="pystrument-sampler", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            log_once("sampler.thread", "pystrument: the sampler thread stopped on an error; profiling is off")
+
+    def _loop(self) -> None:
+        # ``lateness`` estimates how long getting the GIL back after a sleep takes (up to the switch interval
+        # while a thread runs Python code); sleeping that much less keeps samples one interval apart.
+        lateness = 0.0
+        last = busy = self.clock()
+        interval = 0.005
+        while not self._stopped:
+            active = list(self._active.values())
+            if active:
+                busy = last
+                interval = min(r.interval for r in active)
+            elif last - busy > IDLE_AFTER:
+                self._idle = True
+                if not self._active:  # re-checked after raising the flag: an add() in between sets the event
+                    self._wake.wait()
+                self._wake.clear()
+                self._idle = False
+                last = busy = self.clock()
+                continue
+            delay = max(0.0, last + interval - self.clock() - lateness)
+            before = self.clock()
+            time.sleep(delay)  # always sleep, even 0: it releases the GIL
+            now = self.clock()
+            lateness = 0.5 * lateness + 0.5 * max(0.0, now - before - delay)
+            last = now
+            self.sample_once(now)
+
+
+_sampler: StackSampler | None = None
+_sampler_lock = threading.Lock()
+
+
+def get_sampler() -> StackSampler:
+    """The process-wide sampler (one thread for all processors)."""
+    global _sampler
+    if _sampler is None:
+        with _sampler_lock:
+            if _sampler is None:
+                _sampler = StackSampler()
+    return _sampler
+
+
+def _reset_after_fork() -> None:
+    global _sampler
+    _sampler = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,312 @@
+"""The processor on a real TracerProvider with an in-memory exporter, in both samplers: accuracy, nesting,
+thread isolation, the tail rule, pruning, and that nothing inside the SDK reaches the caller."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
+
+import pystrument
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+SAMPLERS = ["default", "pyinstrument"]
+INTERVAL = 0.005
+
+
+def planted(truth: dict[str, float], burn: Callable[[float], int]) -> None:
+    t0 = time.perf_counter()
+    time.sleep(0.05)
+    burn(0.05)
+    truth["planted"] = time.perf_counter() - t0
+
+
+def within(measured: float, truth: float, interval: float = INTERVAL) -> bool:
+    return abs(measured - truth) <= max(0.2 * truth, 2 * interval)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_planted_function_duration_is_accurate(sampler: str, tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing(sampler=sampler, interval_ms=INTERVAL * 1000)
+    truth: dict[str, float] = {}
+    with t.tracer.start_as_current_span("GET /planted", kind=SpanKind.SERVER):
+        planted(truth, helpers.burn)
+    (request,) = t.requests()
+    spans = helpers.by_name(t.functions(request))
+    (span,) = spans["planted"]
+    assert within(helpers.duration(span), truth["planted"]), (helpers.duration(span), truth["planted"])
+    attributes = span.attributes
+    assert attributes["code.function.name"] == "planted"
+    assert attributes["code.file.path"] == __file__
+    assert attributes["code.line.number"] == planted.__code__.co_firstlineno
+    assert attributes["pystrument.library"] is False and attributes["pystrument.synthetic"] is True
+    # pyinstrument samples on call events (one per C call such as sleep), the default sampler every interval.
+    assert attributes["pystrument.samples"] >= (10 if sampler == "default" else 2)
+    assert attributes["pystrument.time_precision_ms"] == 5.0
+    assert helpers.parent_id(span) == helpers.span_id(request)
+    assert request.attributes["pystrument.profile.interval_ms"] == 5.0
+    assert request.attributes["pystrument.profile.sampler"] == sampler
+    assert request.attributes["pystrument.function_spans"] is True
+    # Thread CPU time: the loop, not the 50 ms sleep (a loaded machine may give the loop less than its wall time).
+    cpu = request.attributes["pystrument.cpu_time_ms"] / 1000
+    assert 0.005 <= cpu <= helpers.duration(request) - 0.045
+
+
+def level_three(burn: Callable[[float], int]) -> None:
+    burn(0.03)
+
+
+def level_two(burn: Callable[[float], int]) -> None:
+    time.sleep(0.03)
+    level_three(burn)
+
+
+def level_one(burn: Callable[[float], int], truth: dict[str, float]) -> None:
+    t0 = time.perf_counter()
+    level_two(burn)
+    time.sleep(0.03)
+    truth["level_one"] = time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_nested_functions_nest(sampler: str, tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing(sampler=sampler, min_span_ms=0)
+    truth: dict[str, float] = {}
+    with t.tracer.start_as_current_span("GET /nested", kind=SpanKind.SERVER):
+        level_one(helpers.burn, truth)
+    (request,) = t.requests()
+    spans = helpers.by_name(t.functions(request))
+    (one,), (two,), (three,) = spans["level_one"], spans["level_two"], spans["level_three"]
+    assert helpers.parent_id(three) == helpers.span_id(two)
+    assert helpers.parent_id(two) == helpers.span_id(one)
+    assert helpers.parent_id(one) == helpers.span_id(request)
+    assert helpers.contains(request, one) and helpers.contains(one, two) and helpers.contains(two, three)
+    assert within(helpers.duration(one), truth["level_one"])
+    # level_one's own time is its trailing sleep, not its children's; pyinstrument shows the sleep as a C call.
+    if sampler == "default":
+        own = one.attributes["pystrument.self_time_ms"] / 1000
+        assert 0.01 <= own <= helpers.duration(one) - helpers.duration(two) + 0.001
+    else:
+        (sleep,) = [s for s in spans["sleep"] if helpers.parent_id(s) == helpers.span_id(one)]
+        assert sleep.attributes["pystrument.library"] is True and helpers.contains(one, sleep)
+        assert sleep.start_time >= two.end_time
+
+
+def _request_in_thread(t: Any, fn: Callable[[], None], name: str, barrier: threading.Barrier) -> None:
+    barrier.wait()
+    with t.tracer.start_as_current_span(name, kind=SpanKind.SERVER):
+        fn()
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_concurrent_threads_never_mix_samples(sampler: str, tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing(sampler=sampler, min_span_ms=0)
+
+    def work() -> None:
+        time.sleep(0.04)
+        helpers.burn(0.01)
+        time.sleep(0.02)
+
+    barrier = threading.Barrier(8)
+    threads = [
+        threading.Thread(target=_request_in_thread, args=(t, helpers.renamed(work, f"work_{i}"), f"GET /{i}", barrier))
+        for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    requests = {r.name: r for r in t.requests()}
+    assert len(requests) == 8
+    for i in range(8):
+        names = {s.name for s in t.functions(requests[f"GET /{i}"])}
+        user = {n for n in names if n.startswith("work_")}
+        assert user == {f"work_{i}"}, names
+        assert not any(n.startswith("_request_in_thread") for n in names)
+
+
+def fast_call() -> None:
+    time.sleep(0.012)
+
+
+def slow_call() -> None:
+    time.sleep(0.15)
+
+
+def test_tail_rule_keeps_slow_and_failed_requests(tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing(keep_rate=0, slow_ms=120, min_span_ms=0)
+    with t.tracer.start_as_current_span("GET /fast", kind=SpanKind.SERVER):
+        fast_call()
+    with t.tracer.start_as_current_span("GET /slow", kind=SpanKind.SERVER):
+        slow_call()
+    with pytest.raises(RuntimeError), t.tracer.start_as_current_span("GET /fail", kind=SpanKind.SERVER):
+        fast_call()
+        raise RuntimeError("boom")
+    with t.tracer.start_as_current_span("GET /500", kind=SpanKind.SERVER) as span:
+        fast_call()
+        span.set_attribute("http.response.status_code", 503)
+    requests = {r.name: r for r in t.requests()}
+    kept = {
+        name: {s.name for s in t.functions(r) if not s.attributes["pystrument.library"]} for name, r in requests.items()
+    }
+    assert kept == {"GET /fast": set(), "GET /slow": {"slow_call"}, "GET /fail": {"fast_call"},
+                    "GET /500": {"fast_call"}}  # fmt: skip
+    assert requests["GET /fast"].attributes["pystrument.function_spans"] is False
+    assert requests["GET /slow"].attributes["pystrument.function_spans"] is True
+
+
+def test_profile_rate_zero_profiles_nothing(tracing: Any) -> None:
+    t = tracing(profile_rate=0)
+    with t.tracer.start_as_current_span("GET /x", kind=SpanKind.SERVER):
+        fast_call()
+    (request,) = t.requests()
+    assert not any(k.startswith("pystrument.") for k in request.attributes)
+    assert t.functions() == []
+
+
+def short_one() -> None:
+    time.sleep(0.004)
+
+
+def long_one() -> None:
+    time.sleep(0.05)
+
+
+def medium_one() -> None:
+    time.sleep(0.03)
+
+
+def test_min_span_and_max_spans(tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing(min_span_ms=15)
+    with t.tracer.start_as_current_span("GET /min", kind=SpanKind.SERVER):
+        short_one()
+        long_one()
+    assert {s.name for s in t.functions()} == {"long_one"}
+
+    t2 = tracing(min_span_ms=0, max_spans=2)
+    with t2.tracer.start_as_current_span("GET /max", kind=SpanKind.SERVER):
+        medium_one()
+        long_one()
+        medium_one()
+        short_one()
+    functions = t2.functions()
+    assert len(functions) == 2
+    assert sorted(s.name for s in functions) == ["long_one", "medium_one"]
+    assert min(helpers.duration(s) for s in functions) >= 0.02
+
+
+def test_internal_child_spans_are_not_requests(tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing(min_span_ms=0)
+    with t.tracer.start_as_current_span("GET /outer", kind=SpanKind.SERVER):
+        with t.tracer.start_as_current_span("db query"):
+            medium_one()
+        with t.tracer.start_as_current_span("GET /inner", kind=SpanKind.SERVER):  # same trace: not profiled again
+            medium_one()
+    requests = {r.name: r for r in t.requests()}
+    assert "pystrument.profile.sampler" not in requests["GET /inner"].attributes
+    assert [s.name for s in t.functions()] == ["medium_one", "medium_one"]
+    assert all(helpers.parent_id(s) == helpers.span_id(requests["GET /outer"]) for s in t.functions())
+
+
+def test_a_root_span_is_a_request(tracing: Any) -> None:
+    t = tracing(min_span_ms=0)
+    with t.tracer.start_as_current_span("nightly job"):
+        medium_one()
+    assert [s.name for s in t.functions()] == ["medium_one"]
+
+
+def pool_work(burn: Callable[[float], int], truth: dict[str, float]) -> None:
+    t0 = time.perf_counter()
+    time.sleep(0.04)
+    burn(0.01)
+    truth["pool_work"] = time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_thread_pool_work_belongs_to_the_submitting_request(
+    sampler: str, tracing: Any, helpers: SimpleNamespace
+) -> None:
+    t = tracing(sampler=sampler, min_span_ms=0)
+    truth: dict[str, float] = {}
+    with ThreadPoolExecutor(2) as pool:
+        with t.tracer.start_as_current_span("GET /pool", kind=SpanKind.SERVER):
+            pool.submit(pool_work, helpers.burn, truth).result()
+        with t.tracer.start_as_current_span("GET /other", kind=SpanKind.SERVER):
+            medium_one()
+        pool.submit(short_one).result()  # outside any request: not attributed
+    requests = {r.name: r for r in t.requests()}
+    pooled = helpers.by_name(t.functions(requests["GET /pool"]))
+    (work,) = pooled["pool_work"]
+    assert within(helpers.duration(work), truth["pool_work"]), (helpers.duration(work), truth, work.attributes)
+    assert work.attributes["pystrument.thread"].startswith("ThreadPoolExecutor")
+    # Nested under the call that waited for it on the request thread.
+    (waiting,) = pooled["Future.result"]
+    assert helpers.parent_id(work) == helpers.span_id(waiting) and helpers.contains(waiting, work)
+    other = {s.name for s in t.functions(requests["GET /other"]) if not s.attributes["pystrument.library"]}
+    assert other == {"medium_one"}
+    # The worker's CPU time counts for the request (the request thread itself only waited).
+    assert requests["GET /pool"].attributes["pystrument.cpu_time_ms"] >= 2
+
+
+def test_propagate_follows_a_request_into_a_plain_thread(tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing(min_span_ms=0)
+    with t.tracer.start_as_current_span("GET /thread", kind=SpanKind.SERVER):
+        thread = threading.Thread(target=pystrument.propagate(long_one), name="helper")
+        thread.start()
+        thread.join()
+    spans = helpers.by_name(t.functions())
+    (span,), (join,) = spans["long_one"], spans["Thread.join"]
+    assert span.attributes["pystrument.thread"] == "helper" and within(helpers.duration(span), 0.05)
+    assert helpers.parent_id(span) == helpers.span_id(join)
+    assert pystrument.propagate(long_one) is long_one  # outside a request: unchanged
+
+
+class FailingExporter(SpanExporter):
+    def export(self, spans: Any) -> SpanExportResult:
+        raise RuntimeError("collector down")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_failures_inside_the_sdk_never_reach_the_caller(
+    tracing: Any, caplog: pytest.LogCaptureFixture, helpers: SimpleNamespace
+) -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(FailingExporter()))
+    seen: list[Any] = []
+
+    def on_session(span: ReadableSpan, session: Any) -> None:
+        seen.append(session)
+        raise ValueError("user callback bug")
+
+    processor = pystrument.PystrumentSpanProcessor(provider, on_session=on_session, min_span_ms=0)
+    provider.add_span_processor(processor)
+    with caplog.at_level(logging.WARNING, logger="pystrument"):
+        for _ in range(2):
+            with provider.get_tracer("t").start_as_current_span("GET /x", kind=SpanKind.SERVER):
+                medium_one()
+        assert processor.force_flush()
+    assert len(seen) == 2 and seen[0].sample_count > 0
+    assert sum("on_session callback failed" in r.message for r in caplog.records) == 1  # logged once
+    provider.shutdown()
+
+
+def test_configure_is_idempotent(caplog: pytest.LogCaptureFixture) -> None:
+    provider = TracerProvider()
+    first = pystrument.configure(provider)
+    with caplog.at_level(logging.WARNING, logger="pystrument"):
+        second = pystrument.configure(provider, interval_ms=1)
+    assert first is second
+    assert "already configured" in caplog.text
+    processors = provider._active_span_processor._span_processors  # type: ignore[attr-defined]
+    assert sum(isinstance(p, pystrument.PystrumentSpanProcessor) for p in processors) == 1
+    assert processors[0] is first  # runs first, so it builds its last spans before exporters shut down
+    provider.shutdown()
