@@ -1,0 +1,216 @@
+"""``pystrument demo`` as a user runs it: a real process that serves on an embedded Postgres, starts the
+Flask and FastAPI sample apps under ``opentelemetry-instrument``, sends bounded traffic, keeps serving,
+and stops everything on SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+READY_TIMEOUT = 150  # a first run initialises the embedded Postgres cluster, then 60 requests
+REQUESTS = 60
+APP_LINE = re.compile(
+    r"^(?P<service>[\w-]+) \((?P<framework>\w+)\) on (?P<url>http://127\.0\.0\.1:\d+)\s+pid (?P<pid>\d+)"
+)
+
+
+@dataclass
+class DemoRun:
+    proc: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    lines: list[str] = field(default_factory=list)
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ready_after: float = 0.0
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _read_lines(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+
+
+@pytest.fixture(scope="module")
+def demo(get_free_port: Any) -> Iterator[DemoRun]:
+    port = get_free_port()
+    # Not under pytest's basetemp: each pytest session resets that tree to mode 0700, which locks out the
+    # embedded Postgres (it runs as its own user when the tests run as root) if another session starts.
+    data_dir = Path(tempfile.mkdtemp(prefix="pystrument-demo-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSTRUMENT_", "OTEL_"))}
+    stderr_log = data_dir / "demo-stderr.log"
+    stderr_file = stderr_log.open("w")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "pystrument"),
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--requests",
+            str(REQUESTS),
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=stderr_file,
+        text=True,
+    )
+    run = DemoRun(proc, f"http://127.0.0.1:{port}", data_dir)
+    threading.Thread(target=_read_lines, args=(proc, run.lines), daemon=True).start()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not any(line.startswith("pystrument demo is ready") for line in run.lines):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(stderr_log.read_text(errors="replace").splitlines()[-40:])
+                pytest.fail(f"demo not ready (exit code {proc.poll()}):\n{run.output()}\n--- stderr ---\n{tail}")
+            time.sleep(0.2)
+        run.ready_after = time.monotonic() - started
+        for line in run.lines:
+            match = APP_LINE.match(line)
+            if match:
+                run.apps[match["service"]] = {"url": match["url"], "pid": int(match["pid"])}
+        yield run
+    finally:
+        if proc.poll() is None:  # a failed test: still stop politely so the embedded Postgres stops too
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for app in run.apps.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(app["pid"], signal.SIGKILL)
+        stderr_file.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _get(url: str, **params: Any) -> Any:
+    response = httpx.get(url, params=params, timeout=30)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["code"] == 0, body
+    return body["data"]
+
+
+@pytest.fixture(scope="module")
+def project_key(demo: DemoRun) -> str:
+    projects = _get(demo.url + "/api/v1/projects", page=1, size=100)["projects"]
+    matches = [p for p in projects if p["name"] == "demo-shop"]
+    assert len(matches) == 1, projects
+    key: str = matches[0]["project_key"]
+    assert any(key in line for line in demo.lines), "the demo should print the project key it uses"
+    return key
+
+
+def _function_spans(demo: DemoRun, key: str, path_part: str, service: str) -> tuple[dict[str, Any], list[Any]]:
+    """The detail of a recorded request whose path contains ``path_part``, and its function spans."""
+    records = _get(demo.url + "/api/v1/performance/records", project_key=key, service=service, path=path_part, size=20)[
+        "records"
+    ]
+    assert records, f"no {service} record for {path_part}"
+    best: tuple[dict[str, Any], list[Any]] = ({}, [])
+    for record in records[:5]:
+        detail = _get(demo.url + f"/api/v1/performance/records/{record['trace_id']}", project_key=key)
+        functions = [s for s in detail["spans"] if s["attributes"].get("pystrument.synthetic") is True]
+        if len(functions) > len(best[1]):
+            best = (detail, functions)
+    return best
+
+
+def test_demo_prints_the_dashboard_and_both_apps(demo: DemoRun) -> None:
+    assert set(demo.apps) == {"shop-web", "catalog-api"}, demo.output()
+    ready = next(line for line in demo.lines if line.startswith("pystrument demo is ready"))
+    link = re.search(r"open (http://\S+)", ready)
+    assert link and link[1].startswith(f"{demo.url}/projects/proj_"), ready
+    page = httpx.get(link[1])  # the UI's client-side route: the server answers with the app page
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    sent = next(line for line in demo.lines if line.startswith("sent "))
+    assert sent.startswith(f"sent {REQUESTS} requests"), sent
+    assert "; 0 failed" in sent, sent
+    assert httpx.get(demo.url + "/health").status_code == 200
+    for app in demo.apps.values():
+        assert httpx.get(app["url"] + "/health").status_code == 200
+
+
+def test_records_arrive_for_both_services(demo: DemoRun, project_key: str) -> None:
+    totals = {
+        service: _get(demo.url + "/api/v1/performance/records", project_key=project_key, service=service, size=1)[
+            "total"
+        ]
+        for service in ("shop-web", "catalog-api")
+    }
+    assert totals["shop-web"] >= 10 and totals["catalog-api"] >= 10, totals
+    # Readiness probes are excluded from tracing, so records are the demo's own traffic.
+    assert sum(totals.values()) <= REQUESTS, totals
+    assert sum(totals.values()) >= REQUESTS * 0.9, totals
+
+
+def test_flask_records_hold_the_apps_own_functions(demo: DemoRun, project_key: str) -> None:
+    detail, functions = _function_spans(demo, project_key, "/recommendations/", "shop-web")
+    names = {s["attributes"].get("code.function.name", s["name"]).rsplit(".", 1)[-1] for s in functions}
+    assert "compute_recommendations" in names, sorted(names)
+    compute = next(s for s in functions if s["name"].endswith("compute_recommendations"))
+    # The sample app runs from the data directory, outside site-packages, like a user's code.
+    assert compute["attributes"]["code.file.path"] == str(demo.data_dir.resolve() / "demo" / "apps" / "shop_web.py")
+    assert compute["attributes"].get("pystrument.library") is False
+    assert detail["record"]["duration"] >= 0.02
+
+
+def test_fastapi_records_hold_the_blocking_call_in_async_route(demo: DemoRun, project_key: str) -> None:
+    _, functions = _function_spans(demo, project_key, "/inventory", "catalog-api")
+    names = {s["name"].rsplit(".", 1)[-1] for s in functions}
+    assert "query_warehouse_stock" in names, sorted(names)
+    blocking = next(s for s in functions if s["name"].endswith("query_warehouse_stock"))
+    assert blocking["duration"] >= 0.08, blocking  # the 120 ms time.sleep inside ``async def inventory``
+
+
+def test_n_plus_one_queries_are_real_sqlite_spans(demo: DemoRun, project_key: str) -> None:
+    records = _get(
+        demo.url + "/api/v1/performance/records", project_key=project_key, service="shop-web", path="/orders", size=1
+    )["records"]
+    assert records
+    detail = _get(demo.url + f"/api/v1/performance/records/{records[0]['trace_id']}", project_key=project_key)
+    queries = [s for s in detail["spans"] if s["kind"] == "CLIENT" and "order_items" in str(s["attributes"])]
+    assert len(queries) >= 25, "one order_items query per order: the N+1 the demo shows"
+
+
+def test_sigterm_stops_apps_and_server(demo: DemoRun) -> None:
+    ports = [int(app["url"].rsplit(":", 1)[1]) for app in demo.apps.values()]
+    ports.append(int(demo.url.rsplit(":", 1)[1]))
+    started = time.monotonic()
+    demo.proc.send_signal(signal.SIGTERM)
+    assert demo.proc.wait(timeout=20) == 0, demo.output()
+    took = time.monotonic() - started
+    assert took < 20
+    for app in demo.apps.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(app["pid"], 0)
+    for port in ports:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after the demo stopped"
+    assert not (demo.data_dir / "pg" / "postmaster.pid").exists(), "the embedded Postgres should be stopped"
