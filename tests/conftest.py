@@ -17,17 +17,26 @@ TEST_DB_ENV = "PYSTRUMENT_TEST_DATABASE_URL"
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """URL of a Postgres maintenance database on which tests create their own databases."""
     url = os.environ.get(TEST_DB_ENV)
     if url:
         yield url
         return
+    import shutil
+    import tempfile
+
     from pystrument_collector.db.embedded import EmbeddedPostgres
 
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    yield embedded.start()
-    embedded.stop()
+    # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the data directory
+    # from under a cluster still serving another pytest run on the same machine.
+    data_dir = Path(tempfile.mkdtemp(prefix="pystrument-test-pg-"))
+    embedded = EmbeddedPostgres(data_dir)
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -142,3 +151,9 @@ def live_server(settings: object) -> Iterator[LiveServer]:
     """``pystrument``'s app on a free loopback port, on a fresh database."""
     with LiveServer(settings) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def get_free_port() -> object:
+    """A function returning a free loopback TCP port (for subprocess servers)."""
+    return free_port
