@@ -13,7 +13,10 @@ const config = {
 			fallback: 'index.html',
 			precompress: false,
 			strict: true
-		})
+		}),
+		// One script and one stylesheet: a first visit to a deep link (a trace) starts its API call without
+		// waiting for a second round of route chunks. The whole UI is small enough to load at once.
+		output: { bundleStrategy: 'single' }
 	}
 };
 

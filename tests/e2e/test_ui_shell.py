@@ -1,5 +1,6 @@
-"""The web UI in Debian's Chromium against the real app: create a project in the form, send it a trace over
-OTLP/HTTP, then follow it from the project's records to the trace waterfall with its function span."""
+"""The web UI in Debian's Chromium against the real app, behind an API token: log in, create a project in the
+form, send it a trace over OTLP/HTTP, then follow it from the project's records to the trace waterfall with its
+function span (the DB span nested under the function that runs it)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ CHROMIUM_ARGS = [
 ]
 FUNCTION_NAME = "shop.views.load_order"
 TIMEOUT_MS = 15_000
+API_TOKEN = "ui-test-token-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
@@ -123,14 +125,33 @@ def send_trace(base_url: str, project_key: str) -> str:
     return format(request.get_span_context().trace_id, "032x")
 
 
-def test_create_project_send_trace_and_open_waterfall(live_server, browser_page) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def secured_server(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> object:
+    """The live server with ``PYSTRUMENT_API_TOKEN`` set: its REST API answers 401 without the token."""
+    monkeypatch.setenv("PYSTRUMENT_API_TOKEN", API_TOKEN)
+    return request.getfixturevalue("live_server")
+
+
+def test_create_project_send_trace_and_open_waterfall(secured_server, browser_page) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
+    live_server = secured_server
     page = browser_page
     ARTIFACTS.mkdir(exist_ok=True)
 
-    # The root redirects to the projects page, which starts empty.
+    # The server wants its token: the UI shows the login, refuses a wrong token, and keeps a session cookie.
     page.goto(live_server.url + "/")
+    login = page.get_by_test_id("login")
+    expect(login).to_be_visible()
+    expect(page.get_by_test_id("nav-projects")).to_have_count(0)
+    login.locator("input[name=token]").fill("not-the-token-at-all")
+    login.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("login-error")).to_contain_text("wrong API token")
+    page.screenshot(path=str(ARTIFACTS / "ui-login.png"))
+    login.locator("input[name=token]").fill(API_TOKEN)
+    login.get_by_role("button", name="Log in").click()
+
+    # Home with no project yet is the projects page, empty.
     page.wait_for_url("**/projects")
     expect(page.get_by_role("heading", name="Projects", exact=True)).to_be_visible()
     expect(page.get_by_test_id("empty")).to_be_visible()

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
 	formatAttribute,
+	formatAxisDuration,
+	formatBucket,
+	formatCount,
+	formatMsValue,
+	formatPercent,
+	formatRate,
 	formatDateTime,
 	formatDuration,
 	formatMs,
@@ -110,5 +116,49 @@ describe('shortId and formatAttribute', () => {
 		expect(formatAttribute(true)).toBe('true');
 		expect(formatAttribute(['a', 1])).toBe('["a",1]');
 		expect(formatAttribute(null)).toBe('—');
+	});
+});
+
+describe('formatPercent, formatRate, formatCount', () => {
+	it('formats shares with precision by size', () => {
+		expect(formatPercent(0)).toBe('0%');
+		expect(formatPercent(0.0052)).toBe('0.52%');
+		expect(formatPercent(0.125)).toBe('12.5%');
+		expect(formatPercent(1)).toBe('100%');
+		expect(formatPercent(null)).toBe('—');
+	});
+	it('switches rates to per minute under one a second', () => {
+		expect(formatRate(12.345)).toBe('12.3/s');
+		expect(formatRate(250)).toBe('250/s');
+		expect(formatRate(0.05)).toBe('3.0/min');
+		expect(formatRate(0.5)).toBe('30/min');
+		expect(formatRate(0.001)).toBe('3.6/h');
+		expect(formatRate(7 / 86_400)).toBe('0.3/h');
+		expect(formatRate(1 / 86_400)).toBe('0.04/h');
+		expect(formatRate(1e-7)).toBe('<0.01/h');
+		expect(formatRate(0)).toBe('0/s');
+		expect(formatRate(undefined)).toBe('—');
+	});
+	it('groups counts by locale', () => {
+		expect(formatCount(1234567)).toBe('1,234,567');
+		expect(formatCount(1234, 'zh-CN')).toBe('1,234');
+		expect(formatCount(Number.NaN)).toBe('—');
+		expect(formatMsValue(12.5)).toBe('12.5 ms');
+		expect(formatMsValue(null)).toBe('—');
+	});
+});
+
+describe('formatBucket and formatAxisDuration', () => {
+	it('names bucket lengths in the largest whole unit', () => {
+		expect(formatBucket(30)).toBe('30 s');
+		expect(formatBucket(300)).toBe('5 min');
+		expect(formatBucket(3600)).toBe('1 h');
+		expect(formatBucket(86_400)).toBe('1 d');
+		expect(formatBucket(90)).toBe('90 s');
+		expect(formatBucket(0)).toBe('—');
+	});
+	it('labels the axis origin as 0', () => {
+		expect(formatAxisDuration(0)).toBe('0');
+		expect(formatAxisDuration(0.25)).toBe('250 ms');
 	});
 });

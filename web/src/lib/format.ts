@@ -35,20 +35,33 @@ function parse(iso: string | null | undefined): Date | null {
 	return Number.isNaN(d.getTime()) ? null : d;
 }
 
+// Building an Intl formatter costs far more than using one: keep one per locale and zone.
+const dateTimeFormats = new Map<string, Intl.DateTimeFormat>();
+
+function dateTimeFormat(locale: string, timeZone?: string): Intl.DateTimeFormat {
+	const key = `${locale}|${timeZone ?? ''}`;
+	let f = dateTimeFormats.get(key);
+	if (!f) {
+		f = new Intl.DateTimeFormat(locale, {
+			year: 'numeric',
+			month: '2-digit',
+			day: '2-digit',
+			hour: '2-digit',
+			minute: '2-digit',
+			second: '2-digit',
+			hour12: false,
+			timeZone
+		});
+		dateTimeFormats.set(key, f);
+	}
+	return f;
+}
+
 /** A timestamp as local date and time with seconds, or a dash. */
 export function formatDateTime(iso: string | null | undefined, locale = 'en', timeZone?: string): string {
 	const d = parse(iso);
 	if (!d) return DASH;
-	return new Intl.DateTimeFormat(locale, {
-		year: 'numeric',
-		month: '2-digit',
-		day: '2-digit',
-		hour: '2-digit',
-		minute: '2-digit',
-		second: '2-digit',
-		hour12: false,
-		timeZone
-	}).format(d);
+	return dateTimeFormat(locale, timeZone).format(d);
 }
 
 /** "5 minutes ago" style text in the given locale; `now` is injectable for tests. */
@@ -105,4 +118,51 @@ export function formatAttribute(value: unknown): string {
 	if (typeof value === 'string') return value;
 	if (typeof value === 'number' || typeof value === 'boolean') return String(value);
 	return JSON.stringify(value);
+}
+
+/** A share (0..1) as a percentage: `0%`, `0.52%`, `12.5%`, `100%`. */
+export function formatPercent(share: number | null | undefined, locale = 'en'): string {
+	if (share === null || share === undefined || !Number.isFinite(share)) return DASH;
+	const pct = share * 100;
+	const abs = Math.abs(pct);
+	const digits = pct === 0 || abs >= 99.95 ? 0 : abs < 1 ? 2 : 1;
+	return `${new Intl.NumberFormat(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(pct)}%`;
+}
+
+/** Requests per second in the unit that reads best: `12.5/s`, `3.0/min`, `0.3/h` (quiet services), `<0.01/h`. */
+export function formatRate(perSecond: number | null | undefined, locale = 'en'): string {
+	if (perSecond === null || perSecond === undefined || !Number.isFinite(perSecond)) return DASH;
+	if (perSecond === 0) return '0/s';
+	const nf = (v: number, d: number) => new Intl.NumberFormat(locale, { maximumFractionDigits: d, minimumFractionDigits: d }).format(v);
+	const digits = (v: number) => (v >= 100 ? 0 : v >= 0.1 ? 1 : 2);
+	if (Math.abs(perSecond) >= 1) return `${nf(perSecond, perSecond >= 100 ? 0 : 1)}/s`;
+	const perMinute = perSecond * 60;
+	if (perMinute >= 0.1) return `${nf(perMinute, perMinute >= 10 ? 0 : 1)}/min`;
+	const perHour = perMinute * 60;
+	return perHour < 0.01 ? '<0.01/h' : `${nf(perHour, digits(perHour))}/h`;
+}
+
+/** A count with grouping: `1,234` / `1,234`. */
+export function formatCount(n: number | null | undefined, locale = 'en'): string {
+	if (n === null || n === undefined || !Number.isFinite(n)) return DASH;
+	return new Intl.NumberFormat(locale).format(n);
+}
+
+/** A milliseconds figure (self time, spans) in the duration style. */
+export function formatMsValue(ms: number | null | undefined): string {
+	return ms === null || ms === undefined || !Number.isFinite(ms) ? DASH : formatDuration(ms / 1000);
+}
+
+/** A time bucket's length in seconds as a short label: `30 s`, `5 min`, `1 h`, `1 d`. */
+export function formatBucket(seconds: number): string {
+	if (!Number.isFinite(seconds) || seconds <= 0) return DASH;
+	if (seconds % 86_400 === 0) return `${seconds / 86_400} d`;
+	if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+	if (seconds % 60 === 0) return `${seconds / 60} min`;
+	return `${seconds} s`;
+}
+
+/** An axis label for a latency in seconds: a plain `0` at the origin, otherwise as `formatDuration`. */
+export function formatAxisDuration(seconds: number): string {
+	return seconds === 0 ? '0' : formatDuration(seconds);
 }

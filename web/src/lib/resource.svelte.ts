@@ -8,7 +8,8 @@ import { ApiError } from './api';
 export type Fetcher<T> = (signal: AbortSignal) => Promise<T>;
 
 export class Resource<T> {
-	data = $state<T | undefined>(undefined);
+	// Raw: answers are replaced whole, never mutated, and a 2,000-span trace must not be wrapped in deep proxies.
+	data = $state.raw<T | undefined>(undefined);
 	error = $state<string | null>(null);
 	/** HTTP status of the last failure (0 for network errors), for "not found" pages. */
 	errorStatus = $state<number | null>(null);
@@ -18,11 +19,14 @@ export class Resource<T> {
 	#fetcher: Fetcher<T> | null = null;
 	#controller: AbortController | null = null;
 
-	/** Starts loading with a new fetcher (new page, new key); the old data stays until the answer. */
-	run(fetcher: Fetcher<T>): Promise<void> {
+	/**
+	 * Starts loading with a new fetcher (new page, new key); the old data stays until the answer.
+	 * `started` is a request a loader already sent for the same thing: its answer is used instead of a second call.
+	 */
+	run(fetcher: Fetcher<T>, started?: Promise<T>): Promise<void> {
 		return untrack(() => {
 			this.#fetcher = fetcher;
-			return this.#load(false);
+			return this.#load(false, started);
 		});
 	}
 
@@ -41,7 +45,7 @@ export class Resource<T> {
 		this.#controller = null;
 	}
 
-	async #load(quiet: boolean): Promise<void> {
+	async #load(quiet: boolean, started?: Promise<T>): Promise<void> {
 		const fetcher = this.#fetcher;
 		if (!fetcher) return;
 		this.abort();
@@ -49,7 +53,7 @@ export class Resource<T> {
 		this.#controller = controller;
 		if (!quiet) this.loading = true;
 		try {
-			const data = await fetcher(controller.signal);
+			const data = await (started ?? fetcher(controller.signal));
 			if (controller.signal.aborted) return;
 			this.data = data;
 			this.error = null;
@@ -66,4 +70,10 @@ export class Resource<T> {
 			}
 		}
 	}
+}
+
+/** A request started by a loader, to hand to `Resource.run`; marked handled so a failure is reported once, by the page. */
+export function prefetch<T>(request: Promise<T>): Promise<T> {
+	request.catch(() => {});
+	return request;
 }

@@ -1,24 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Span } from './api';
-import { buildWaterfall, displayParent, isFunctionSpan, visibleRows } from './waterfall';
+import { buildWaterfall, collapsedAncestors, displayParent, isFunctionSpan, scrollToRow, startTimes, virtualWindow, visibleRows } from './waterfall';
+import { fn as fnSpan, span, T0 } from './testing/spans';
 
-const T0 = Date.parse('2024-08-24T10:00:00.000Z');
-
-function span(id: string, parent: string | null, startMs: number, durationMs: number, extra: Partial<Span> = {}): Span {
-	return {
-		span_id: id,
-		parent_span_id: parent,
-		name: extra.name ?? id,
-		kind: 'INTERNAL',
-		start_time: new Date(T0 + startMs).toISOString(),
-		duration: durationMs / 1000,
-		attributes: {},
-		...extra
-	};
-}
-
-const fn = (id: string, parent: string, start: number, dur: number): Span =>
-	span(id, parent, start, dur, { attributes: { 'pystrument.synthetic': true, 'code.function.name': id } });
+const fn = (id: string, parent: string, start: number, dur: number): Span => fnSpan(id, parent, start, dur);
 
 describe('buildWaterfall', () => {
 	it('returns nothing for no spans', () => {
@@ -114,5 +99,50 @@ describe('visibleRows', () => {
 		expect(visibleRows(rows, new Set(['a'])).map((r) => r.span.span_id)).toEqual(['r', 'a', 'b']);
 		expect(visibleRows(rows, new Set(['r'])).map((r) => r.span.span_id)).toEqual(['r']);
 		expect(visibleRows(rows, new Set()).length).toBe(4);
+	});
+});
+
+describe('virtualWindow', () => {
+	it('renders the rows in view plus overscan, with padding for the rest', () => {
+		expect(virtualWindow(2000, 26, 0, 520, 10)).toEqual({ start: 0, end: 31, padTop: 0, padBottom: (2000 - 31) * 26 });
+		const mid = virtualWindow(2000, 26, 26 * 1000, 520, 10);
+		expect(mid.start).toBe(990);
+		expect(mid.end).toBe(1031);
+		expect(mid.padTop + (mid.end - mid.start) * 26 + mid.padBottom).toBe(2000 * 26);
+	});
+	it('clamps at the end and handles empty lists', () => {
+		const end = virtualWindow(50, 26, 10_000, 520, 5);
+		expect(end.end).toBe(50);
+		expect(end.padBottom).toBe(0);
+		expect(end.start).toBeLessThanOrEqual(50);
+		expect(virtualWindow(0, 26, 0, 520)).toEqual({ start: 0, end: 0, padTop: 0, padBottom: 0 });
+		expect(virtualWindow(10, 26, -50, 520).start).toBe(0);
+	});
+});
+
+describe('scrollToRow and collapsedAncestors', () => {
+	it('scrolls only when the row is out of view, centring it', () => {
+		expect(scrollToRow(3, 20, 0, 200)).toBeNull();
+		expect(scrollToRow(100, 20, 0, 200)).toBe(2000 - 90);
+		expect(scrollToRow(0, 20, 500, 200)).toBe(0);
+	});
+	it('names the collapsed ancestors hiding a span', () => {
+		const rows = buildWaterfall([span('r', null, 0, 10), fn('a', 'r', 1, 5), fn('a1', 'a', 2, 1)]).rows;
+		expect(collapsedAncestors(rows, 'a1', new Set(['r', 'x']))).toEqual(['r']);
+		expect(collapsedAncestors(rows, 'a1', new Set())).toEqual([]);
+		expect(collapsedAncestors(rows, 'nope', new Set(['r']))).toEqual([]);
+	});
+});
+
+describe('startTimes', () => {
+	it("uses the server's offsets when every span has one, else the timestamps", () => {
+		const a = span('a', null, 0, 10);
+		const b = span('b', 'a', 4, 2);
+		expect([...startTimes([a, b]).values()]).toEqual([0, 4]);
+		const noOffset = { ...b, offset: Number.NaN };
+		expect([...startTimes([a, noOffset]).values()]).toEqual([T0, T0 + 4]);
+		// Either way the layout is the same.
+		expect(buildWaterfall([a, noOffset]).rows.map((r) => r.startMs)).toEqual([0, 4]);
+		expect(buildWaterfall([a, b]).rows.map((r) => r.startMs)).toEqual([0, 4]);
 	});
 });

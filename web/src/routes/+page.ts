@@ -1,7 +1,7 @@
 import { redirect } from '@sveltejs/kit';
 import type { PageLoad } from './$types';
 
-// The projects list is the home page until a dashboard exists.
+// The dashboard is the home page (it sends you on to Projects while there are none).
 export const load: PageLoad = () => {
-	redirect(307, '/projects');
+	redirect(307, '/dashboard');
 };

@@ -41,9 +41,15 @@ class I18n {
 	}
 
 	t = (key: MessageKey, params?: Record<string, string | number>): string =>
-		interpolate(LOCALES[this.locale].messages[key] ?? en[key], params);
+		interpolate(LOCALES[this.locale].messages[key] ?? en[key] ?? key, params);
 }
 
 export const i18n = new I18n();
 export const t = i18n.t;
 export type { MessageKey };
+
+/** A value the server sends (a bottleneck type, a status) in the UI language when there is a message `prefix.value`, else as sent. */
+export function tValue(prefix: string, value: string): string {
+	const key = `${prefix}.${value}`;
+	return key in en ? t(key as MessageKey) : value;
+}

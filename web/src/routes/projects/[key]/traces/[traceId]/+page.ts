@@ -1,3 +1,11 @@
+import { Api } from '$lib/api';
+import { prefetch } from '$lib/resource.svelte';
 import type { PageLoad } from './$types';
 
-export const load: PageLoad = ({ params }) => ({ key: params.key, traceId: params.traceId });
+// The trace is requested here, before the page mounts, so a deep link's API call overlaps the rendering setup.
+export const load: PageLoad = ({ params, url, fetch }) => ({
+	key: params.key,
+	traceId: params.traceId,
+	span: url.searchParams.get('span'),
+	record: prefetch(new Api(fetch).getRecord(params.key, params.traceId))
+});

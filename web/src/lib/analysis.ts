@@ -1,0 +1,67 @@
+/** Pure helpers for AI analyses: status, tones, progress and links from a bottleneck to its spans. */
+import type { Analysis, Bottleneck } from './api';
+import type { Tone } from './format';
+
+export type AnalysisStatus = 'pending' | 'running' | 'completed' | 'failed';
+
+/** Whether polling can stop. */
+export function isFinal(status: string | null | undefined): boolean {
+	return status === 'completed' || status === 'failed';
+}
+
+/** A score out of 100: green from 80, amber from 50, red below. */
+export function scoreTone(score: number | null | undefined): Tone {
+	if (score === null || score === undefined || !Number.isFinite(score)) return 'neutral';
+	if (score >= 80) return 'ok';
+	if (score >= 50) return 'warn';
+	return 'error';
+}
+
+const SEVERITY_ORDER = ['critical', 'high', 'medium', 'low'];
+
+export function severityTone(severity: string): Tone {
+	if (severity === 'critical' || severity === 'high') return 'error';
+	if (severity === 'medium') return 'warn';
+	return 'neutral';
+}
+
+export function statusTone(status: string): Tone {
+	return status === 'completed' ? 'ok' : status === 'failed' ? 'error' : 'warn';
+}
+
+/** Bottlenecks worst first: by severity, then by impact. */
+export function sortBottlenecks(items: readonly Bottleneck[]): Bottleneck[] {
+	const rank = (s: string) => {
+		const i = SEVERITY_ORDER.indexOf(s);
+		return i < 0 ? SEVERITY_ORDER.length : i;
+	};
+	return [...items].sort((a, b) => rank(a.severity) - rank(b.severity) || b.impact - a.impact);
+}
+
+/**
+ * A progress bar's fill (0..1) while waiting: linear up to 90% at the server's estimate, then creeping
+ * towards (never reaching) 99%, so a slow AI service never shows a full bar before the answer.
+ */
+export function progressFraction(elapsedMs: number, estimatedSeconds: number | null | undefined): number {
+	const est = Math.max(1, (estimatedSeconds ?? 30) * 1000);
+	const e = Math.max(0, elapsedMs);
+	if (e <= est) return 0.9 * (e / est);
+	return 0.9 + 0.09 * (1 - Math.exp(-(e - est) / est));
+}
+
+/** The trace view with a span selected. */
+export function spanHref(projectKey: string, traceId: string, spanId?: string | null): string {
+	const base = `/projects/${encodeURIComponent(projectKey)}/traces/${encodeURIComponent(traceId)}`;
+	return spanId ? `${base}?span=${encodeURIComponent(spanId)}` : base;
+}
+
+/** Where a bottleneck points: its function's span (the first of `span_ids`) in the analysed trace. */
+export function bottleneckHref(analysis: Pick<Analysis, 'project_key' | 'trace_id'>, b: Bottleneck): string | null {
+	if (!analysis.project_key) return null;
+	return spanHref(analysis.project_key, analysis.trace_id, b.span_ids?.[0]);
+}
+
+/** The analysis page. */
+export function analysisHref(id: string): string {
+	return `/analyses/${encodeURIComponent(id)}`;
+}
