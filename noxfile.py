@@ -76,6 +76,7 @@ def tests(session: nox.Session) -> None:
     _build_web(session)
     _ensure_chromium(session)
     with session.chdir(WEB):
+        session.run("npm", "run", "check", external=True)
         session.run("npm", "test", external=True)
     session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
 
@@ -127,6 +128,13 @@ def bench(session: nox.Session) -> None:
         session.error("no benchmarks/bench_*.py yet")
     for script in scripts:
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session(python=None, default=False)
+def soak(session: nox.Session) -> None:
+    """Sustained ingest at half the measured maximum (default 3 minutes, ``-- --minutes N``): nothing lost."""
+    _install_server(session, "test")
+    session.run("python", "benchmarks/soak.py", *session.posargs)
 
 
 if __name__ == "__main__":  # pragma: no cover
