@@ -92,7 +92,6 @@ def settings(database_url: str, tmp_path: Path) -> object:
 async def client(settings: object) -> AsyncIterator[object]:
     """An httpx client on the real app (lifespan run), on a fresh database."""
     from litestar.testing import AsyncTestClient
-
     from pystrument_analysis.app import create_app
 
     app = create_app(settings)  # type: ignore[arg-type]
@@ -115,7 +114,6 @@ class LiveServer:
         import threading
 
         import uvicorn
-
         from pystrument_analysis.app import create_app
 
         self.port = free_port()

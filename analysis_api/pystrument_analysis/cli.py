@@ -16,8 +16,22 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, env PYSTRUMENT_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000, env PYSTRUMENT_PORT)")
     serve.add_argument("--data-dir", default=None, help="embedded Postgres location (env PYSTRUMENT_DATA_DIR)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a --host beyond loopback without PYSTRUMENT_API_TOKEN (env PYSTRUMENT_INSECURE=1)",
+    )
     migrate = sub.add_parser("migrate", help="bring the database schema up to date and exit")
     migrate.add_argument("--data-dir", default=None, help="embedded Postgres location (env PYSTRUMENT_DATA_DIR)")
+    demo = sub.add_parser(
+        "demo", help="serve, start a Flask and a FastAPI sample app under opentelemetry-instrument, send traffic"
+    )
+    demo.add_argument("--port", type=int, default=None, help="server port (default 8000, env PYSTRUMENT_PORT)")
+    demo.add_argument("--data-dir", default=None, help="embedded Postgres and demo files (env PYSTRUMENT_DATA_DIR)")
+    demo.add_argument("--requests", type=int, default=300, help="requests to send to the sample apps (default 300)")
+    demo.add_argument("--duration", type=float, default=60.0, help="upper bound on the traffic, seconds (default 60)")
+    demo.add_argument("--no-traffic", action="store_true", help="start everything but send no requests")
+    demo.add_argument("--server", default=None, help="use the pystrument already running at this URL")
     return parser
 
 
@@ -40,6 +54,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "serve":
+        from pystrument_analysis.api.access import check_exposure, insecure_from_env, token_from_env
+
+        try:
+            check_exposure(settings.host, token_from_env(), args.insecure or insecure_from_env())
+        except ValueError as exc:
+            print(f"pystrument: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "demo":
+        from pystrument_analysis.demo import DemoOptions, run_demo
+
+        try:
+            options = DemoOptions(
+                requests=0 if args.no_traffic else args.requests, duration=args.duration, server_url=args.server
+            )
+        except ValueError as exc:
+            print(f"pystrument: {exc}", file=sys.stderr)
+            return 2
+        return run_demo(settings, options)
     return _serve(settings)
 
 
@@ -64,12 +97,16 @@ def _migrate(settings: object) -> int:
 
 def _serve(settings: object) -> int:
     import uvicorn
-
-    from pystrument_analysis.app import create_app
     from pystrument_collector.settings import Settings
 
+    from pystrument_analysis.app import create_app
+
     assert isinstance(settings, Settings)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:
+        print(f"pystrument: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10)
     return 0
 

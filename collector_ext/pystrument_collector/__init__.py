@@ -7,8 +7,6 @@ try:
     import litestar  # noqa: F401
     import sqlalchemy  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "pystrument_collector needs the server extra: pip install 'pystrument[server]'"
-    ) from exc
+    raise ImportError("pystrument_collector needs the server extra: pip install 'pystrument[server]'") from exc
 
 __all__: list[str] = []

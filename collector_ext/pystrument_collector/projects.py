@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,20 +43,39 @@ class ProjectKeys:
     def __init__(self, ttl: float = POSITIVE_TTL_SECONDS) -> None:
         self.ttl = ttl
         self._cache: dict[str, tuple[ProjectRef, float]] = {}
+        # Keys being looked up now: concurrent requests for them wait for that one query (no stampede when an
+        # entry expires under load).
+        self._inflight: dict[str, asyncio.Future[ProjectRef | None]] = {}
 
     async def resolve(self, db: Database, keys: Iterable[str]) -> dict[str, ProjectRef]:
         """Map each known key to its project; unknown keys are absent from the result."""
         now = time.monotonic()
         found: dict[str, ProjectRef] = {}
         missing: list[str] = []
+        waiting: list[tuple[str, asyncio.Future[ProjectRef | None]]] = []
         for key in set(keys):
             hit = self._cache.get(key)
             if hit is not None and hit[1] > now:
                 found[key] = hit[0]
+            elif key in self._inflight:
+                waiting.append((key, self._inflight[key]))
             else:
                 missing.append(key)
         if missing:
-            query = select(Project.project_key, Project.id, Project.status).where(Project.project_key.in_(missing))
+            found.update(await self._query(db, missing, now))
+        for key, future in waiting:
+            ref = await future
+            if ref is not None:
+                found[key] = ref
+        return found
+
+    async def _query(self, db: Database, keys: list[str], now: float) -> dict[str, ProjectRef]:
+        loop = asyncio.get_running_loop()
+        futures = {key: loop.create_future() for key in keys}
+        self._inflight.update(futures)
+        found: dict[str, ProjectRef] = {}
+        try:
+            query = select(Project.project_key, Project.id, Project.status).where(Project.project_key.in_(keys))
             async with db.session() as session:
                 rows = (await session.execute(query)).all()
             if len(self._cache) > MAX_CACHED:
@@ -65,6 +85,21 @@ class ProjectKeys:
                 found[key] = ref
                 if ref.accepts_spans:
                     self._cache[key] = (ref, now + self.ttl)
+        except BaseException as exc:
+            for future in futures.values():
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+                    future.exception()  # retrieved here; waiters get it from ``await``
+            raise
+        else:
+            for key, future in futures.items():
+                future.set_result(found.get(key))
+        finally:
+            for key, future in futures.items():
+                if self._inflight.get(key) is future:
+                    del self._inflight[key]
         return found
 
     def forget(self, project_ids: Iterable[int]) -> None:

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pystrument_collector.retention import DEFAULT_RETENTION_DAYS, retention_days_from_env
+
 ENV_DATABASE_URL = "PYSTRUMENT_DATABASE_URL"
 ENV_DATA_DIR = "PYSTRUMENT_DATA_DIR"
 ENV_HOST = "PYSTRUMENT_HOST"
@@ -31,6 +33,7 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     cors_origins: tuple[str, ...] = ()
+    retention_days: int = DEFAULT_RETENTION_DAYS  # PYSTRUMENT_RETENTION_DAYS; 0 keeps data forever
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -47,6 +50,7 @@ class Settings:
             "host": env.get(ENV_HOST, DEFAULT_HOST),
             "port": port,
             "cors_origins": tuple(o.strip() for o in env.get(ENV_CORS_ORIGINS, "").split(",") if o.strip()),
+            "retention_days": retention_days_from_env(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["data_dir"], str):
@@ -59,8 +63,9 @@ class Settings:
         """Raise ``ValueError`` naming the fix for a setting that cannot work."""
         if self.database_url is not None and not self.database_url.startswith("postgresql"):
             raise ValueError(
-                f"{ENV_DATABASE_URL} must be a Postgres URL such as "
-                "postgresql+asyncpg://user:password@host:5432/dbname"
+                f"{ENV_DATABASE_URL} must be a Postgres URL such as postgresql+asyncpg://user:password@host:5432/dbname"
             )
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is out of range; use 1-65535")
+        if self.retention_days < 0:
+            raise ValueError(f"retention_days={self.retention_days} is negative; use 0 to keep data forever")

@@ -1,16 +1,13 @@
 """Turn a finished recording into function-call spans, off the request thread.
 
 ``build`` runs the pure pipeline (lanes -> frame records -> call trees -> collapse -> attach -> prune);
-``emit_calls`` creates the spans with explicit times, parented through the request span's context;
-``SpanWorker`` is the small worker thread with a bounded queue that does both.
+``emit_calls`` creates the spans with explicit times, parented through the request span's context.
+Both run on the span worker (``_worker.py``).
 """
 
 from __future__ import annotations
 
-import logging
-import queue
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,10 +18,7 @@ from pyinstrument.frame_ops import FrameRecordType
 from pyinstrument.session import Session
 
 from pystrument._recording import Recording
-from pystrument._safety import log_once
 from pystrument._tree import Call, attach_lanes, build_calls, collapse_library, prune
-
-_logger = logging.getLogger("pystrument")
 
 # Attribute names (OTel stable code attributes, then pystrument's own).
 CODE_FUNCTION = "code.function.name"
@@ -43,6 +37,7 @@ INTERVAL_MS = "pystrument.profile.interval_ms"
 SAMPLER = "pystrument.profile.sampler"
 SAMPLE_COUNT = "pystrument.profile.samples"
 FUNCTION_SPANS = "pystrument.function_spans"
+ASYNC = "pystrument.async"
 
 
 def build(recording: Recording, min_duration: float, max_calls: int) -> list[Call]:
@@ -52,6 +47,8 @@ def build(recording: Recording, min_duration: float, max_calls: int) -> list[Cal
     others: list[Call] = []
     for lane in recording.lanes:
         calls = collapse_library(build_calls(lane.records(), lane.start, "" if lane.main else lane.name))
+        if lane.bridge:  # only framework plumbing between the waiting thread and the code it calls back: no news
+            calls = [call for call in calls if not call.library or call.children]
         (main if lane.main else others).extend(calls)
     return prune(attach_lanes(main, others), min_duration, max_calls)
 
@@ -127,74 +124,3 @@ def emit_calls(
             if call.children:
                 stack.append((span.get_span_context(), call.children))
     return emitted
-
-
-class SpanWorker:
-    """One daemon thread running jobs from a bounded queue; a full queue drops the job with one log line."""
-
-    def __init__(self, maxsize: int = 256) -> None:
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=maxsize)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self.dropped = 0
-
-    @property
-    def ident(self) -> int | None:
-        thread = self._thread
-        return thread.ident if thread is not None else None
-
-    def submit(self, job: Callable[[], None]) -> bool:
-        self._ensure_thread()
-        try:
-            self._queue.put_nowait(job)
-            return True
-        except queue.Full:
-            self.dropped += 1
-            log_once(
-                "worker.full",
-                "pystrument: span worker queue full; dropping function spans of a request "
-                "(further drops are logged at debug level)",
-                exc_info=False,
-            )
-            return False
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until every queued job ran; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
-        return True
-
-    def shutdown(self, timeout: float) -> None:
-        self.flush(timeout)
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                return
-            thread.join(timeout)
-
-    def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="pystrument-spans", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                if job is None:
-                    return
-                job()
-            except Exception:
-                log_once("worker.job", "pystrument: building function spans failed; carrying on")
-            finally:
-                self._queue.task_done()

@@ -61,6 +61,23 @@ def is_own(code: types.CodeType) -> bool:
     return _entry(code)[3]
 
 
+def is_own_path(path: str) -> bool:
+    """Whether a file path is inside the pystrument package (for identifiers recorded by pyinstrument)."""
+    return path.startswith(_OWN_DIR)
+
+
+def await_chain(frames: list[types.FrameType], after: types.FrameType | None) -> tuple[str, ...]:
+    """Frame infos of a suspended coroutine chain (outermost first) whose first frame was called from ``after``,
+    without pystrument's own frames (a hand-off wrapper awaiting the worker thread)."""
+    out: list[str] = []
+    caller = after
+    for frame in frames:
+        if not is_own(frame.f_code):
+            out.append(frame_info(frame.f_code, caller))
+        caller = frame
+    return tuple(out)
+
+
 def stack_below(
     leaf: types.FrameType | None, anchors: frozenset[int], root: types.FrameType | None = None
 ) -> tuple[str, ...] | None:
@@ -69,23 +86,32 @@ def stack_below(
     ``anchors`` holds ids of frames that were on the stack when the request started (kept alive by the
     caller, so ids are not reused). ``root`` stops the walk inclusively (a task's outermost coroutine).
     None when neither an anchor nor ``root`` is met: the stack does not belong to the request.
+    pystrument's own frames are left out. This runs for every sample while holding the GIL: kept tight.
     """
     out: list[str] = []
+    append = out.append
+    cache = _code_ids
     frame = leaf
     while frame is not None:
         if id(frame) in anchors:
             break
         back = frame.f_back
+        code = frame.f_code
+        entry = cache.get(id(code))
+        if entry is None or entry[0] is not code:
+            entry = _entry(code)
         if frame is root:  # a task's outermost coroutine: its caller is loop machinery, no call site
-            out.append(frame_info(frame.f_code, None))
+            if not entry[3]:
+                append(frame_info(code, None))
             break
-        if not is_own(frame.f_code):
-            out.append(frame_info(frame.f_code, back))
-        if len(out) > MAX_DEPTH:
-            del out[: len(out) - MAX_DEPTH]
+        if not entry[3]:
+            info = entry[2].get(back.f_lineno if back is not None else 0)
+            append(info if info is not None else frame_info(code, back))
         frame = back
     else:
         return None
+    if len(out) > MAX_DEPTH:  # a recursion runaway: keep the frames nearest the request's start
+        del out[: len(out) - MAX_DEPTH]
     out.reverse()
     return tuple(out)
 
@@ -107,13 +133,23 @@ def is_running(coro: object) -> bool:
     return bool(getattr(coro, "cr_running", False) or getattr(coro, "gi_running", False))
 
 
-def frame_chain(frame: types.FrameType | None) -> list[types.FrameType]:
-    """``frame`` and its callers, outermost first."""
+#: Frames above the SDK's hook kept as a request's anchors. The frame that started the request span and goes on
+#: running it (a WSGI/ASGI middleware's ``__call__``, the ``with`` block of ``start_as_current_span``) is a few
+#: levels up; the frames further out never come between a sample's leaf and that frame.
+ANCHOR_DEPTH = 16
+#: Of those, how many are taken on the request thread when the request starts (see ``ThreadLane``).
+EAGER_ANCHORS = 8
+
+
+def frame_chain(frame: types.FrameType | None, limit: int = ANCHOR_DEPTH) -> list[types.FrameType]:
+    """``frame`` and up to ``limit - 1`` of its callers, innermost first."""
     chain: list[types.FrameType] = []
-    while frame is not None and len(chain) < 4 * MAX_DEPTH:
-        chain.append(frame)
+    append = chain.append
+    for _ in range(limit):
+        if frame is None:
+            break
+        append(frame)
         frame = frame.f_back
-    chain.reverse()
     return chain
 
 
@@ -180,6 +216,21 @@ def is_library_path(path: str) -> bool:
         _library_paths.clear()
     _library_paths[path] = result
     return result
+
+
+_library_infos: dict[str, bool] = {}
+
+
+def is_library_info(info: str) -> bool:
+    """Whether a frame info string is library code (see :func:`is_library_path`; markers like ``[await]`` are)."""
+    cached = _library_infos.get(info)
+    if cached is None:
+        parts = info.split(IDENTIFIER_SEP, 2)
+        cached = len(parts) < 2 or is_library_path(parts[1].partition(ATTRIBUTES_SEP)[0])
+        if len(_library_infos) >= _CACHE_LIMIT:
+            _library_infos.clear()
+        _library_infos[info] = cached
+    return cached
 
 
 def anchor_ids(frames: Iterable[types.FrameType]) -> frozenset[int]:

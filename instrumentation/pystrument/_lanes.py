@@ -12,11 +12,14 @@ from typing import Any
 from pyinstrument.frame_ops import FrameRecordType
 
 from pystrument._frames import (
+    ANCHOR_DEPTH,
     AWAIT,
+    EAGER_ANCHORS,
     anchor_ids,
+    await_chain,
     coroutine_frames,
     frame_chain,
-    frame_info,
+    is_library_info,
     is_running,
     stack_below,
 )
@@ -38,6 +41,7 @@ class Lane:
         self.end: float | None = None
         self.main = main
         self.worker = worker
+        self.bridge = False
         self.samples: list[tuple[float, Stack]] = []
         # Time the lane spent running rather than awaiting (meaningful for tasks: their share of the loop).
         self.busy = 0.0
@@ -54,6 +58,11 @@ class Lane:
 
     def _forget(self) -> None:
         """Drop what ``capture`` keeps between samples."""
+
+    @property
+    def anchor_frames(self) -> list[types.FrameType]:
+        """Frames that were on the lane's stack when it started (held while the lane lives)."""
+        return getattr(self, "_anchor_frames", [])
 
     def record(self, now: float, stack: Stack) -> None:
         if len(self.samples) < MAX_SAMPLES:
@@ -118,23 +127,32 @@ class ThreadLane(Lane):
     ) -> None:
         super().__init__(name, start, main=main, worker=worker)
         self.thread_id = thread_id
-        # Frames on the stack at the start, held so their ids stay unique while we compare ids.
-        self._anchor_frames = frame_chain(anchor)
-        self._anchors = anchor_ids(self._anchor_frames)
+        # The anchors: the frame that called the SDK's hook and its callers, held so that their ids stay unique.
+        # The nearest ones are taken now (a generator such as ``start_as_current_span`` loses its link to its caller
+        # once suspended); the sampler adds the rest at the first sample (CPython links a finished frame to its
+        # caller's frame object), so the request thread does not create a frame object for every caller.
+        self._anchor_frames = frame_chain(anchor, EAGER_ANCHORS)
+        self._anchors: frozenset[int] | None = None
         self._last = _LastStack()
 
     def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
         leaf = frames.get(self.thread_id)
-        if leaf is None or not self._anchors:
+        anchors = self._anchors
+        if anchors is None:
+            chain = self._anchor_frames
+            if chain:
+                chain = self._anchor_frames = chain + frame_chain(chain[-1].f_back, ANCHOR_DEPTH - len(chain))
+            anchors = self._anchors = anchor_ids(chain)
+        if leaf is None or not anchors:
             return None
         cached = self._last.get(leaf)
         if cached is not None:
             return cached
-        stack = stack_below(leaf, self._anchors)
+        stack = stack_below(leaf, anchors)
         return self._last.put(leaf, stack if stack is not None else ())
 
     def _forget(self) -> None:
-        self._last = _LastStack()
+        self._last.clear()
 
     def release(self) -> None:
         self._forget()
@@ -146,6 +164,12 @@ class TaskLane(Lane):
     """An asyncio task: sampled from its thread's stack while it runs, from its await chain while it waits."""
 
     kind = "task"
+    #: Whether a sample caught application code (not only the standard library and packages) in the task, running
+    #: or awaiting: the request's code ran as a coroutine.
+    ran_code = False
+    #: Whether the thread CPU time of the worker running this task is measured already (not to count it twice).
+    cpu_counted = False
+    _checked: Stack | None = None
 
     def __init__(
         self,
@@ -162,23 +186,31 @@ class TaskLane(Lane):
         self.task = task
         self.thread_id = thread_id
         self._coro = task.get_coro()
-        # The task's own frames at the start (below the loop machinery, whose frames are renewed every step).
-        root = getattr(self._coro, "cr_frame", None) or getattr(self._coro, "gi_frame", None)
-        own: list[types.FrameType] = []
-        frame = anchor
-        while frame is not None and root is not None:
-            own.append(frame)
-            if frame is root:
-                break
-            frame = frame.f_back
-        else:
-            own = []
-        self._anchor_frames = own
-        self._anchors = anchor_ids(own)
-        self._root = root
+        self._root = getattr(self._coro, "cr_frame", None) or getattr(self._coro, "gi_frame", None)
+        # The task's own frames at the start (below the loop machinery, whose frames are renewed every step); taken
+        # now, since suspended coroutines lose their links to their callers.
+        self._caller: types.FrameType | None = anchor
+        self._anchor_frames = self._own_frames()
+        self._anchors = anchor_ids(self._anchor_frames)
         self._last = _LastStack()
         self._waiter: object = None
         self._waiting: Stack | None = None
+
+    def record(self, now: float, stack: Stack) -> None:
+        super().record(now, stack)
+        if not self.ran_code and stack is not self._checked:  # an unchanged await chain is the same tuple
+            self._checked = stack
+            self.ran_code = not all(map(is_library_info, stack))
+
+    def _own_frames(self) -> list[types.FrameType]:
+        own: list[types.FrameType] = []
+        frame, root = self._caller, self._root
+        while frame is not None and root is not None:
+            own.append(frame)
+            if frame is root:
+                return own
+            frame = frame.f_back
+        return []
 
     def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
         task, coro, root = self.task, self._coro, self._root
@@ -204,16 +236,16 @@ class TaskLane(Lane):
             if id(frame) in self._anchors:
                 cut = i + 1
         self._waiter = waiter
-        callers = [chain[cut - 1] if cut else None, *chain[cut:]]
-        self._waiting = (*(frame_info(f.f_code, c) for f, c in zip(chain[cut:], callers, strict=False)), AWAIT)
+        self._waiting = (*await_chain(chain[cut:], chain[cut - 1] if cut else None), AWAIT)
         return self._waiting
 
     def _forget(self) -> None:
-        self._last = _LastStack()
+        self._last.clear()
         self._waiter = self._waiting = None
 
     def release(self) -> None:
         self._forget()
+        self._caller = None
         self._anchor_frames = []
         self._anchors = frozenset()
         self._root = None
@@ -242,3 +274,7 @@ class _LastStack:
     def put(self, leaf: types.FrameType, stack: Stack) -> Stack:
         self.leaf, self.back, self.stack = leaf, leaf.f_back, stack
         return stack
+
+    def clear(self) -> None:
+        self.leaf = self.back = None
+        self.stack = ()

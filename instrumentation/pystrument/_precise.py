@@ -18,7 +18,7 @@ from pyinstrument.frame_ops import FrameRecordType
 from pyinstrument.low_level.stat_profile import get_frame_info
 from pyinstrument.session import Session
 
-from pystrument._frames import ATTRIBUTE_MARKER_CALL_SITE
+from pystrument._frames import ATTRIBUTE_MARKER_CALL_SITE, EAGER_ANCHORS, frame_chain, is_own_path
 from pystrument._lanes import Lane
 
 
@@ -39,11 +39,13 @@ class PyinstrumentLane(Lane):
     ) -> None:
         super().__init__(name, time.perf_counter(), main=main)
         self.thread_id = threading.get_ident()
+        self.thread = threading.current_thread()
         self.session: Session | None = None
         # The anchor chain: identifiers of the frames from the stack's root (or the task's outermost coroutine,
         # on a loop, since loop frames are renewed every step) down to the frame that started the request.
         chain: list[str] = []
         frame: types.FrameType | None = caller
+        self._anchor_frames = frame_chain(caller, EAGER_ANCHORS)  # see Recording.encloses_caller
         while frame is not None:
             chain.append(frame_info_get_identifier(get_frame_info(frame)))
             if frame is coroutine_root:
@@ -64,10 +66,16 @@ class PyinstrumentLane(Lane):
         return self.session.sample_count if self.session is not None else 0
 
     def stop(self) -> bool:
-        """Stop the profiler; only possible on the thread that started it (False elsewhere)."""
+        """Stop the profiler; only possible on the thread that started it. Elsewhere False, and the profiler is
+        left to :func:`stop_orphans`, which the processor calls when a span next starts on its thread (until then
+        that thread keeps paying for pyinstrument's hook)."""
         if self.session is not None:
             return True
-        if threading.get_ident() != self.thread_id or not self.profiler.is_running:
+        if not self.profiler.is_running:
+            return False
+        if threading.get_ident() != self.thread_id:
+            with _orphans_lock:
+                _orphans.setdefault(self.thread_id, []).append(self)
             return False
         self.session = self.profiler.stop()
         self.busy = sum(dt for stack, dt in self.session.frame_records if not (stack and stack[-1].startswith("[")))
@@ -78,6 +86,24 @@ class PyinstrumentLane(Lane):
         if self.session is None:
             return []
         return [(with_call_sites(stack, below(stack, self._anchor)), dt) for stack, dt in self.session.frame_records]
+
+
+# Lanes whose request span ended on another thread, by the thread whose profiler still runs.
+_orphans: dict[int, list[PyinstrumentLane]] = {}
+_orphans_lock = threading.Lock()
+
+
+def stop_orphans() -> None:
+    """Stop the profilers left running on the calling thread by requests that ended elsewhere (cheap when none)."""
+    if not _orphans:
+        return
+    with _orphans_lock:
+        lanes = _orphans.pop(threading.get_ident(), [])
+    current = threading.current_thread()
+    for lane in lanes:
+        # Thread ids are reused: a profiler of a thread that has ended went with it.
+        if lane.thread is current and lane.profiler.is_running:
+            lane.profiler.stop()
 
 
 def below(stack: list[str], anchor: list[str]) -> int:
@@ -101,13 +127,21 @@ def below(stack: list[str], anchor: list[str]) -> int:
 
 def with_call_sites(stack: list[str], start: int) -> list[str]:
     """``stack[start:]`` with each frame's call site (its caller's current line, pyinstrument's ``l``) added as
-    pystrument's ``s`` attribute, so back-to-back calls from different lines stay apart."""
+    pystrument's ``s`` attribute, so back-to-back calls from different lines stay apart; pystrument's own frames
+    (hand-off wrappers) are left out."""
     out: list[str] = []
     for i in range(start, len(stack)):
         info = stack[i]
+        if _own(info):
+            continue
         line = _line(stack[i - 1]) if i > 0 and not info.startswith("[") else None
         out.append(f"{info}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_CALL_SITE}{line}" if line is not None else info)
     return out
+
+
+def _own(info: str) -> bool:
+    parts = info.split("\x00", 2)
+    return len(parts) > 1 and is_own_path(parts[1])
 
 
 def _line(info: str) -> str | None:

@@ -7,6 +7,9 @@ runs. Covered: ``concurrent.futures.ThreadPoolExecutor.submit`` (``loop.run_in_e
 ``sync_to_async`` for Django sync views), ``anyio.to_thread.run_sync`` (Starlette/FastAPI ``def``
 routes and dependencies), and :func:`propagate` for anything else. Tasks created while a request's
 task runs are adopted through a task factory installed on the loop (wrapping any existing factory).
+The other way round, asgiref's ``async_to_sync`` runs a coroutine for a request thread as a task on the
+main loop (Django async views under ASGI, where Django's middleware runs in a thread): that task is
+adopted by the request of the OTel context it inherits.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _executor_patched = False
 _anyio_patched = False
+_asgiref_patched = False
 
 
 def propagate(fn: Callable[..., T]) -> Callable[..., T]:
@@ -41,7 +45,7 @@ def propagate(fn: Callable[..., T]) -> Callable[..., T]:
 
 def install_hooks() -> None:
     """Install the hand-off wrappers that are not installed yet (cheap when they are)."""
-    global _executor_patched, _anyio_patched
+    global _executor_patched, _anyio_patched, _asgiref_patched
     if not _executor_patched:
         with _lock:
             if not _executor_patched:
@@ -52,10 +56,16 @@ def install_hooks() -> None:
             if not _anyio_patched:
                 _patch_anyio()
                 _anyio_patched = True
+    if not _asgiref_patched and "asgiref.sync" in sys.modules:
+        with _lock:
+            if not _asgiref_patched:
+                _patch_asgiref()
+                _asgiref_patched = True
 
 
 _original_submit: Any = None
 _original_run_sync: Any = None
+_original_main_wrap: Any = None
 
 
 def submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -66,6 +76,22 @@ def submit(self: concurrent.futures.ThreadPoolExecutor, fn: Callable[..., Any], 
 async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``anyio.to_thread.run_sync`` that binds ``func`` to the awaiting request."""
     return await _original_run_sync(propagate(func), *args, **kwargs)
+
+
+async def main_wrap(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """asgiref's ``AsyncToSync.main_wrap``, run as a task on the main loop: adopt that task for the request
+    whose thread waits for it (found through the OTel context the task inherited)."""
+    try:
+        # On the main loop the task inherited the request's OTel context; under WSGI, asgiref's private loop runs in a
+        # worker thread bound to the request (executors do not carry the context, asgiref restores it only later).
+        owner = registry.owner() or registry.thread_owner()
+        task = asyncio.current_task()
+        if owner is not None and task is not None and not owner.precise:
+            install_task_factory(asyncio.get_running_loop())
+            owner.adopt_bridge(task)
+    except Exception:
+        log_once("asgiref", "pystrument: adopting an async_to_sync task failed; carrying on")
+    return await _original_main_wrap(self, *args, **kwargs)
 
 
 def _patch_executor() -> None:
@@ -85,6 +111,17 @@ def _patch_anyio() -> None:
     _original_run_sync = to_thread.run_sync
     functools.update_wrapper(run_sync, _original_run_sync)
     to_thread.run_sync = run_sync
+
+
+def _patch_asgiref() -> None:
+    global _original_main_wrap
+    async_to_sync: Any = getattr(sys.modules["asgiref.sync"], "AsyncToSync", None)
+    original = getattr(async_to_sync, "main_wrap", None)
+    if original is None or original is main_wrap or not asyncio.iscoroutinefunction(original):
+        return  # an asgiref whose shape we do not know: its tasks stay unattributed
+    _original_main_wrap = original
+    functools.update_wrapper(main_wrap, original)
+    async_to_sync.main_wrap = main_wrap
 
 
 def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:

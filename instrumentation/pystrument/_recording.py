@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Span
 
+from pystrument._frames import MAX_DEPTH
 from pystrument._lanes import Lane, TaskLane, ThreadLane
 from pystrument._safety import log_once
 
@@ -54,6 +55,8 @@ class Recording:
         self.cpu_source = ""
         self.worker_cpu = 0.0
         self.active = True
+        # The tail rule's verdict, decided when the span ends (None: not decided yet).
+        self.keep: bool | None = None
         self.adopted_tasks: list[Any] = []
         self.task = _running_task()
         self.loop = asyncio._get_running_loop() if self.task is not None else None
@@ -80,6 +83,26 @@ class Recording:
     def on_loop(self) -> bool:
         return self.task is not None
 
+    @property
+    def ran_async(self) -> bool:
+        """Whether the request ran on an event loop: its span started in a task, or application code of it was
+        sampled running in a task it adopted (a Django async view under ASGI; not a sync view's Django plumbing)."""
+        return self.task is not None or any(getattr(lane, "ran_code", False) for lane in self.lanes)
+
+    def encloses_caller(self) -> bool:
+        """Whether this request still runs below the calling code: the frames it started from are on the calling
+        stack (a root span started inside it), rather than it being left over from an earlier request."""
+        held = self.lanes[0].anchor_frames if self.lanes else []
+        ids = {id(frame) for frame in held}
+        frame: types.FrameType | None = sys._getframe(1)
+        for _ in range(4 * MAX_DEPTH):
+            if frame is None:
+                return False
+            if id(frame) in ids:
+                return True
+            frame = frame.f_back
+        return False
+
     def sample(self, frames: dict[int, types.FrameType], now: float) -> None:
         """Record one sample in every open lane (called by the sampler thread)."""
         if not self.active:
@@ -95,22 +118,28 @@ class Recording:
         if not self.active:
             return
         self.active = False
-        now = time.perf_counter()
-        self.end_perf = now
-        for lane in tuple(self.lanes):
-            stop = getattr(lane, "stop", None)
-            if stop is not None and not stop():
-                log_once(
-                    "precise.thread",
-                    "pystrument: a request span ended on another thread than it started; "
-                    "pyinstrument mode cannot stop its profiler there",
-                    exc_info=False,
-                )
+        now = self.end_perf = time.perf_counter()
+        lanes = self.lanes
+        if self.precise:
+            for lane in tuple(lanes):
+                if not lane.stop():  # type: ignore[attr-defined]
+                    log_once(
+                        "precise.thread",
+                        "pystrument: a request span ended on another thread than it started; "
+                        "pyinstrument mode cannot stop its profiler there",
+                        exc_info=False,
+                    )
+        for lane in tuple(lanes):
             lane.close(now)
-        if not self.on_loop and threading.get_ident() == self.thread_id:
+        if self.task is None and threading.get_ident() == self.thread_id:
             self.cpu_time = time.thread_time() - self.cpu_start + self.worker_cpu
             self.cpu_source = "thread"
-        elif self.on_loop:
+            if len(lanes) > 1:
+                adopted = [lane for lane in lanes if isinstance(lane, TaskLane) and not lane.cpu_counted]
+                if adopted:  # async_to_sync tasks ran part of it on the main loop: their sampled running time counts
+                    self.cpu_time += sum(lane.busy for lane in adopted)
+                    self.cpu_source = "thread+samples"
+        elif self.task is not None:
             # The loop thread's CPU clock is shared by every task: estimate the request's share from the samples
             # in which its tasks were running (a blocking call inside async code counts too), plus worker threads.
             loop_lanes = [lane for lane in self.lanes if lane.kind == "task" or (lane.main and lane.kind != "thread")]
@@ -181,13 +210,37 @@ class Recording:
         except Exception:
             log_once("worker.exit", "pystrument: detaching a worker thread failed; carrying on")
 
-    def adopt_task(self, task: Any) -> None:
-        """Sample a task created by this request as one of its lanes (default sampler only)."""
+    def adopt_bridge(self, task: Any) -> None:
+        """Adopt asgiref's ``async_to_sync`` task running code for this request (on the main loop under ASGI, on a
+        private loop in a worker thread under WSGI). In a worker thread of the request the task lane takes over from
+        the thread lane, which would see only the loop's machinery while the coroutine awaits."""
+        tid = threading.get_ident()
+        if not self.active or self.precise or (self.task is None and tid == self.thread_id):
+            return  # the request's own thread runs that loop: its main lane sees the task whenever it runs
+        counted = False
+        now = time.perf_counter()
+        for lane in tuple(self.lanes):
+            if lane.worker and lane.open and isinstance(lane, ThreadLane) and lane.thread_id == tid:
+                lane.close(now)
+                counted = True  # the worker's thread CPU time already counts for the request
+        self.adopt_task(task, bridge=True, cpu_counted=counted)
+
+    def adopt_task(self, task: Any, *, bridge: bool = False, cpu_counted: bool = False) -> None:
+        """Sample a task created by this request as one of its lanes (default sampler only). ``bridge``: the task
+        runs the rest of the request for a thread waiting in asgiref's ``async_to_sync``; if only library code of it
+        is sampled (the framework's plumbing around a sync view), its calls are left out of the spans."""
         if not self.active or self.precise:
             return
+        tid = threading.get_ident()
+        for other in self.lanes:
+            if other.bridge and not other.open and isinstance(other, TaskLane) and other.thread_id == tid:
+                return  # the async_to_sync task is done: what its private loop starts now is asyncio's cleanup
         registry.by_task[task] = self
         self.adopted_tasks.append(task)
-        lane = TaskLane(task.get_name(), time.perf_counter(), task, self.thread_id, None, worker=True)
+        # Tasks are created on their loop's thread: the request's own thread, or the main loop's for async_to_sync.
+        lane = TaskLane(task.get_name(), time.perf_counter(), task, tid, None, worker=True)
+        lane.bridge = bridge
+        lane.cpu_counted = cpu_counted
         self.lanes.append(lane)
         # The lane brackets the task's coroutine: close it when the task is done, not at the next sample.
         task.add_done_callback(lambda _task: lane.close(time.perf_counter()))
@@ -207,6 +260,11 @@ class Registry:
         owner = self.by_task.get(task) if task is not None else self.by_thread.get(threading.get_ident())
         return owner if owner is not None and owner.active else None
 
+    def thread_owner(self) -> Recording | None:
+        """The active request owning the calling thread (even when a task runs on it)."""
+        owner = self.by_thread.get(threading.get_ident())
+        return owner if owner is not None and owner.active else None
+
     def owner(self) -> Recording | None:
         """The request the calling code works for: its lane's owner, else the one of the current span's trace."""
         owner = self.lane_owner()
@@ -224,16 +282,18 @@ class Registry:
         self.by_trace[recording.span_context.trace_id] = recording
 
     def unregister(self, recording: Recording) -> None:
-        for mapping, key in (
-            (self.by_task, recording.task),
-            (self.by_thread, recording.thread_id),
-            (self.by_trace, recording.span_context.trace_id),
-        ):
-            if key is not None and mapping.get(key) is recording:
-                mapping.pop(key, None)
+        # Each entry goes only if it is still this recording's (a later request may own the thread already).
+        if recording.task is not None:
+            if self.by_task.get(recording.task) is recording:
+                del self.by_task[recording.task]
+        elif self.by_thread.get(recording.thread_id) is recording:
+            del self.by_thread[recording.thread_id]
+        trace_id = recording.span_context.trace_id
+        if self.by_trace.get(trace_id) is recording:
+            del self.by_trace[trace_id]
         for task in recording.adopted_tasks:
             if self.by_task.get(task) is recording:
-                self.by_task.pop(task, None)
+                del self.by_task[task]
 
     def clear(self) -> None:
         self.by_thread.clear()

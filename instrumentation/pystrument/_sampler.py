@@ -3,9 +3,9 @@
 Every interval it reads ``sys._current_frames()`` once and asks each open lane of each active
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
-lazily with the first request and waits on an ``Event`` while no request is active, so an idle
-process pays nothing (it keeps ticking for a second after the last request, so back-to-back short
-requests do not each pay for a thread wake-up).
+lazily with the first request and parks on an ``Event`` once no request has been active for
+``IDLE_AFTER`` (50 ms), so an idle process pays nothing, while a busy one does not wake the thread for
+every request (ticks without an active request only sleep).
 
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
@@ -33,9 +33,9 @@ from typing import Protocol
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
-#: Seconds without any active request before the sampler thread blocks; until then it keeps ticking, so that
-#: short back-to-back requests do not each pay for waking it.
-IDLE_AFTER = 1.0
+#: Seconds without any active request before the sampler thread parks; until then it keeps ticking (cheaply), so
+#: that back-to-back requests do not each pay for waking it.
+IDLE_AFTER = 0.05
 
 
 class Sampled(Protocol):
@@ -57,6 +57,7 @@ class StackSampler:
         self._idle = True
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._running = False
         self._lock = threading.Lock()
         self.ticks = 0
 
@@ -79,6 +80,8 @@ class StackSampler:
 
     def sample_once(self, now: float | None = None) -> None:
         """Take one sample of every active request that is due (also the unit tests' entry point)."""
+        if not self._active:
+            return
         frames = sys._current_frames()
         now = self.clock() if now is None else now
         try:
@@ -103,13 +106,13 @@ class StackSampler:
             thread.join(timeout=2)
 
     def _ensure_thread(self) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive():
+        if self._running:  # a flag, not Thread.is_alive(): this runs for every request
             return
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._running:
                 return
             self._stopped = False
+            self._running = True
             self._thread = threading.Thread(target=self._run, name="pystrument-sampler", daemon=True)
             self._thread.start()
 
@@ -117,11 +120,14 @@ class StackSampler:
         try:
             self._loop()
         except Exception:
-            log_once("sampler.thread", "pystrument: the sampler thread stopped on an error; profiling is off")
+            log_once("sampler.thread", "pystrument: the sampler thread stopped on an error; restarting it")
+        finally:
+            self._running = False
 
     def _loop(self) -> None:
         # ``lateness`` estimates how long getting the GIL back after a sleep takes (up to the switch interval
         # while a thread runs Python code); sleeping that much less keeps samples one interval apart.
+        self._idle = False
         lateness = 0.0
         last = busy = self.clock()
         interval = 0.005

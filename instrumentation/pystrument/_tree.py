@@ -124,9 +124,10 @@ def _absorb_library_children(owner: Call) -> list[Call]:
     kept: list[Call] = []
     for child in owner.children:
         if child.library:
+            # Absorb the child's own library descendants first, so their time reaches the owner through it.
+            kept.extend(_absorb_library_children(child))
             owner.self_time += child.self_time
             owner.await_time += child.await_time
-            kept.extend(_absorb_library_children(child))
         else:
             child.children = collapse_library(child.children)
             kept.append(child)

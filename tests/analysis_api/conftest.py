@@ -132,6 +132,14 @@ class PerfData:
 
 
 @pytest.fixture
+def settings(database_url: str, tmp_path: Any) -> Any:
+    """The suite's settings with retention off: these tests write 2024 data, which 7-day retention would delete."""
+    from pystrument_collector.settings import Settings
+
+    return Settings(database_url=database_url, data_dir=tmp_path, retention_days=0)
+
+
+@pytest.fixture
 def perf(db: Any) -> PerfData:
     return PerfData(db)
 

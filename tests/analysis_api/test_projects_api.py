@@ -261,7 +261,7 @@ def test_seed_flow_over_loopback_http(live_server: Any) -> None:
         assert records.json() == {
             "code": 0,
             "msg": "success",
-            "data": {"records": [], "total": 0, "page": 1, "size": 20},
+            "data": {"records": [], "total": 0, "page": 1, "size": 20, "total_estimated": False, "next_cursor": None},
         }
         bad = http.post("/api/v1/projects", json={"description": "no name"})
         assert bad.status_code == 400 and bad.json()["code"] == 40001

@@ -38,7 +38,7 @@ async def test_list_matches_seed_shape(client: Any, perf: Any, t: Any) -> None:
     project = await perf.project()
     await perf.request(project, "trace_xyz789", start=t(900), duration=0.856, path="/api/users/123")
     data = await records(client, project.project_key, page=1, size=20)
-    assert set(data) == {"records", "total", "page", "size"}
+    assert set(data) == {"records", "total", "page", "size", "total_estimated", "next_cursor"}
     assert (data["total"], data["page"], data["size"]) == (1, 1, 20)
     record = data["records"][0]
     assert set(SEED_RECORD) <= set(record)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import threading
+import socket
 import time
 import tracemalloc
 import zlib
@@ -47,35 +47,29 @@ async def test_oversized_bodies_are_413(small_limits, live_server, project, rows
 
 async def test_too_many_concurrent_exports_is_503_with_retry_after(small_limits, live_server, project) -> None:
     url, key = live_server.url + "/v1/traces", project[1]
-    release = threading.Event()
-    first: list[int] = []
-
-    def slow_body():
-        yield b"{"
-        release.wait(10)
-        yield b"}"
-
-    def send_slow() -> None:
-        r = httpx.post(url, content=slow_body(), headers={"content-type": "application/json", "x-project-key": key})
-        first.append(r.status_code)
-
-    t = threading.Thread(target=send_slow)
-    t.start()
+    # One export held open: its headers and half its body sent over a raw socket, the rest later.
+    slow = socket.create_connection(("127.0.0.1", live_server.port), timeout=30)
+    head = (
+        f"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-Project-Key: {key}\r\nContent-Length: 2\r\n\r\n{{"
+    )
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            r = httpx.post(url, content=b"{}", headers={"content-type": "application/json", "x-project-key": key})
-            if r.status_code == 503:
-                break
-            time.sleep(0.05)
-        assert r.status_code == 503
-        assert r.headers["retry-after"] == "2" and "overloaded" in r.json()["message"]
+        slow.sendall(head.encode())
+        with httpx.Client(timeout=30) as probe:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                r = probe.post(url, content=b"{}", headers={"content-type": "application/json", "x-project-key": key})
+                if r.status_code == 503:
+                    break
+                time.sleep(0.05)
+            assert r.status_code == 503
+            assert r.headers["retry-after"] == "2" and "overloaded" in r.json()["message"]
+            slow.sendall(b"}")
+            assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+            r = probe.post(url, content=b"{}", headers={"content-type": "application/json", "x-project-key": key})
+            assert r.status_code == 200
     finally:
-        release.set()
-        t.join(10)
-    assert first == [200]
-    r = httpx.post(url, content=b"{}", headers={"content-type": "application/json", "x-project-key": key})
-    assert r.status_code == 200
+        slow.close()
 
 
 class _StreamingRequest:
@@ -104,3 +98,71 @@ async def test_decompression_bomb_is_refused_in_bounded_memory() -> None:
     assert peak < 8 * 1024 * 1024
     ok = zlib.compress(b"x" * 5000)
     assert await read_body(_StreamingRequest(ok, "deflate"), 1024 * 1024) == b"x" * 5000
+
+
+def _padded_export(size: int) -> bytes:
+    """A valid, empty ExportTraceServiceRequest of exactly ``size`` bytes (an unknown field as padding)."""
+    for length in range(size, 0, -1):
+        head = b"\x7a" + _varint(length)
+        if len(head) + length == size:
+            return head + b"\x00" * length
+    raise AssertionError(size)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+@pytest.fixture
+def small_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Must come before ``live_server``: bodies up to 100 kB, 1.2 MB of request memory (protobuf counts 8x)."""
+    monkeypatch.setenv("PYSTRUMENT_MAX_BODY_BYTES", "100000")
+    monkeypatch.setenv("PYSTRUMENT_MAX_INFLIGHT_BYTES", "1200000")
+
+
+async def test_memory_budget_is_503_with_retry_after_until_released(small_budget, live_server, project) -> None:
+    url, key = live_server.url + "/v1/traces", project[1]
+    held = _padded_export(90_000)
+    slow = socket.create_connection(("127.0.0.1", live_server.port), timeout=30)
+    head = (
+        f"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
+        f"X-Project-Key: {key}\r\nContent-Length: {len(held)}\r\n\r\n"
+    )
+    probe_body = _padded_export(80_000)
+    headers = {**PROTOBUF, "x-project-key": key}
+    try:
+        slow.sendall(head.encode() + held[:80_000])  # 80 kB (640 kB counted) held by the server, 10 kB to come
+        with httpx.Client(timeout=30) as probe:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                r = probe.post(url, content=probe_body, headers=headers)
+                if r.status_code == 503:
+                    break
+                time.sleep(0.05)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert "memory budget" in Status.FromString(r.content).message
+            slow.sendall(held[80_000:])
+            assert slow.recv(65536).startswith(b"HTTP/1.1 200")
+            assert probe.post(url, content=probe_body, headers=headers).status_code == 200
+            # JSON counts 16x: 80 kB of it can never fit in 1.2 MB, so that is 413, not a retry.
+            r = probe.post(url, content=b" " * 78_000 + b"{}", headers={**headers, "content-type": "application/json"})
+            assert r.status_code == 413 and "memory budget" in r.json()["message"]
+            stats = probe.get(live_server.url + "/v1/stats").json()
+    finally:
+        slow.close()
+    assert stats["spans"]["dropped"]["overloaded"]["requests"] >= 1
+    assert stats["memory"]["limit"] == 1_200_000 and stats["memory"]["inflight_bytes"] == 0
+    assert 1_200_000 >= stats["memory"]["peak_inflight_bytes"] >= 8 * 80_000
+
+
+def test_budget_smaller_than_a_body_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pystrument_collector.receiver._body import max_inflight_bytes
+
+    monkeypatch.setenv("PYSTRUMENT_MAX_INFLIGHT_BYTES", "1000")
+    with pytest.raises(ValueError, match="PYSTRUMENT_MAX_INFLIGHT_BYTES"):
+        max_inflight_bytes(100_000)

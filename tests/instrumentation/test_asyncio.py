@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import anyio.to_thread
+import pystrument
 import pytest
+from asgiref.sync import ThreadSensitiveContext, async_to_sync, sync_to_async
 from opentelemetry.trace import SpanKind
 
 SAMPLERS = ["default", "pyinstrument"]
+SDK_DIR = os.path.dirname(pystrument.__file__) + os.sep
 
 
 def within(measured: float, truth: float, interval: float = 0.005) -> bool:
@@ -44,6 +49,7 @@ def test_concurrent_tasks_on_one_loop_never_mix(sampler: str, tracing: Any, help
     requests = {r.name: r for r in t.requests()}
     assert len(requests) == 8
     for i in range(8):
+        assert requests[f"GET /{i}"].attributes["pystrument.async"] is True
         spans = t.functions(requests[f"GET /{i}"])
         user = {s.name for s in spans if not s.attributes["pystrument.library"]}
         assert f"handler_{i}" in user and user <= {f"handler_{i}", "burn"}, user
@@ -90,6 +96,7 @@ def test_threadpool_handlers_belong_to_their_request(
     """FastAPI ``def`` routes and Django sync views: the span starts on the loop, the handler runs in a pool."""
     t = tracing(sampler=sampler, min_span_ms=0)
     workers = [helpers.renamed(blocking_work, f"blocking_{i}") for i in range(3)]
+    asyncio.run(anyio.to_thread.run_sync(int))  # anyio imports its asyncio backend on first use: not in a request
     truth: dict[str, float] = {}
 
     async def request(i: int) -> None:
@@ -107,6 +114,8 @@ def test_threadpool_handlers_belong_to_their_request(
     requests = {r.name: r for r in t.requests()}
     for i in range(3):
         spans = t.functions(requests[f"GET /{i}"])
+        # The hand-off wrappers are pystrument's own frames: never shown, on the loop or in the worker.
+        assert not [s.name for s in spans if s.attributes["code.file.path"].startswith(SDK_DIR)]
         user = [s for s in spans if not s.attributes["pystrument.library"] and s.name != "burn"]
         assert [s.name for s in user] == [f"blocking_{i}"]
         # Three workers share the GIL: the truth is each one's own wall time.
@@ -192,3 +201,71 @@ def test_a_failing_sampler_never_reaches_the_request(
         time.sleep(0.03)
     (after,) = [r for r in t.requests() if r.name == "GET /after"]
     assert after.attributes["pystrument.profile.samples"] >= 3
+
+
+async def async_view_body(burn: Callable[[float], int], truth: dict[str, float]) -> None:
+    t0 = time.perf_counter()
+    await asyncio.sleep(0.03)
+    burn(0.01)
+    truth[sys._getframe().f_code.co_name] = time.perf_counter() - t0
+
+
+def sync_view_body() -> None:
+    time.sleep(0.03)
+
+
+def django_style_request(t: Any, name: str, view: Callable[[], Any]) -> None:
+    """What Django's OTel middleware does under ASGI or WSGI: the request span starts in a thread, and an async view
+    runs through asgiref's ``async_to_sync``."""
+    with t.tracer.start_as_current_span(name, kind=SpanKind.SERVER):
+        view()
+
+
+def test_async_to_sync_under_asgi_adopts_the_view_task(tracing: Any, helpers: SimpleNamespace) -> None:
+    """Django under ASGI: middleware in asgiref's thread (one per request), the async view back on the main loop."""
+    t = tracing(min_span_ms=0)
+    truth: dict[str, float] = {}
+
+    async def request(name: str, view: Callable[[], Any]) -> None:
+        async with ThreadSensitiveContext():
+            await sync_to_async(django_style_request, thread_sensitive=True)(t, name, view)
+
+    async def main() -> None:
+        await asyncio.gather(
+            request("GET /async", lambda: async_to_sync(async_view_body)(helpers.burn, truth)),
+            request("GET /sync", sync_view_body),
+        )
+
+    asyncio.run(main())
+    requests = {r.name: r for r in t.requests()}
+    assert requests["GET /async"].attributes["pystrument.async"] is True
+    assert requests["GET /sync"].attributes["pystrument.async"] is False
+    spans = helpers.by_name(t.functions(requests["GET /async"]))
+    (view,) = spans["async_view_body"]
+    assert view.attributes["pystrument.thread"].startswith("Task-")
+    assert within(helpers.duration(view), truth["async_view_body"]), (helpers.duration(view), truth)
+    assert helpers.contains(requests["GET /async"], view)
+    assert not [name for name, found in spans.items() if found[0].attributes["code.file.path"].startswith(SDK_DIR)]
+    assert [s.name for s in t.functions(requests["GET /sync"]) if not s.attributes["pystrument.library"]] == [
+        "sync_view_body"
+    ]
+
+
+def test_async_to_sync_under_wsgi_follows_the_private_loop(tracing: Any, helpers: SimpleNamespace) -> None:
+    """Django under WSGI: no running loop, so asgiref runs the async view on a new loop in a worker thread."""
+    t = tracing(min_span_ms=0)
+    truth: dict[str, float] = {}
+    view = helpers.renamed(async_view_body, "wsgi_async_view")
+    thread = threading.Thread(
+        target=django_style_request, args=(t, "GET /wsgi", lambda: async_to_sync(view)(helpers.burn, truth))
+    )
+    thread.start()
+    thread.join(10)
+    (request,) = t.requests()
+    assert request.attributes["pystrument.async"] is True
+    spans = helpers.by_name(t.functions(request))
+    (found,) = spans["wsgi_async_view"]
+    # Its await is seen too (a thread lane would only see the loop's select() while it waits).
+    assert within(helpers.duration(found), truth["wsgi_async_view"]), (helpers.duration(found), truth)
+    assert sum(s.attributes.get("pystrument.await_time_ms", 0) for s in t.functions(request)) >= 20
+    assert "shutdown_asyncgens" not in " ".join(spans)

@@ -90,6 +90,31 @@ def test_collapse_library_chains_keep_application_callbacks() -> None:
     assert [c.name for c in orm_call.children] == ["handler"]
 
 
+def test_a_collapsed_library_chain_keeps_the_time_of_every_frame_it_absorbed() -> None:
+    """``json.dumps`` -> ``JSONEncoder.encode`` -> ``iterencode``: the time is spent two frames down; the one span
+    left for the chain must carry it as self time (it once showed 0 ms)."""
+    view = fi("view")
+    dumps, encode = fi("dumps", "/lib/json/__init__.py", 183), fi("JSONEncoder.encode", "/lib/json/encoder.py", 183)
+    iterencode = fi("JSONEncoder.iterencode", "/lib/json/encoder.py", 205)
+    default = fi("to_json", "/app/models.py", 7)  # an application callback called from deep in the chain
+    records = [
+        ([view], MS),
+        ([view, dumps, encode, iterencode], 90 * MS),
+        ([view, dumps, encode, iterencode, default], 10 * MS),
+        ([view, dumps, encode], 5 * MS),
+        ([view, dumps], 1 * MS),
+        ([view, dumps, encode, iterencode, AWAIT], 4 * MS),
+    ]
+    (v,) = collapse_library(_tree(records))
+    (chain,) = v.children
+    assert chain.name == "dumps" and chain.library
+    assert chain.self_time == pytest.approx(100 * MS)  # 90 + 5 + 1 + the 4 ms await, not the callback's 10
+    assert chain.await_time == pytest.approx(4 * MS)
+    assert chain.time == pytest.approx(110 * MS)
+    assert [c.name for c in chain.children] == ["to_json"]
+    assert chain.self_time + sum(c.time for c in chain.children) == pytest.approx(chain.time)
+
+
 def test_attach_lanes_nests_worker_calls_under_the_waiting_call() -> None:
     a = Call("a", "a", "f", 1, False, 0.0, 1.0, time=1.0, self_time=0.2)
     b = Call("b", "b", "f", 2, False, 0.2, 0.8, time=0.6, self_time=0.6, await_time=0.6)

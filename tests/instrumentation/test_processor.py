@@ -3,7 +3,9 @@ thread isolation, the tail rule, pruning, and that nothing inside the SDK reache
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +15,7 @@ from typing import Any
 
 import pystrument
 import pytest
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
@@ -54,6 +57,7 @@ def test_planted_function_duration_is_accurate(sampler: str, tracing: Any, helpe
     assert request.attributes["pystrument.profile.interval_ms"] == 5.0
     assert request.attributes["pystrument.profile.sampler"] == sampler
     assert request.attributes["pystrument.function_spans"] is True
+    assert request.attributes["pystrument.async"] is False
     # Thread CPU time: the loop, not the 50 ms sleep (a loaded machine may give the loop less than its wall time).
     cpu = request.attributes["pystrument.cpu_time_ms"] / 1000
     assert 0.005 <= cpu <= helpers.duration(request) - 0.045
@@ -97,6 +101,29 @@ def test_nested_functions_nest(sampler: str, tracing: Any, helpers: SimpleNamesp
         (sleep,) = [s for s in spans["sleep"] if helpers.parent_id(s) == helpers.span_id(one)]
         assert sleep.attributes["pystrument.library"] is True and helpers.contains(one, sleep)
         assert sleep.start_time >= two.end_time
+
+
+def report_rows(rows: int) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"row {i}", "tags": ["a", "b"], "score": i / 7} for i in range(rows)]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_collapsed_library_call_keeps_its_time_as_self_time(
+    sampler: str, tracing: Any, helpers: SimpleNamespace
+) -> None:
+    """``json.dumps`` with ``indent`` runs Python frames several levels down in the json package: its one span must
+    carry their time as self time."""
+    t = tracing(sampler=sampler, min_span_ms=0)
+    t0 = time.perf_counter()
+    json.dumps(report_rows(1000), indent=1)
+    rows = report_rows(max(1000, int(1000 * 0.08 / (time.perf_counter() - t0))))  # about 80 ms of encoding
+    with t.tracer.start_as_current_span("GET /report", kind=SpanKind.SERVER):
+        json.dumps(rows, indent=1)
+    spans = t.functions()
+    (dumps,) = [s for s in spans if s.name == "dumps"]
+    assert dumps.attributes["pystrument.library"] is True
+    assert [s.name for s in spans if helpers.parent_id(s) == helpers.span_id(dumps)] == []
+    assert dumps.attributes["pystrument.self_time_ms"] / 1000 >= 0.7 * helpers.duration(dumps) >= 0.7 * 0.04
 
 
 def _request_in_thread(t: Any, fn: Callable[[], None], name: str, barrier: threading.Barrier) -> None:
@@ -310,3 +337,56 @@ def test_configure_is_idempotent(caplog: pytest.LogCaptureFixture) -> None:
     assert sum(isinstance(p, pystrument.PystrumentSpanProcessor) for p in processors) == 1
     assert processors[0] is first  # runs first, so it builds its last spans before exporters shut down
     provider.shutdown()
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_request_span_ended_on_another_thread(
+    sampler: str, tracing: Any, helpers: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A root span handed to a worker that ends it: nothing reaches either thread, precise mode logs once, and the
+    profiler it left running on the starting thread is stopped when that thread starts its next span."""
+    t = tracing(sampler=sampler, min_span_ms=0)
+    seen: dict[str, Any] = {}
+
+    def starter() -> None:
+        for i in range(3):
+            span = t.tracer.start_span(f"job {i}")  # a root span: a request of its own
+            medium_one()
+            ender = threading.Thread(target=span.end)
+            ender.start()
+            ender.join(5)
+        seen["profile_after_handoffs"] = sys.getprofile()
+        with t.tracer.start_as_current_span("GET /next", kind=SpanKind.SERVER):
+            medium_one()
+        seen["profile_after_next"] = sys.getprofile()
+
+    with caplog.at_level(logging.WARNING, logger="pystrument"):
+        thread = threading.Thread(target=starter)
+        thread.start()
+        thread.join(10)
+    spans = t.spans()
+    assert sorted(s.name for s in spans if s.parent is None) == ["GET /next", "job 0", "job 1", "job 2"]
+    warnings = [r for r in caplog.records if "ended on another thread" in r.message]
+    if sampler == "pyinstrument":
+        assert len(warnings) == 1
+        assert seen["profile_after_handoffs"] is not None  # the orphaned profilers were still hooked in
+    else:
+        assert warnings == []  # the default sampler does not care which thread ends the span
+    assert seen["profile_after_next"] is None  # ... and are gone once the thread started its next span
+    (following,) = [s for s in spans if s.name == "GET /next"]
+    assert [s.name for s in t.functions(following) if not s.attributes["pystrument.library"]] == ["medium_one"]
+
+
+def test_a_root_span_inside_a_request_leaves_the_request_profile_alone(tracing: Any) -> None:
+    t = tracing(min_span_ms=0)
+    with t.tracer.start_as_current_span("GET /outer", kind=SpanKind.SERVER):
+        medium_one()
+        with t.tracer.start_as_current_span("audit", context=Context()):  # a new trace, started inside the request
+            long_one()
+        medium_one()
+    spans = t.spans()
+    (outer,) = [s for s in spans if s.name == "GET /outer"]
+    (audit,) = [s for s in spans if s.name == "audit"]
+    assert audit.parent is None and not any(k.startswith("pystrument.") for k in audit.attributes or {})
+    user = [s.name for s in t.functions(outer) if not s.attributes["pystrument.library"]]
+    assert user == ["medium_one", "long_one", "medium_one"]

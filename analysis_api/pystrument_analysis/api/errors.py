@@ -56,8 +56,10 @@ def envelope(data: Any, msg: str = "success", code: int = 0) -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": data}
 
 
-def _error_response(code: int, status: int, msg: str) -> Response[dict[str, Any]]:
-    return Response(envelope(None, msg=msg, code=code), status_code=status)
+def _error_response(
+    code: int, status: int, msg: str, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    return Response(envelope(None, msg=msg, code=code), status_code=status, headers=headers)
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
@@ -84,7 +86,7 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     code = {400: 40001, 401: 40101, 404: 40401, 405: 40501, 409: 40901, 413: 41301, 415: 41501, 503: 50301}.get(
         exc.status_code, exc.status_code * 100 + 1
     )
-    return _error_response(code, exc.status_code, str(exc.detail))
+    return _error_response(code, exc.status_code, str(exc.detail), dict(exc.headers or {}) or None)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -15,14 +15,15 @@ from pystrument_collector.db import Database
 
 from pystrument_analysis.api import schemas
 from pystrument_analysis.api.errors import NotFound
+from pystrument_analysis.api.services import differential as differential_service
 from pystrument_analysis.api.services import records as record_service
 from pystrument_analysis.api.services import stats as stats_service
-from pystrument_analysis.api.services._common import project_by_key
+from pystrument_analysis.api.services._common import MAX_PAGE, project_by_key
 from pystrument_analysis.api.services.records import RecordFilter
 from pystrument_analysis.api.services.speedscope import speedscope_document
 
 ProjectKey = Annotated[str, QueryParameter(min_length=1, max_length=64, description="the project's key (proj_...)")]
-Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
+Page = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="page number, 1-1000000")]
 Size = Annotated[int, QueryParameter(ge=1, le=100, description="page size, 1-100")]
 Start = Annotated[datetime | None, QueryParameter(description="from this time (ISO 8601, inclusive)")]
 End = Annotated[datetime | None, QueryParameter(description="until this time (ISO 8601, exclusive)")]
@@ -58,6 +59,10 @@ class PerformanceController(Controller):
         service: Service = None,
         sort: Annotated[str, QueryParameter(pattern="^(timestamp|duration)$")] = "timestamp",
         order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "desc",
+        cursor: Annotated[
+            str | None,
+            QueryParameter(max_length=1000, description="next_cursor of the previous page (keyset; page is ignored)"),
+        ] = None,
     ) -> schemas.RecordPageResponse:
         filters = RecordFilter(
             route=route,
@@ -73,7 +78,7 @@ class PerformanceController(Controller):
             service=service,
         )
         async with db.session() as session:
-            page_data = await record_service.list_page(session, project_key, page, size, filters, sort, order)
+            page_data = await record_service.list_page(session, project_key, page, size, filters, sort, order, cursor)
         return schemas.RecordPageResponse(data=page_data)
 
     @get(
@@ -134,11 +139,44 @@ class PerformanceController(Controller):
         service: Service = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000, description="routes to return, by request count")] = 50,
         slowest: Annotated[int, QueryParameter(ge=1, le=100, description="slowest routes to return, by p95")] = 10,
+        mode: Annotated[
+            str,
+            QueryParameter(
+                pattern="^(auto|exact|rollup)$",
+                description="exact (percentile_cont), rollup (pre-aggregated, percentiles within 10%) or auto",
+            ),
+        ] = "auto",
     ) -> schemas.StatsResponse:
         filters = RecordFilter(route=route, method=method, service=service, start=start, end=end)
         async with db.session() as session:
-            report = await stats_service.report(session, project_key, filters, bucket, limit, slowest)
+            report = await stats_service.report(session, project_key, filters, bucket, limit, slowest, mode)
         return schemas.StatsResponse(data=report)
+
+    @get(
+        "/routes/differential",
+        operation_id="getRouteDifferential",
+        summary="Tail vs median of one route: which functions grow most in its slowest requests",
+    )
+    async def get_route_differential(
+        self,
+        db: NamedDependency[Database],
+        project_key: ProjectKey,
+        route: Annotated[
+            str, QueryParameter(min_length=1, max_length=2000, description="exact route template, e.g. /users/{id}")
+        ],
+        method: Method = None,
+        service: Service = None,
+        start: Start = None,
+        end: End = None,
+        sample: Annotated[
+            int, QueryParameter(ge=1, le=1000, description="requests read per cohort, newest with function spans")
+        ] = 200,
+        limit: Annotated[int, QueryParameter(ge=1, le=500, description="functions to return, by delta")] = 50,
+    ) -> schemas.RouteDifferentialResponse:
+        filters = RecordFilter(route=route, method=method, service=service, start=start, end=end)
+        async with db.session() as session:
+            report = await differential_service.route_differential(session, project_key, filters, sample, limit)
+        return schemas.RouteDifferentialResponse(data=report)
 
     @get(
         "/functions",

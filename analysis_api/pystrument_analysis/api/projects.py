@@ -12,8 +12,9 @@ from pystrument_collector.db import Database
 
 from pystrument_analysis.api import schemas
 from pystrument_analysis.api.services import projects as service
+from pystrument_analysis.api.services._common import MAX_PAGE
 
-Page = Annotated[int, QueryParameter(ge=1, description="page number, from 1")]
+Page = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="page number, 1-1000000")]
 Size = Annotated[int, QueryParameter(ge=1, le=100, description="page size, 1-100")]
 ProjectKey = Annotated[str, PathParameter(min_length=1, max_length=64, description="the project's key (proj_...)")]
 

@@ -142,10 +142,15 @@ class RecordDetailItem(RecordItem):
 
 
 class RecordPage(Struct):
+    """A page of records. ``total`` is exact unless ``total_estimated`` (then the planner's estimate, over
+    10,000); ``next_cursor`` continues after this page (null on the last page)."""
+
     records: list[RecordItem]
     total: int
     page: int
     size: int
+    total_estimated: bool = False
+    next_cursor: str | None = None
 
 
 class SpanItem(Struct):
@@ -242,6 +247,7 @@ class StatsReport(Struct):
     routes: list[RouteStats]
     slowest_routes: list[RouteStats]
     timeseries: list[TimePoint]
+    approximate: bool = False  # percentiles estimated from the rollups' histograms (within 10%)
 
 
 class FunctionStats(Struct):
@@ -273,3 +279,57 @@ class StatsResponse(_Envelope, kw_only=True):
 
 class FunctionReportResponse(_Envelope, kw_only=True):
     data: FunctionReport
+
+
+# ---------------------------------------------------------------- tail vs median
+
+
+class Cohort(Struct):
+    """Requests of one duration band: how many in the window, how many of them were read (``profiled``:
+    the newest ones with function spans, at most ``sample``) and their mean duration (seconds)."""
+
+    min_duration: float | None
+    max_duration: float | None
+    requests: int
+    profiled: int
+    mean_duration: float | None
+
+
+class FunctionDelta(Struct):
+    """One function's mean time per request (seconds) in the median and the tail cohort.
+
+    ``share``: ``delta`` over the tail's extra time (nested functions overlap); ``self_share`` is additive.
+    ``*_calls``: mean calls per request.
+    """
+
+    name: str
+    file: str
+    median_time: float
+    tail_time: float
+    delta: float
+    share: float
+    median_self_time: float
+    tail_self_time: float
+    self_delta: float
+    self_share: float
+    median_calls: float
+    tail_calls: float
+
+
+class RouteDifferential(Struct):
+    """Which functions grow most between a route's median requests (p40-p60) and its tail (p95 and up)."""
+
+    start: datetime
+    end: datetime
+    route: str
+    method: str | None
+    service: str | None
+    request_count: int
+    median: Cohort
+    tail: Cohort
+    extra_time: float | None
+    functions: list[FunctionDelta]
+
+
+class RouteDifferentialResponse(_Envelope, kw_only=True):
+    data: RouteDifferential

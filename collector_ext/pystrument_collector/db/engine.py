@@ -46,7 +46,9 @@ class Database:
             self._embedded = EmbeddedPostgres(self._data_dir)
             url = self._embedded.start()
         self.url = url
-        self._engine = create_async_engine(url, pool_size=self._pool_size, max_overflow=self._pool_size, pool_pre_ping=True)
+        self._engine = create_async_engine(
+            url, pool_size=self._pool_size, max_overflow=self._pool_size, pool_pre_ping=True
+        )
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
 
     async def start(self) -> None:

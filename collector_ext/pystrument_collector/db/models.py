@@ -22,7 +22,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -47,17 +47,24 @@ class Project(Base):
 
 
 class Span(Base):
-    """Every span received: request, client and pystrument's synthetic function spans alike."""
+    """Every span received: request, client and pystrument's synthetic function spans alike.
+
+    Range-partitioned by day on ``start_time`` (migration 0003; partitions managed by
+    ``pystrument_collector.retention``). Postgres needs the partition key in the unique key, so it is
+    ``(trace_id, span_id, start_time)``: a span sent again has the same start time, so it still collides.
+    No per-row foreign key (write speed): the writer locks the projects it writes for, and a trigger on
+    ``projects`` deletes a deleted project's spans.
+    """
 
     __tablename__ = "spans"
 
-    trace_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
-    parent_span_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    trace_id: Mapped[str] = mapped_column(String(32, collation="C"), primary_key=True)
+    span_id: Mapped[str] = mapped_column(String(16, collation="C"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    parent_span_id: Mapped[str | None] = mapped_column(String(16, collation="C"), nullable=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
-    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     duration: Mapped[float] = mapped_column(Float, nullable=False)  # seconds
     status_code: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)  # OTel: 0 unset, 1 ok, 2 error
     status_message: Mapped[str] = mapped_column(Text, nullable=False, default="")
@@ -66,7 +73,10 @@ class Span(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     events: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, default=list)
 
-    __table_args__ = (Index("ix_spans_project_start", "project_id", "start_time"),)
+    __table_args__ = (
+        Index("ix_spans_project_start", "project_id", "start_time"),
+        {"postgresql_partition_by": "RANGE (start_time)"},
+    )
 
 
 class PerformanceRecord(Base):
@@ -91,7 +101,39 @@ class PerformanceRecord(Base):
     __table_args__ = (
         Index("ix_records_project_time", "project_id", "timestamp"),
         Index("ix_records_project_route_time", "project_id", "route", "timestamp"),
+        Index("ix_records_project_duration", "project_id", "duration"),  # migration 0004
     )
+
+
+class RouteRollup(Base):
+    """Request statistics per route (or, ``all_routes``, per project) and minute, hour or day, kept by triggers.
+
+    Migration 0004: statement-level triggers on ``performance_records`` add inserted records and rebuild the
+    days of deleted ones, so the rows always add up to the records. ``bucket_seconds`` is 60, 3600 or 86400.
+    ``hist_idx``/``hist_cnt`` are a sparse log-scale duration histogram (bucket 0 is <= 0.1 ms, bucket k is
+    (0.1 ms * 1.1^(k-1), 0.1 ms * 1.1^k]). Concurrent writers use different ``shard`` rows; readers sum them.
+    ``path`` is set only when ``route`` is empty.
+    """
+
+    __tablename__ = "route_rollups"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    bucket_seconds: Mapped[int] = mapped_column(Integer, primary_key=True)
+    all_routes: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    group_key: Mapped[Any] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    method: Mapped[str] = mapped_column(String(16), nullable=False)
+    route: Mapped[str] = mapped_column(Text, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    error_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sum_duration: Mapped[float] = mapped_column(Float, nullable=False)
+    min_duration: Mapped[float] = mapped_column(Float, nullable=False)
+    max_duration: Mapped[float] = mapped_column(Float, nullable=False)
+    hist_idx: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger), nullable=False)
+    hist_cnt: Mapped[list[int]] = mapped_column(ARRAY(Integer), nullable=False)
 
 
 class Analysis(Base):
@@ -113,6 +155,10 @@ class Analysis(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # migration 0002: a running job whose lease has expired is re-claimed by another worker
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    language: Mapped[str] = mapped_column(String(8), nullable=False, default="en", server_default="en")
+    provider_used: Mapped[str] = mapped_column(String(64), nullable=False, default="", server_default="")
 
     __table_args__ = (
         Index("ix_analyses_project_created", "project_id", "created_at"),

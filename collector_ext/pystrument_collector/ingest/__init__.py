@@ -3,6 +3,7 @@
 from pystrument_collector.ingest._batch import Batch, encode_json
 from pystrument_collector.ingest._errors import (
     IngestError,
+    Overloaded,
     PayloadError,
     PayloadTooLarge,
     ProjectInactive,
@@ -23,6 +24,7 @@ __all__ = [
     "IngestResult",
     "Ingestor",
     "JsonTraces",
+    "Overloaded",
     "PayloadError",
     "PayloadTooLarge",
     "ProjectInactive",

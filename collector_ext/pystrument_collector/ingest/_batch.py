@@ -1,7 +1,10 @@
-"""Rows to write, column by column: the one place that maps a decoded span to ``spans`` and ``performance_records``.
+"""Rows to write: the one place that maps a decoded span to ``spans`` and ``performance_records``.
 
-Decoders (protobuf, OTLP JSON, the seed's legacy JSON) call :meth:`Batch.add_span` with plain values; every
-mapping rule (request detection, HTTP fields, cpu/memory, error flag, redaction) lives here.
+Decoders (OTLP JSON, the seed's legacy JSON) call :meth:`Batch.add_span` with plain values; the protobuf hot
+path builds the same row tuples itself (``_otlp_proto``) and shares :meth:`Batch.add_record`, where every
+request-record rule (HTTP fields, cpu/memory, error flag) lives. Times in rows are integer microseconds since
+Postgres' epoch (2000-01-01 UTC): the writer's connections encode ``timestamptz`` from them directly, which
+saves building and converting a ``datetime`` per span.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import msgspec
 from pystrument_collector.ingest._redact import scrub_attributes
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
 KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 MEMORY_PREFIX = "pystrument.memory."
 MAX_SERVICE = 200
@@ -35,7 +39,20 @@ def clean_text(value: str) -> str:
 
 
 def ns_to_datetime(ns: int) -> datetime:
-    return EPOCH + timedelta(microseconds=ns // 1000)
+    """Unix nanoseconds as an aware datetime (the epoch itself when out of range)."""
+    try:
+        return EPOCH + timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return EPOCH
+
+
+def ns_to_pg(ns: int) -> int:
+    """Unix nanoseconds → the row time format (microseconds since 2000-01-01 UTC)."""
+    return ns // 1000 - PG_EPOCH_US
+
+
+def pg_to_datetime(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us + PG_EPOCH_US)
 
 
 def _as_int(value: Any) -> int | None:
@@ -66,8 +83,18 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
+def _url_path(url: str) -> str:
+    """The path of a full URL; by hand when ``urlsplit`` refuses it (a scrubbed ``[REDACTED]`` password)."""
+    try:
+        return urlsplit(url).path
+    except ValueError:
+        rest = url.split("://", 1)[-1]
+        return "/" + rest.split("/", 1)[1] if "/" in rest else ""
+
+
 class Batch:
-    """Column lists for one request's spans and request records, plus rejection bookkeeping."""
+    """One chunk of a request: span rows (tuples in ``SPAN_COLUMNS`` order), request records column by column,
+    and rejection bookkeeping."""
 
     SPAN_COLUMNS = (
         "trace_id", "span_id", "project_id", "parent_span_id", "name", "kind", "start_time", "duration",
@@ -79,7 +106,7 @@ class Batch:
     )  # fmt: skip
 
     def __init__(self) -> None:
-        self.spans: list[list[Any]] = [[] for _ in self.SPAN_COLUMNS]
+        self.rows: list[tuple[Any, ...]] = []
         self.records: list[list[Any]] = [[] for _ in self.RECORD_COLUMNS]
         self.rejected = 0
         self.reject_reasons: dict[str, int] = {}
@@ -87,11 +114,17 @@ class Batch:
         self.project_ids: set[int] = set()
 
     def __len__(self) -> int:
-        return len(self.spans[0])
+        return len(self.rows)
 
     @property
     def record_count(self) -> int:
         return len(self.records[0])
+
+    def span_columns(self) -> list[list[Any]]:
+        """The span rows transposed, for ``unnest`` inserts."""
+        if not self.rows:
+            return [[] for _ in self.SPAN_COLUMNS]
+        return [list(column) for column in zip(*self.rows, strict=True)]
 
     def reject(self, reason: str, message: str) -> None:
         self.rejected += 1
@@ -119,51 +152,55 @@ class Batch:
     ) -> None:
         """Append one span (ids already validated); also a request record for SERVER or root spans."""
         attrs = scrub_attributes(attributes)
-        start = ns_to_datetime(start_ns)
+        start = ns_to_pg(start_ns)
         duration = max(0, end_ns - start_ns) / 1e9
         service = clean_text(service_name)[:MAX_SERVICE]
         synthetic = attrs.get("pystrument.synthetic") in (True, "true", "True", 1)
         if status_code not in (0, 1, 2):
             status_code = 0
-        s = self.spans
-        s[0].append(trace_id)
-        s[1].append(span_id)
-        s[2].append(project_id)
-        s[3].append(parent_span_id)
-        s[4].append(clean_text(name))
-        s[5].append(kind)
-        s[6].append(start)
-        s[7].append(duration)
-        s[8].append(status_code)
-        s[9].append(clean_text(status_message))
-        s[10].append(service)
-        s[11].append(synthetic)
-        s[12].append(encode_json(attrs))
-        s[13].append(encode_json(events))
+        self.rows.append(
+            (
+                trace_id,
+                span_id,
+                project_id,
+                parent_span_id,
+                clean_text(name),
+                kind,
+                start,
+                duration,
+                status_code,
+                clean_text(status_message),
+                service,
+                synthetic,
+                encode_json(attrs),
+                encode_json(events),
+            )
+        )
         self.project_ids.add(project_id)
         if request is None:
             request = kind == "SERVER" or parent_span_id is None
         if request:
-            self._add_record(project_id, service, trace_id, span_id, start, duration, status_code, attrs)
+            self.add_record(project_id, service, trace_id, span_id, start, duration, status_code, attrs)
 
-    def _add_record(
+    def add_record(
         self,
         project_id: int,
         service: str,
         trace_id: str,
         span_id: str,
-        start: datetime,
+        start: int,
         duration: float,
         status_code: int,
         attrs: dict[str, Any],
     ) -> None:
+        """A request record from a request span's (already scrubbed) attributes; ``start`` in row time."""
         method = attrs.get("http.request.method") or attrs.get("http.method") or ""
         route = attrs.get("http.route") or ""
         path = attrs.get("url.path") or attrs.get("http.target") or ""
         if not isinstance(path, str):
             path = str(path)
         if not path and isinstance(full := attrs.get("url.full") or attrs.get("http.url"), str):
-            path = urlsplit(full).path
+            path = _url_path(full)
         path = path.split("?", 1)[0].split("#", 1)[0]
         http_status = _as_int(attrs.get("http.response.status_code", attrs.get("http.status_code")))
         cpu_ms = _as_float(attrs.get("pystrument.cpu_time_ms"))
@@ -177,7 +214,7 @@ class Batch:
         r[4].append(str(method)[:MAX_METHOD].upper())
         r[5].append(str(route))
         r[6].append(path)
-        r[7].append(http_status)
+        r[7].append(http_status if http_status is not None and -(2**31) <= http_status < 2**31 else None)
         r[8].append(duration)
         r[9].append(cpu_ms / 1000 if cpu_ms is not None else None)
         r[10].append(encode_json(memory))

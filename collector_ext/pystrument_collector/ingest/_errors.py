@@ -46,3 +46,9 @@ class Unavailable(IngestError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Overloaded(Unavailable):
+    """The receiver is at a bound (memory budget, write connections): 503 with Retry-After."""
+
+    reason = "overloaded"

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
 from pystrument_collector.ingest._batch import KINDS, Batch, clean_text, ns_to_datetime
 from pystrument_collector.ingest._errors import PayloadError
-from pystrument_collector.ingest._otlp_proto import PROJECT_KEY_ATTRIBUTE
+from pystrument_collector.ingest._otlp_proto import MAX_ATTRIBUTES, MAX_EVENTS, PROJECT_KEY_ATTRIBUTE
 from pystrument_collector.ingest._redact import scrub_attributes
 
 _KIND_NAMES = {f"SPAN_KIND_{k}": i for i, k in enumerate(KINDS)} | {k: i for i, k in enumerate(KINDS)}
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2, "UNSET": 0, "OK": 1, "ERROR": 2}
 _HEX = frozenset("0123456789abcdefABCDEF")
 _decoder = msgspec.json.Decoder()
+_MAX_NANOS = 2**64  # fixed64 in the protobuf form; also keeps times within Postgres' timestamptz range
 
 
 def _get(d: dict[str, Any], camel: str, snake: str) -> Any:
@@ -66,7 +68,7 @@ def any_value(v: Any) -> Any:
 
 def attributes(kvs: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kv in _list(kvs):
+    for kv in _list(kvs)[:MAX_ATTRIBUTES]:
         if isinstance(kv, dict) and isinstance(key := kv.get("key"), str):
             out[clean_text(key)] = any_value(kv.get("value"))
     return out
@@ -134,13 +136,19 @@ class JsonTraces:
     def _scopes(rs: dict[str, Any]) -> list[Any]:
         return _list(_get(rs, "scopeSpans", "scope_spans") or rs.get("instrumentationLibrarySpans"))
 
-    def fill(self, batch: Batch, project_ids: list[int]) -> None:
+    def batches(self, project_ids: list[int], size: int) -> Iterator[Batch]:
+        """Map every span, ``size`` spans a batch; spans with invalid ids or times are counted as rejected."""
+        batch = Batch()
         for rs, project_id in zip(self.resource_spans, project_ids, strict=True):
             service = attributes(_dict(rs.get("resource")).get("attributes")).get("service.name")
             service = service if isinstance(service, str) else ""
             for ss in self._scopes(rs):
                 for span in _list(_dict(ss).get("spans")):
                     self._one(batch, project_id, service, _dict(span))
+                    if len(batch) >= size:
+                        yield batch
+                        batch = Batch()
+        yield batch
 
     @staticmethod
     def _one(batch: Batch, project_id: int, service: str, span: dict[str, Any]) -> None:
@@ -163,8 +171,11 @@ class JsonTraces:
         if start <= 0:
             batch.reject("missing_start_time", f"span {name!r}: startTimeUnixNano is missing")
             return
+        if start >= _MAX_NANOS:
+            batch.reject("invalid_start_time", f"span {name!r}: startTimeUnixNano is out of range")
+            return
         events = []
-        for e in _list(span.get("events")):
+        for e in _list(span.get("events"))[:MAX_EVENTS]:
             e = _dict(e)
             ev_name = e.get("name")
             events.append(
@@ -186,7 +197,7 @@ class JsonTraces:
             name=name,
             kind=KINDS[kind] if 0 <= kind < len(KINDS) else "UNSPECIFIED",
             start_ns=start,
-            end_ns=_int(_get(span, "endTimeUnixNano", "end_time_unix_nano")),
+            end_ns=min(_int(_get(span, "endTimeUnixNano", "end_time_unix_nano")), _MAX_NANOS),
             status_code=_enum(status.get("code"), _STATUS_NAMES),
             status_message=message if isinstance(message, str) else "",
             attributes=attributes(span.get("attributes")),

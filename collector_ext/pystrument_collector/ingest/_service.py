@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
-
-import anyio.to_thread
 
 from pystrument_collector.ingest._batch import Batch
 from pystrument_collector.ingest._errors import ProjectInactive, Unavailable, UnknownProject
-from pystrument_collector.ingest._writer import Writer, is_unavailable
+from pystrument_collector.ingest._writer import IngestResult, Writer, is_unavailable
 from pystrument_collector.projects import ProjectKeys
 
 if TYPE_CHECKING:
@@ -17,6 +15,8 @@ if TYPE_CHECKING:
 
 # Mapping a large request runs in a worker thread so the event loop keeps answering meanwhile.
 THREAD_THRESHOLD_BYTES = 512 * 1024
+# Spans mapped and written at a time: a request's memory is its body plus one chunk of rows.
+CHUNK_SPANS = 2048
 
 
 class Traces(Protocol):
@@ -26,31 +26,19 @@ class Traces(Protocol):
 
     def span_count(self) -> int: ...
 
-    def fill(self, batch: Batch, project_ids: list[int]) -> None: ...
-
-
-@dataclass
-class IngestResult:
-    """What happened to one request's spans."""
-
-    received: int
-    inserted: int
-    records: int
-    rejected: int
-    reject_reasons: dict[str, int]
-    error_message: str
-
-    @property
-    def duplicates(self) -> int:
-        return self.received - self.inserted
+    def batches(self, project_ids: list[int], size: int) -> Iterator[Batch]: ...
 
 
 class Ingestor:
     """Per-app ingest state: the project-key cache and the writer."""
 
-    def __init__(self) -> None:
+    def __init__(self, writer: Writer | None = None) -> None:
         self.projects = ProjectKeys()
-        self.writer = Writer()
+        self.writer = writer or Writer()
+
+    async def close(self) -> None:
+        """Close the writer's connections (the app's shutdown)."""
+        await self.writer.close()
 
     async def project_ids(self, db: Database, header_key: str | None, resource_keys: list[str | None]) -> list[int]:
         """The project id for each resource; the header key wins. ``UnknownProject`` if any is missing/unknown."""
@@ -80,21 +68,12 @@ class Ingestor:
     async def store(self, db: Database, traces: Traces, header_key: str | None, body_size: int) -> IngestResult:
         """Authenticate, map and write one export request; nothing is stored unless every resource is authorised."""
         ids = await self.project_ids(db, header_key, traces.resource_keys())
-        batch = Batch()
-        if body_size >= THREAD_THRESHOLD_BYTES:
-            await anyio.to_thread.run_sync(traces.fill, batch, ids)
-        else:
-            traces.fill(batch, ids)
+        if not traces.span_count():
+            return IngestResult()
         try:
-            inserted, records = await self.writer.write(db, batch)
+            return await self.writer.write(
+                db, lambda: traces.batches(ids, CHUNK_SPANS), threaded=body_size >= THREAD_THRESHOLD_BYTES
+            )
         except UnknownProject:
-            self.projects.forget(batch.project_ids)
+            self.projects.forget(ids)
             raise
-        return IngestResult(
-            received=len(batch),
-            inserted=inserted,
-            records=records,
-            rejected=batch.rejected,
-            reject_reasons=batch.reject_reasons,
-            error_message=batch.first_error,
-        )

@@ -1,26 +1,47 @@
-"""Batch write: one ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` per table, in one transaction.
+"""Batch writes: binary ``COPY`` straight into ``spans``, idempotent on ``(trace_id, span_id)`` all the same.
 
-Rows are inserted in ``(trace_id, span_id)`` order so concurrent writers of overlapping batches (exporter
-retries) take index locks in the same order and cannot deadlock each other.
+Each request is one transaction on one of the writer's own connections: its chunks' span rows go to ``spans``
+by binary COPY (tuple routing puts them in their day partition), request records by
+``INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING``. COPY cannot skip a row that is already there: when a
+span was stored before (an exporter retry, the same span twice in a body), the unique index raises, the
+transaction rolls back whole, and the request is written again with ``INSERT … ON CONFLICT DO NOTHING`` in
+``(trace_id, span_id)`` order. So new spans pay for COPY only, and a span is stored once however often it is
+sent. The unique key is ``(trace_id, span_id, start_time)`` (Postgres wants the partition key in it); a resent
+span carries the same start time, so for retransmissions it is the same key.
+
+The connections are the writer's own small asyncpg pool (not SQLAlchemy's): they encode ``timestamptz`` from
+integer microseconds (see ``_batch``), and their number bounds how many writes run at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import struct
 import time
+from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import aclosing, suppress
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 
 from pystrument_collector.ingest._batch import Batch
-from pystrument_collector.ingest._errors import Unavailable, UnknownProject
+from pystrument_collector.ingest._errors import IngestError, Overloaded, PayloadError, Unavailable, UnknownProject
 
 if TYPE_CHECKING:
     from pystrument_collector.db import Database
 
 logger = logging.getLogger(__name__)
+
+_SQLALCHEMY_ONLY = ("prepared_statement_name_func", "async_fallback")
+ENV_WRITE_CONNECTIONS = "PYSTRUMENT_WRITE_CONNECTIONS"
+DEFAULT_WRITE_CONNECTIONS = 4
+ACQUIRE_TIMEOUT_SECONDS = 5.0
+BUSY_RETRY_AFTER_SECONDS = 2
+WRITE_TIMEOUT_SECONDS = 60.0
 
 SPANS_SQL = """
 INSERT INTO spans (trace_id, span_id, project_id, parent_span_id, name, kind, start_time, duration,
@@ -44,9 +65,11 @@ ORDER BY t, s
 ON CONFLICT DO NOTHING
 """
 
+# Held to the commit: a concurrent project delete waits, then its trigger removes these spans too.
+LOCK_PROJECTS_SQL = "SELECT id FROM projects WHERE id = ANY($1::int8[]) FOR KEY SHARE"
 ACTIVITY_SQL = "UPDATE projects SET last_activity = now() WHERE id = ANY($1::int8[])"
 ACTIVITY_INTERVAL_SECONDS = 1.0
-DEADLOCK_RETRIES = 3
+DEADLOCK_RETRIES = 3  # attempts for transient conflicts (deadlocks, partitions attached meanwhile)
 
 # Errors that mean "the database is not there right now": answer 503 so exporters retry later.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -78,59 +101,243 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
-def _inserted(status: str) -> int:
-    """Rows inserted, from asyncpg's command tag ``INSERT 0 <n>``."""
+def _transient(exc: BaseException) -> bool:
+    """A deadlock, or a row routed to a partition whose bounds changed under it (both succeed when retried)."""
+    if isinstance(exc, asyncpg.exceptions.DeadlockDetectedError):
+        return True
+    return "partition constraint" in str(exc)
+
+
+def write_connections() -> int:
+    """Connections the writer opens at most (``PYSTRUMENT_WRITE_CONNECTIONS``, default 4)."""
+    text = os.environ.get(ENV_WRITE_CONNECTIONS, "").strip()
+    if not text:
+        return DEFAULT_WRITE_CONNECTIONS
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{ENV_WRITE_CONNECTIONS}={text!r} must be a positive integer, e.g. 4")
+    return int(text)
+
+
+def _count(status: str) -> int:
+    """Rows written, from a command tag such as ``INSERT 0 <n>`` or ``COPY <n>``."""
     try:
         return int(status.rsplit(" ", 1)[1])
     except (IndexError, ValueError):
         return 0
 
 
-class Writer:
-    """Writes batches through the Database's pool; tracks when each project's last_activity was bumped."""
+_INT64 = struct.Struct("!q")
 
-    def __init__(self) -> None:
+
+def _time_decode(data: bytes) -> int:
+    return int(_INT64.unpack(data)[0])
+
+
+async def _init_connection(conn: Any) -> None:
+    """Row times are integer microseconds since 2000-01-01 UTC, which is timestamptz's binary form: packing
+    them is one C call (no ``datetime`` per span, none of asyncpg's timezone arithmetic)."""
+    await conn.set_type_codec(
+        "timestamptz", schema="pg_catalog", encoder=_INT64.pack, decoder=_time_decode, format="binary"
+    )
+
+
+async def _keep_session(conn: Any) -> None:
+    """On release, skip asyncpg's ``RESET ALL; UNLISTEN *; …`` round trip: the writer changes no session state
+    (an open transaction is still rolled back by the pool)."""
+
+
+@dataclass
+class IngestResult:
+    """What happened to one request's spans."""
+
+    received: int = 0
+    inserted: int = 0
+    records: int = 0
+    rejected: int = 0
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    error_message: str = ""
+    project_ids: set[int] = field(default_factory=set)
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.inserted
+
+    def count(self, batch: Batch) -> None:
+        self.received += len(batch)
+        self.rejected += batch.rejected
+        for reason, n in batch.reject_reasons.items():
+            self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + n
+        if batch.first_error and not self.error_message:
+            self.error_message = batch.first_error
+        self.project_ids |= batch.project_ids
+
+
+BatchSource = Callable[[], Iterable[Batch]]
+
+
+async def _chunks(source: BatchSource, threaded: bool) -> AsyncGenerator[Batch, None]:
+    """The source's batches; when ``threaded``, each is mapped in a worker thread while the previous is written."""
+    it = iter(source())
+    if not threaded:
+        for batch in it:
+            yield batch
+        return
+    pending = asyncio.ensure_future(asyncio.to_thread(next, it, None))
+    try:
+        while (ready := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(next, it, None))
+            yield ready
+    finally:
+        if not pending.done():
+            with suppress(BaseException):
+                await pending
+
+
+class Writer:
+    """Writes batches through its own connection pool; tracks when each project's last_activity was bumped."""
+
+    def __init__(self, max_connections: int | None = None) -> None:
+        self.max_connections = max_connections or write_connections()
+        self._pool: Any = None
+        self._pool_db: Database | None = None
+        self._pool_lock = asyncio.Lock()
         self._activity: dict[int, float] = {}
 
-    async def write(self, db: Database, batch: Batch) -> tuple[int, int]:
-        """Store the batch; return (spans inserted, records inserted). Duplicates are skipped silently."""
-        if not len(batch):
-            return 0, 0
+    async def _pool_for(self, db: Database) -> Any:
+        if self._pool is not None and self._pool_db is db:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None or self._pool_db is not db:
+                await self.close()
+                engine = db.engine
+                _, params = engine.dialect.create_connect_args(engine.url)
+                cache_size = params.pop("prepared_statement_cache_size", None)
+                if cache_size is not None:  # e.g. 0 behind PgBouncer: asyncpg's own name for it
+                    params["statement_cache_size"] = cache_size
+                for option in _SQLALCHEMY_ONLY:  # URL options SQLAlchemy's adapter reads, asyncpg does not
+                    params.pop(option, None)
+                self._pool = await asyncpg.create_pool(
+                    min_size=0,
+                    max_size=self.max_connections,
+                    init=_init_connection,
+                    reset=_keep_session,
+                    server_settings={"application_name": "pystrument-writer"},
+                    **params,
+                )
+                self._pool_db = db
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool (waits briefly for writes in progress)."""
+        pool, self._pool, self._pool_db = self._pool, None, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except Exception:  # a write still running after 10 s, or the database gone: just drop them
+                pool.terminate()
+
+    async def write(
+        self, db: Database, source: BatchSource, *, threaded: bool = False, skip_if_recorded: bool = False
+    ) -> IngestResult:
+        """Store the source's batches in one transaction; duplicates are skipped silently.
+
+        ``skip_if_recorded``: a batch whose request record is already stored is a report sent again, and its
+        spans are skipped whole (the seed's JSON has no span times of its own to make them idempotent).
+        """
         try:
-            return await self._write(db, batch)
+            pool = await self._pool_for(db)
+            try:
+                conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                raise Overloaded(
+                    f"all {self.max_connections} database write connections are busy, retry later",
+                    BUSY_RETRY_AFTER_SECONDS,
+                ) from None
+            try:
+                result = await self._write(conn, source, threaded, skip_if_recorded)
+                await self._touch(conn, result.project_ids)
+            finally:
+                await pool.release(conn)
+            return result
+        except IngestError:
+            raise
         except asyncpg.exceptions.ForeignKeyViolationError:
             raise UnknownProject("project was deleted; its key is no longer valid") from None
+        except asyncpg.exceptions.DataError as exc:
+            raise PayloadError(f"a value in the request cannot be stored: {exc}") from None
         except Exception as exc:
             if is_unavailable(exc):
-                logger.warning("database unavailable while storing %d spans: %s", len(batch), exc)
+                logger.warning("database unavailable while storing spans: %s", exc)
                 raise Unavailable("database unavailable, retry later") from exc
             raise
 
-    async def _write(self, db: Database, batch: Batch) -> tuple[int, int]:
+    async def _write(self, conn: Any, source: BatchSource, threaded: bool, skip_if_recorded: bool) -> IngestResult:
+        copy = True
         for attempt in range(DEADLOCK_RETRIES):
             try:
-                async with db.engine.connect() as conn:
-                    raw = await conn.get_raw_connection()
-                    apg: Any = raw.driver_connection
-                    async with apg.transaction():
-                        spans = _inserted(await apg.execute(SPANS_SQL, *batch.spans))
-                        records = 0
-                        if batch.record_count:
-                            records = _inserted(await apg.execute(RECORDS_SQL, *batch.records))
-                    await self._touch(apg, batch.project_ids)
-                return spans, records
-            except asyncpg.exceptions.DeadlockDetectedError:
-                if attempt == DEADLOCK_RETRIES - 1:
+                return await self._attempt(conn, source, threaded, copy, skip_if_recorded)
+            except asyncpg.exceptions.UniqueViolationError:
+                if not copy:
+                    raise
+                copy = False  # some spans are stored already: write again, skipping them
+            except (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.CheckViolationError) as exc:
+                # A check violation here is a partition attached while this COPY was routing rows: try again.
+                if attempt == DEADLOCK_RETRIES - 1 or not _transient(exc):
                     raise
                 await asyncio.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return await self._attempt(conn, source, threaded, False, skip_if_recorded)
 
-    async def _touch(self, apg: Any, project_ids: set[int]) -> None:
-        """Bump ``projects.last_activity`` at most once a second per project, outside the insert transaction."""
+    async def _attempt(
+        self, conn: Any, source: BatchSource, threaded: bool, copy: bool, skip_if_recorded: bool
+    ) -> IngestResult:
+        result = IngestResult()
+        locked: set[int] = set()
+        async with conn.transaction(), aclosing(_chunks(source, threaded)) as chunks:
+            async for batch in chunks:
+                result.count(batch)
+                if not batch.project_ids <= locked:
+                    await self._lock_projects(conn, batch.project_ids - locked)
+                    locked |= batch.project_ids
+                if skip_if_recorded and batch.record_count:
+                    recorded = _count(await conn.execute(RECORDS_SQL, *batch.records))
+                    result.records += recorded
+                    if recorded:
+                        result.inserted += await self._spans(conn, batch, copy)
+                    continue
+                if batch.rows:
+                    result.inserted += await self._spans(conn, batch, copy)
+                if batch.record_count:
+                    result.records += _count(await conn.execute(RECORDS_SQL, *batch.records))
+        return result
+
+    @staticmethod
+    async def _lock_projects(conn: Any, project_ids: set[int]) -> None:
+        """Share-lock the projects (``spans`` has no per-row foreign key); a deleted one refuses the write."""
+        found = {row[0] for row in await conn.fetch(LOCK_PROJECTS_SQL, list(project_ids))}
+        if found != project_ids:
+            raise UnknownProject("project was deleted; its key is no longer valid")
+
+    @staticmethod
+    async def _spans(conn: Any, batch: Batch, copy: bool) -> int:
+        if not batch.rows:
+            return 0
+        if copy:
+            status = await conn.copy_records_to_table(
+                "spans", records=batch.rows, columns=Batch.SPAN_COLUMNS, timeout=WRITE_TIMEOUT_SECONDS
+            )
+        else:
+            status = await conn.execute(SPANS_SQL, *batch.span_columns(), timeout=WRITE_TIMEOUT_SECONDS)
+        return _count(status)
+
+    async def _touch(self, conn: Any, project_ids: set[int]) -> None:
+        """Bump ``projects.last_activity`` at most once a second per project, after the spans are committed."""
         now = time.monotonic()
         due = [pid for pid in project_ids if self._activity.get(pid, 0.0) + ACTIVITY_INTERVAL_SECONDS <= now]
         if not due:
             return
         for pid in due:
             self._activity[pid] = now
-        await apg.execute(ACTIVITY_SQL, due)
+        try:
+            await conn.execute(ACTIVITY_SQL, due)
+        except (asyncpg.PostgresError, OSError, asyncpg.exceptions.InterfaceError) as exc:
+            logger.debug("could not update last_activity: %s", exc)

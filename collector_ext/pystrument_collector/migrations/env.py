@@ -1,7 +1,6 @@
 """Alembic environment: always handed a live connection by pystrument_collector.db.migrate."""
 
 from alembic import context
-
 from pystrument_collector.db.models import Base
 
 connection = context.config.attributes.get("connection")

@@ -18,7 +18,15 @@ from litestar.types import ControllerRouterHandler
 
 from pystrument_collector.db import Database
 from pystrument_collector.ingest import IngestError, Ingestor, JsonTraces, PayloadTooLarge, ProtoTraces, Traces
-from pystrument_collector.receiver._body import max_body_bytes, read_body
+from pystrument_collector.receiver._body import (
+    JSON_WEIGHT,
+    PROTOBUF_WEIGHT,
+    MemoryBudget,
+    Reservation,
+    max_body_bytes,
+    max_inflight_bytes,
+    read_body,
+)
 from pystrument_collector.receiver._legacy import legacy_handler
 from pystrument_collector.receiver._otlp_http import (
     JSON,
@@ -47,11 +55,15 @@ def max_concurrent_exports() -> int:
     return int(text)
 
 
-def receiver_handlers() -> list[ControllerRouterHandler]:
-    """The receiver's route handlers; each call makes fresh per-app state (key cache, counters)."""
-    ingestor = Ingestor()
+def receiver_handlers(ingestor: Ingestor | None = None) -> list[ControllerRouterHandler]:
+    """The receiver's route handlers; each call makes fresh per-app state (key cache, counters).
+
+    Pass the app's ``Ingestor`` to close its database connections at shutdown (``await ingestor.close()``).
+    """
+    ingestor = ingestor or Ingestor()
     stats = IngestStats()
     limit = max_body_bytes()
+    budget = MemoryBudget(max_inflight_bytes(limit))
     max_in_flight = max_concurrent_exports()
     in_flight = [0]
 
@@ -78,8 +90,9 @@ def receiver_handlers() -> list[ControllerRouterHandler]:
             return error_response(fmt, 503, "receiver overloaded, retry later", OVERLOAD_RETRY_AFTER_SECONDS)
         traces: Traces | None = None
         in_flight[0] += 1
+        hold = Reservation(budget, PROTOBUF_WEIGHT if fmt in PROTOBUF_TYPES else JSON_WEIGHT)
         try:
-            body = await read_body(request, limit)
+            body = await read_body(request, limit, hold)
             traces = ProtoTraces(body) if fmt in PROTOBUF_TYPES else JsonTraces(body)
             header_key = request.headers.get(PROJECT_KEY_HEADER, "").strip() or None
             result = await ingestor.store(db, traces, header_key, len(body))
@@ -90,6 +103,7 @@ def receiver_handlers() -> list[ControllerRouterHandler]:
                 logger.info("OTLP export refused (%d): %s", exc.status, exc.message)
             return error_response(fmt, exc.status, exc.message, retry_after=getattr(exc, "retry_after", None))
         finally:
+            hold.release()
             in_flight[0] -= 1
         stats.request(200)
         stats.accepted(result.inserted, result.duplicates, result.records)
@@ -98,9 +112,12 @@ def receiver_handlers() -> list[ControllerRouterHandler]:
 
     @get("/v1/stats", operation_id="ingest_stats", summary="Ingest counters of this server process", tags=["ingest"])
     async def ingest_stats() -> dict[str, Any]:
-        return stats.snapshot()
+        return {
+            **stats.snapshot(),
+            "memory": {"inflight_bytes": budget.used, "peak_inflight_bytes": budget.peak, "limit": budget.limit},
+        }
 
-    return [export_traces, ingest_stats, legacy_handler(ingestor, stats, limit)]
+    return [export_traces, ingest_stats, legacy_handler(ingestor, stats, limit, budget)]
 
 
 __all__ = ["PROJECT_KEY_HEADER", "max_concurrent_exports", "receiver_handlers"]

@@ -13,7 +13,7 @@ from litestar.types import ControllerRouterHandler
 from pystrument_collector.db import Database
 from pystrument_collector.ingest import Batch, IngestError, Ingestor
 from pystrument_collector.ingest._legacy import LegacyReport
-from pystrument_collector.receiver._body import read_body
+from pystrument_collector.receiver._body import JSON_WEIGHT, MemoryBudget, Reservation, read_body
 from pystrument_collector.receiver._stats import IngestStats
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,9 @@ def _envelope(status: int, msg: str, data: Any = None, headers: dict[str, str] |
     return Response({"code": code, "msg": msg, "data": data}, status_code=status, headers=headers)
 
 
-def legacy_handler(ingestor: Ingestor, stats: IngestStats, limit: int) -> ControllerRouterHandler:
+def legacy_handler(
+    ingestor: Ingestor, stats: IngestStats, limit: int, budget: MemoryBudget | None = None
+) -> ControllerRouterHandler:
     """The collect endpoint, sharing the OTLP receiver's key cache, writer and counters."""
 
     @post(
@@ -40,21 +42,24 @@ def legacy_handler(ingestor: Ingestor, stats: IngestStats, limit: int) -> Contro
     )
     async def collect(request: Request[Any, Any, Any], db: NamedDependency[Database]) -> Response[Any]:
         report: LegacyReport | None = None
+        hold = Reservation(budget, JSON_WEIGHT)
         try:
-            body = await read_body(request, limit)
+            body = await read_body(request, limit, hold)
             report = LegacyReport(body)
             key = request.headers.get("x-project-key", "").strip() or None
             [project_id] = await ingestor.project_ids(db, key, [None])
             batch = Batch()
             report.fill(batch, project_id)
-            inserted, records = await ingestor.writer.write(db, batch)
+            result = await ingestor.writer.write(db, lambda: [batch], skip_if_recorded=True)
         except IngestError as exc:
             stats.request(exc.status)
             stats.drop(exc.reason, 0)
             retry = getattr(exc, "retry_after", None)
             return _envelope(exc.status, exc.message, headers={"Retry-After": str(retry)} if retry else None)
+        finally:
+            hold.release()
         stats.request(200)
-        stats.accepted(inserted, len(batch) - inserted, records)
+        stats.accepted(result.inserted, result.duplicates, result.records)
         recorded_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         return _envelope(200, "success", {"trace_id": report.trace_id, "recorded_at": recorded_at})
 

@@ -23,6 +23,9 @@ def utc_seconds(value: datetime) -> datetime:
     return utc(value).replace(microsecond=0)
 
 
+MAX_PAGE = 1_000_000  # deeper than this, page with a cursor (records) or narrower filters
+
+
 def offset(page: int, size: int) -> int:
     return (page - 1) * size
 

@@ -12,20 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pystrument_analysis.api import schemas
 from pystrument_analysis.api.errors import BadRequest
+from pystrument_analysis.api.hygiene import no_nul
 from pystrument_analysis.api.services._common import offset, project_by_key, utc_seconds
 
 KNOWN_FRAMEWORKS = ("flask", "django", "fastapi", "other")
 
 
 def _clean_name(name: str) -> str:
-    cleaned = name.strip()
+    cleaned = no_nul(name, "name").strip()
     if not cleaned:
         raise BadRequest("name must not be empty or blank")
     return cleaned
 
 
 def _clean_framework(framework: str) -> str:
-    cleaned = framework.strip()
+    cleaned = no_nul(framework, "framework").strip()
     return cleaned.lower() if cleaned.lower() in KNOWN_FRAMEWORKS else cleaned
 
 
@@ -48,7 +49,7 @@ async def create(session: AsyncSession, body: schemas.ProjectCreate) -> schemas.
     project = Project(
         project_key=new_project_key(),
         name=_clean_name(body.name),
-        description=body.description.strip(),
+        description=no_nul(body.description, "description").strip(),
         framework=_clean_framework(body.framework),
         status="active",
     )
@@ -66,7 +67,7 @@ async def create(session: AsyncSession, body: schemas.ProjectCreate) -> schemas.
 async def list_page(
     session: AsyncSession, page: int, size: int, q: str | None = None, status: str | None = None
 ) -> schemas.ProjectPage:
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if q:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         conditions.append(Project.name.ilike(f"%{escaped}%", escape="\\"))
@@ -134,7 +135,7 @@ async def update(
     if body.name is not UNSET:
         project.name = _clean_name(body.name)
     if body.description is not UNSET:
-        project.description = body.description.strip()
+        project.description = no_nul(body.description, "description").strip()
     if body.framework is not UNSET:
         project.framework = _clean_framework(body.framework)
     if body.status is not UNSET:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pystrument_collector.db.models import PerformanceRecord, Span
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
 from pystrument_analysis.api import schemas
 from pystrument_analysis.api.errors import BadRequest, NotFound
+from pystrument_analysis.api.services import rollups
 from pystrument_analysis.api.services._common import offset, project_by_key, utc
 from pystrument_analysis.api.services.span_tree import place_spans
 
 SORT_COLUMNS = {"timestamp": PerformanceRecord.timestamp, "duration": PerformanceRecord.duration}
+COUNT_CAP = 10_000  # counted exactly up to here; beyond, from the rollups or the planner's estimate
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,20 @@ class RecordFilter:
             out.append(r.service_name == self.service)
         return out
 
+    def by_route_only(self) -> bool:
+        """Whether only route, method, service and time filter (what the rollups can count)."""
+        return all(
+            v is None
+            for v in (
+                self.path or None,
+                self.status_code,
+                self.status_class or None,
+                self.error,
+                self.min_duration,
+                self.max_duration,
+            )
+        )
+
 
 def escape_like(text: str) -> str:
     """``text`` with LIKE wildcards escaped, for a literal substring match."""
@@ -87,6 +111,75 @@ def _item(r: PerformanceRecord) -> schemas.RecordItem:
     )
 
 
+class _Explain(Executable, ClauseElement):
+    """``EXPLAIN (FORMAT JSON) <query>`` with the query's parameters bound as usual."""
+
+    inherit_cache = False
+
+    def __init__(self, query: Select[Any]) -> None:
+        self.query = query
+
+
+@compiles(_Explain, "postgresql")
+def _compile_explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + str(compiler.process(element.query, **kw))
+
+
+def encode_cursor(sort: str, order: str, record: PerformanceRecord) -> str:
+    """An opaque keyset cursor: the sort key of the last record of a page."""
+    value: Any = utc(record.timestamp).isoformat() if sort == "timestamp" else record.duration
+    raw = json.dumps([sort, order, value, record.trace_id, record.span_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str, order: str) -> tuple[Any, str, str]:
+    """``(sort value, trace_id, span_id)`` of a cursor made by ``encode_cursor`` for this sort and order."""
+    bad = BadRequest("cursor is not valid here: pass next_cursor from a previous page with the same sort and order")
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise bad from None
+    if not (isinstance(raw, list) and len(raw) == 5 and raw[:2] == [sort, order]):
+        raise bad
+    value, trace_id, span_id = raw[2:]
+    if not (isinstance(trace_id, str) and isinstance(span_id, str)):
+        raise bad
+    try:
+        if sort == "timestamp":
+            parsed: Any = utc(datetime.fromisoformat(value))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            parsed = float(value)
+        else:
+            raise bad
+    except (TypeError, ValueError):
+        raise bad from None
+    return parsed, trace_id, span_id
+
+
+async def _total(
+    session: AsyncSession, project_id: int, filters: RecordFilter, conditions: list[ColumnElement[bool]]
+) -> tuple[int, bool]:
+    """``(total, estimated)``: exact up to ``COUNT_CAP``; above, exact from the rollups when only route,
+    method, service and time filter, else the query planner's estimate."""
+    capped = select(literal(1)).select_from(PerformanceRecord).where(*conditions).limit(COUNT_CAP + 1).subquery()
+    total = int(await session.scalar(select(func.count()).select_from(capped)) or 0)
+    if total <= COUNT_CAP:
+        return total, False
+    if filters.by_route_only():
+        scope = rollups.Scope(project_id, filters.route, filters.method, filters.service)
+        start = utc(filters.start) if filters.start is not None else None
+        end = utc(filters.end) if filters.end is not None else None
+        return await rollups.count(session, scope, start, end), False
+    query = select(literal(1)).select_from(PerformanceRecord).where(*conditions)
+    plan = (await session.execute(_Explain(query))).scalar()
+    document: Any = json.loads(plan) if isinstance(plan, str) else plan
+    try:
+        estimate = int(document[0]["Plan"]["Plan Rows"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        estimate = 0
+    return max(estimate, COUNT_CAP + 1), True
+
+
 async def list_page(
     session: AsyncSession,
     project_key: str,
@@ -95,18 +188,35 @@ async def list_page(
     filters: RecordFilter,
     sort: str = "timestamp",
     order: str = "desc",
+    cursor: str | None = None,
 ) -> schemas.RecordPage:
+    """One page, by ``page`` (offset) or by ``cursor`` (keyset: fast however deep), with the total."""
     project = await project_by_key(session, project_key)
     conditions = filters.conditions(project.id)
-    total = await session.scalar(select(func.count()).select_from(PerformanceRecord).where(*conditions)) or 0
+    r = PerformanceRecord
     column = SORT_COLUMNS[sort]
-    ordering = [column.desc(), PerformanceRecord.trace_id.desc()] if order == "desc" else [column.asc()]
-    if order != "desc":
-        ordering.append(PerformanceRecord.trace_id.asc())
-    rows = await session.scalars(
-        select(PerformanceRecord).where(*conditions).order_by(*ordering).offset(offset(page, size)).limit(size)
+    desc = order == "desc"
+    keys = (column, r.trace_id, r.span_id)
+    query = select(r).where(*conditions).order_by(*(k.desc() if desc else k.asc() for k in keys))
+    if cursor:
+        value, trace_id, span_id = decode_cursor(cursor, sort, order)
+        mark = tuple_(value, trace_id, span_id)
+        after = tuple_(*keys) < mark if desc else tuple_(*keys) > mark
+        query = query.where(column <= value if desc else column >= value, after)
+    else:
+        query = query.offset(offset(page, size))
+    found = list(await session.scalars(query.limit(size + 1)))
+    total, estimated = await _total(session, project.id, filters, conditions)
+    rows = found[:size]
+    next_cursor = encode_cursor(sort, order, rows[-1]) if len(found) > size else None
+    return schemas.RecordPage(
+        records=[_item(x) for x in rows],
+        total=total,
+        page=page,
+        size=size,
+        total_estimated=estimated,
+        next_cursor=next_cursor,
     )
-    return schemas.RecordPage(records=[_item(r) for r in rows], total=total, page=page, size=size)
 
 
 async def trace_spans(session: AsyncSession, project_id: int, trace_id: str) -> list[Span]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pystrument_analysis.api import schemas
 from pystrument_analysis.api.errors import BadRequest
+from pystrument_analysis.api.services import rollups
 from pystrument_analysis.api.services._common import project_by_key, utc
 from pystrument_analysis.api.services.records import RecordFilter
 
@@ -25,6 +27,8 @@ MAX_ROUTE_GROUPS = 1000
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _BUCKET_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 SELF_TIME_ATTRIBUTE = "pystrument.self_time_ms"
+EXACT_LIMIT = 20_000  # mode=auto: up to this many requests, exact percentile_cont; above, the rollups
+MODES = ("auto", "exact", "rollup")
 
 
 def window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -95,11 +99,27 @@ async def report(
     bucket: str | None,
     limit: int,
     slowest: int,
+    mode: str = "auto",
 ) -> schemas.StatsReport:
-    """Summary, per-route rows (by request count), slowest routes (by p95) and the bucketed series."""
+    """Summary, per-route rows (by request count), slowest routes (by p95) and the bucketed series.
+
+    ``mode``: ``exact`` computes everything from the records (``percentile_cont``); ``rollup`` from the
+    per-minute/hour rollups (exact counts, percentiles within 10%); ``auto`` picks exact up to
+    ``EXACT_LIMIT`` requests in the window and when the bucket is not a whole number of minutes.
+    """
     project = await project_by_key(session, project_key)
     start, end = window(filters.start, filters.end)
     step = bucket_seconds(bucket, start, end)
+    if mode == "rollup" and not (bucket or "").strip():
+        step = max(step, 60)  # the auto step of a short window: the rollups' finest is a minute
+    if mode == "rollup" and step % 60:
+        raise BadRequest("mode=rollup needs a bucket that is a whole number of minutes (e.g. 60, 5m, 1h)")
+    scope = rollups.Scope(project.id, filters.route, filters.method, filters.service)
+    if mode == "rollup" or (mode == "auto" and step % 60 == 0):
+        whole = rollups.plan(start, end)
+        summary = (await rollups.figures(session, scope, whole)).get(("", ""), rollups.Figures())
+        if mode == "rollup" or summary.count > EXACT_LIMIT:
+            return await _rollup_report(session, scope, start, end, step, limit, slowest, summary)
     scoped = RecordFilter(**{**filters.__dict__, "start": start, "end": end})
     conditions = scoped.conditions(project.id)
     seconds = (end - start).total_seconds()
@@ -152,6 +172,65 @@ class _Empty:
 
 
 _EMPTY = _Empty()
+
+
+class _FromFigures:
+    """``rollups.Figures`` with the attribute names ``_latency`` reads."""
+
+    def __init__(self, f: rollups.Figures) -> None:
+        self.count, self.error_count, self.max = f.count, f.error_count, f.high
+        self.avg = f.total / f.count if f.count else None
+        self.p50, self.p95, self.p99 = f.quantiles(0.5, 0.95, 0.99)
+
+
+async def _rollup_report(
+    session: AsyncSession,
+    scope: rollups.Scope,
+    start: datetime,
+    end: datetime,
+    step: int,
+    limit: int,
+    slowest: int,
+    summary: rollups.Figures,
+) -> schemas.StatsReport:
+    """The report from day, hour and minute rollups plus the records of the window's partial minutes."""
+    first = math.floor(start.timestamp() / step)
+    whole = rollups.plan(start, end)
+    tiles = rollups.plan(start, end, rollups.grain_for(step))  # rows that never straddle a series bucket
+
+    async def by_bucket() -> dict[tuple[str, str], rollups.Figures]:
+        async with AsyncSession(session.bind) as own:  # a second connection: both queries run at once
+            return await rollups.figures(own, scope, tiles, "series", step=step, base=float(first * step))
+
+    cheap = rollups.signed_plans(start, end, datetime.now(UTC))
+    by_route, by_index = await asyncio.gather(
+        rollups.figures(session, scope, whole, "route", histograms=cheap), by_bucket()
+    )
+    seconds = (end - start).total_seconds()
+    ranked = sorted(by_route.items(), key=lambda item: (-item[1].count, item[0][1], item[0][0]))
+    routes = [
+        schemas.RouteStats(method=method, route=route, **_latency(_FromFigures(f), seconds))
+        for (method, route), f in ranked[:MAX_ROUTE_GROUPS]
+    ]
+    last = math.ceil(end.timestamp() / step) - first
+    series = []
+    for i in range(max(last, 1)):
+        lo = datetime.fromtimestamp((first + i) * step, UTC)
+        covered = (min(lo + timedelta(seconds=step), end) - max(lo, start)).total_seconds()
+        point = by_index.get((str(i), ""))
+        figures = _latency(_FromFigures(point), covered) if point is not None else _latency(_EMPTY, covered)
+        series.append(schemas.TimePoint(time=lo, **figures))
+    slowest_routes = sorted((x for x in routes if x.p95 is not None), key=lambda x: (-(x.p95 or 0.0), x.route))
+    return schemas.StatsReport(
+        start=start,
+        end=end,
+        bucket=step,
+        summary=schemas.LatencyStats(**_latency(_FromFigures(summary), seconds)),
+        routes=routes[:limit],
+        slowest_routes=slowest_routes[:slowest],
+        timeseries=series,
+        approximate=True,
+    )
 
 
 def _number_attribute(name: str) -> Any:

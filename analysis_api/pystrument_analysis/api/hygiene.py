@@ -1,0 +1,29 @@
+"""Input Postgres cannot store or compare: a NUL character anywhere in an API path or query is a 400."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from pystrument_analysis.api.errors import BadRequest
+
+NUL_MESSAGE = "the request contains a NUL character (\\x00), which cannot be stored or searched for"
+
+
+def nul_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """App-wide guard, before any parameter reaches a query (text columns refuse NUL: that would be a 500)."""
+    path: str = connection.scope["path"]
+    if not path.startswith("/api/"):
+        return
+    query: bytes = connection.scope.get("query_string", b"")
+    if "\x00" in path or b"\x00" in query or b"%00" in query:
+        raise BadRequest(NUL_MESSAGE)
+
+
+def no_nul(value: str, field: str) -> str:
+    """``value``, or 400 naming ``field`` when it holds a NUL character."""
+    if "\x00" in value:
+        raise BadRequest(f"{field} must not contain NUL characters (\\x00)")
+    return value

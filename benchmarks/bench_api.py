@@ -1,0 +1,394 @@
+"""REST API latency at scale: the records list with its total, and per-route p50/p95/p99 over 7 days.
+
+One run, one Postgres (embedded in a temp dir, or ``PYSTRUMENT_DATABASE_URL``; a fresh database is made on it),
+migrated as ``pystrument serve`` does:
+
+1. seed: ``--requests`` request records spread over the last 7 days (30 routes, 4 services, log-normal
+   durations, 2% errors) binary-COPY'd into ``performance_records`` in chunks, as one project's traffic (the
+   rollup trigger runs on every COPY, as on every ingest write), plus a small second project; then
+   ``--spans-per-request`` spans per request (the request span and function spans with the SDK's
+   attributes), generated inside Postgres from the records (``INSERT … SELECT`` per day on two connections:
+   encoding ten million rows in Python would take longer than everything else); then ``VACUUM ANALYZE``.
+   Also timed, for the trigger's ingest cost: live records written the collector's way (25 per
+   ``INSERT … ON CONFLICT DO NOTHING``, one transaction each) with the rollup trigger disabled and enabled.
+2. measure: the real app (``create_app``, lifespan run) through an in-process ASGI client; each request
+   ``--runs`` times after a warm-up, sequentially; p50/p95/p99 in milliseconds.
+
+Targets: the records list with ``total`` p95 <= 50 ms; 7-day per-route statistics p95 <= 100 ms.
+Unknown arguments are ignored (``nox -s bench -- …`` passes the same ones to every script); positional words
+select benchmarks: this one runs when there are none or one of them is ``api``. ``--quick``: 100k requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROUTES = [f"/api/v1/items/{{id}}/part_{i}" if i % 3 else f"/api/v1/orders/{i}" for i in range(30)]
+SERVICES = ["shop-web", "catalog-api", "billing", "search"]
+CHUNK = 50_000
+COMPARE_ROWS = 20_000
+INGEST_BATCH = 25  # records in one OTLP request of 512 spans at ~20 spans per request
+DAYS = 7
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("select", nargs="*", help="benchmark names to run (this one is 'api')")
+    parser.add_argument("--requests", type=int, default=1_000_000, help="request records (default 1000000)")
+    parser.add_argument("--spans-per-request", type=int, default=10, help="spans per request (default 10)")
+    parser.add_argument("--runs", type=int, default=200, help="timed calls per endpoint (default 200)")
+    parser.add_argument("--quick", action="store_true", help="100k requests, 50 runs")
+    args, _unknown = parser.parse_known_args(argv)
+    if args.quick:
+        args.requests, args.runs = min(args.requests, 100_000), min(args.runs, 50)
+    args.spans_per_request = max(1, args.spans_per_request)
+    return args
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+
+
+def record_rows(n: int, project_id: int, now: datetime, seed: int) -> list[tuple[Any, ...]]:
+    """``n`` request records over the 7 days before ``now``, columns in ``RECORD_COLUMNS`` order."""
+    rnd = random.Random(seed)
+    weights = [1.0 / (i + 1) for i in range(len(ROUTES))]  # a few hot routes, a long tail
+    routes = rnd.choices(range(len(ROUTES)), weights=weights, k=n)
+    span = DAYS * 86400.0
+    rows = []
+    for i in range(n):
+        r = routes[i]
+        route = ROUTES[r]
+        base = 0.01 * (1 + r % 7)
+        duration = rnd.lognormvariate(math.log(base), 0.9)
+        error = rnd.random() < 0.02
+        rows.append(
+            (
+                f"{rnd.getrandbits(128):032x}",
+                f"{rnd.getrandbits(64):016x}",
+                project_id,
+                SERVICES[r % len(SERVICES)],
+                "POST" if r % 5 == 0 else "GET",
+                route,
+                route.replace("{id}", str(i % 1000)),
+                500 if error else 200,
+                duration,
+                duration * 0.3,
+                "{}",
+                error,
+                now - timedelta(seconds=rnd.uniform(0, span)),
+            )
+        )
+    rows.sort(key=lambda row: row[-1])  # as they arrive: in time order
+    return rows
+
+
+RECORD_COLUMNS = (
+    "trace_id", "span_id", "project_id", "service_name", "method", "route", "path", "status_code",
+    "duration", "cpu_time", "memory", "is_error", "timestamp",
+)  # fmt: skip
+
+SPANS_SQL = """
+INSERT INTO spans (trace_id, span_id, project_id, parent_span_id, name, kind, start_time, duration, status_code,
+                   status_message, service_name, synthetic, attributes, events)
+SELECT r.trace_id, r.span_id, r.project_id, NULL, r.method || ' ' || r.route, 'SERVER', r."timestamp", r.duration,
+       CASE WHEN r.is_error THEN 2 ELSE 0 END, '', r.service_name, false,
+       jsonb_build_object('http.route', r.route, 'http.request.method', r.method,
+                          'http.response.status_code', r.status_code, 'pystrument.profile.interval_ms', 1),
+       '[]'::jsonb
+FROM performance_records r
+WHERE r.project_id = $1 AND r."timestamp" >= $2 AND r."timestamp" < $3
+UNION ALL
+SELECT r.trace_id, lpad(to_hex(k), 3, '0') || substr(r.span_id, 4), r.project_id,
+       CASE WHEN k = 1 THEN r.span_id ELSE lpad(to_hex(k - 1), 3, '0') || substr(r.span_id, 4) END,
+       f.name, 'INTERNAL', r."timestamp" + (1 + r.duration * 1e6 * (k - 1) / (2 * $4)) * interval '1 microsecond',
+       r.duration * (1 - (k - 1)::float8 / (2 * $4)), 0, '', r.service_name, true,
+       jsonb_build_object('code.function.name', f.name, 'code.file.path', f.file, 'code.line.number', 10 + 7 * k,
+                          'pystrument.synthetic', true, 'pystrument.samples', k,
+                          'pystrument.self_time_ms', round((r.duration * 1000 / $4)::numeric, 3),
+                          'pystrument.library', k % 4 = 0),
+       '[]'::jsonb
+FROM performance_records r
+CROSS JOIN generate_series(1, $4 - 1) AS k
+CROSS JOIN LATERAL (SELECT 'app.module_' || (k % 40) || '.handler_' || ((abs(hashtext(r.route)) + k) % 400) AS name,
+                           '/srv/app/module_' || (k % 40) || '.py' AS file) AS f
+WHERE r.project_id = $1 AND r."timestamp" >= $2 AND r."timestamp" < $3
+"""
+
+
+# -- database -----------------------------------------------------------------------------------------------
+
+
+def _with_database(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def _connect_params(url: str) -> dict[str, Any]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    _, params = engine.dialect.create_connect_args(engine.url)
+    return dict(params)
+
+
+async def prepare(admin_url: str) -> str:
+    """A fresh, migrated database with span partitions for the last 8 days; returns its URL."""
+    import asyncpg
+    from pystrument_collector.db import Database
+    from pystrument_collector.retention import ensure_partitions
+
+    name = f"bench_api_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(**_connect_params(admin_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = _with_database(admin_url, name)
+    db = Database(url)
+    await db.start()
+    try:
+        await db.migrate()
+        await ensure_partitions(db, behind=DAYS + 1, ahead=1)
+    finally:
+        await db.stop()
+    return url
+
+
+async def _project(conn: Any, name: str) -> tuple[int, str]:
+    from pystrument_collector.keys import new_project_key
+
+    key = new_project_key()
+    project_id = await conn.fetchval(
+        "INSERT INTO projects (project_key, name, description, framework, status) "
+        "VALUES ($1, $2, '', 'flask', 'active') RETURNING id",
+        key,
+        name,
+    )
+    return int(project_id), key
+
+
+async def _copy(conn: Any, rows: list[tuple[Any, ...]]) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(rows), CHUNK):
+        await conn.copy_records_to_table("performance_records", records=rows[i : i + CHUNK], columns=RECORD_COLUMNS)
+    return time.perf_counter() - started
+
+
+INGEST_SQL = """
+INSERT INTO performance_records (trace_id, span_id, project_id, service_name, method, route, path, status_code,
+                                 duration, cpu_time, memory, is_error, timestamp)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::int4[], $9::float8[], $10::float8[], $11::jsonb[], $12::bool[], $13::timestamptz[])
+ORDER BY 1, 2
+ON CONFLICT DO NOTHING
+"""
+
+
+async def _ingest_like(conn: Any, rows: list[tuple[Any, ...]]) -> float:
+    """Seconds to write ``rows`` as the collector does: INSERT … ON CONFLICT DO NOTHING, one transaction each."""
+    started = time.perf_counter()
+    for i in range(0, len(rows), INGEST_BATCH):
+        columns = [list(c) for c in zip(*rows[i : i + INGEST_BATCH], strict=True)]
+        async with conn.transaction():
+            await conn.execute(INGEST_SQL, *columns)
+    return time.perf_counter() - started
+
+
+async def trigger_cost(conn: Any, project_id: int, now: datetime) -> tuple[float, float]:
+    """Seconds to write ``COMPARE_ROWS`` live records the collector's way, without and with the rollup trigger."""
+    live = record_rows(COMPARE_ROWS, project_id, now, seed=99)
+    start = now - timedelta(seconds=COMPARE_ROWS / 200)  # 200 requests a second, arriving in order
+    rows = [(*r[:-1], start + timedelta(seconds=i / 200)) for i, r in enumerate(live)]
+    await conn.execute("ALTER TABLE performance_records DISABLE TRIGGER records_rollup_insert")
+    without = await _ingest_like(conn, rows)
+    await conn.execute("ALTER TABLE performance_records ENABLE TRIGGER records_rollup_insert")
+    await conn.execute("TRUNCATE performance_records")
+    with_trigger = await _ingest_like(conn, rows)
+    await conn.execute("TRUNCATE performance_records")
+    return without, with_trigger
+
+
+async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, Any]:
+    import asyncpg
+
+    params = _connect_params(url)
+    conn = await asyncpg.connect(**params)
+    out: dict[str, Any] = {}
+    try:
+        project_id, key = await _project(conn, "bench")
+        other_id, _ = await _project(conn, "other")
+        out["key"] = key
+        without, with_trigger = await trigger_cost(conn, project_id, now)
+        out["copy_without_trigger"] = COMPARE_ROWS / without
+        out["copy_with_trigger"] = COMPARE_ROWS / with_trigger
+        print(
+            f"  ingest-like writes ({INGEST_BATCH} records per INSERT and transaction, {COMPARE_ROWS:,} records): "
+            f"{COMPARE_ROWS / without:,.0f}/s without the rollup trigger, {COMPARE_ROWS / with_trigger:,.0f}/s with it"
+        )
+
+        started = time.perf_counter()
+        rows = record_rows(args.requests, project_id, now, seed=1)
+        made = time.perf_counter() - started
+        copied = await _copy(conn, rows)
+        del rows
+        await _copy(conn, record_rows(10_000, other_id, now, seed=2))
+        out["records_seconds"] = copied
+        print(f"  {args.requests:,} records: made in {made:.1f} s, COPY'd (rollups included) in {copied:.1f} s")
+    finally:
+        await conn.close()
+
+    started = time.perf_counter()
+    days = [(now - timedelta(days=d + 1), now - timedelta(days=d)) for d in range(DAYS)]
+    days[-1] = (now - timedelta(days=DAYS + 1), days[-1][1])
+
+    async def worker(share: list[tuple[datetime, datetime]]) -> int:
+        c = await asyncpg.connect(**params)
+        try:
+            total = 0
+            for lo, hi in share:
+                status = await c.execute(SPANS_SQL, project_id, lo, hi, args.spans_per_request, timeout=3600)
+                total += int(status.rsplit(" ", 1)[1])
+            return total
+        finally:
+            await c.close()
+
+    counts = await asyncio.gather(worker(days[0::2]), worker(days[1::2]))
+    spans_seconds = time.perf_counter() - started
+    out["spans"] = sum(counts)
+    out["spans_seconds"] = spans_seconds
+    print(f"  {sum(counts):,} spans generated in {spans_seconds:.1f} s")
+
+    started = time.perf_counter()
+    conn = await asyncpg.connect(**params)
+    try:
+        await conn.execute("VACUUM ANALYZE performance_records")
+        await conn.execute("VACUUM ANALYZE route_rollups")
+        await conn.execute("ANALYZE spans")
+        sizes = await conn.fetch(
+            "SELECT relname, pg_size_pretty(pg_total_relation_size(c.oid)) AS size FROM pg_class c "
+            "WHERE relname IN ('performance_records', 'route_rollups') ORDER BY relname"
+        )
+        rollup_rows = await conn.fetchval("SELECT count(*) FROM route_rollups")
+        spans_size = await conn.fetchval(
+            "SELECT pg_size_pretty(sum(pg_total_relation_size(i.inhrelid))) FROM pg_inherits i "
+            "WHERE i.inhparent = 'spans'::regclass"
+        )
+    finally:
+        await conn.close()
+    print(f"  VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
+    print("  sizes: " + ", ".join(f"{r['relname']} {r['size']}" for r in sizes) + f", spans {spans_size}")
+    print(f"  route_rollups rows: {rollup_rows:,}")
+    return out
+
+
+# -- measuring ----------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+async def measure(url: str, key: str, args: argparse.Namespace, now: datetime) -> list[tuple[str, list[float], Any]]:
+    from litestar.testing import AsyncTestClient
+    from pystrument_analysis.app import create_app
+    from pystrument_collector.settings import Settings
+
+    app = create_app(Settings(database_url=url, retention_days=0), api_token=None)
+    week = {"start": (now - timedelta(days=DAYS)).isoformat(), "end": now.isoformat()}
+    results: list[tuple[str, list[float], Any]] = []
+    async with AsyncTestClient(app=app, timeout=120) as client:
+        first = (await client.get("/api/v1/performance/records", params={"project_key": key, "size": 20})).json()
+        cursor = first["data"]["next_cursor"]
+        for _ in range(49):  # a cursor 50 pages deep
+            page = (
+                await client.get(
+                    "/api/v1/performance/records", params={"project_key": key, "size": 20, "cursor": cursor}
+                )
+            ).json()
+            cursor = page["data"]["next_cursor"]
+        cases: list[tuple[str, dict[str, Any], int]] = [
+            ("records page 1 + total (target p95 <= 50 ms)", {"size": 20}, args.runs),
+            ("records page 1, route filter + total", {"size": 20, "route": ROUTES[3]}, args.runs),
+            ("records sorted by duration + total", {"size": 20, "sort": "duration"}, args.runs),
+            ("records 50 pages deep by cursor + total", {"size": 20, "cursor": cursor}, args.runs),
+            ("records page 50 by offset + total", {"size": 20, "page": 50}, args.runs),
+        ]
+        stats_cases: list[tuple[str, dict[str, Any], int]] = [
+            ("stats 7 days, per-route p50/p95/p99 (target p95 <= 100 ms)", week, args.runs),
+            ("stats 7 days, one route", {**week, "route": ROUTES[0]}, args.runs),
+            ("stats last 24 h (default window, 15 min buckets)", {}, args.runs),
+            ("stats 7 days, mode=exact (percentile_cont, for comparison)", {**week, "mode": "exact"}, 3),
+        ]
+        plan = [("/api/v1/performance/records", c) for c in cases] + [
+            ("/api/v1/performance/stats", c) for c in stats_cases
+        ]
+        for path, (label, params, runs) in plan:
+            query = {"project_key": key, **params}
+            for _ in range(min(5, runs)):  # warm-up
+                response = await client.get(path, params=query)
+                assert response.status_code == 200, response.text
+            times = []
+            for _ in range(runs):
+                started = time.perf_counter()
+                response = await client.get(path, params=query)
+                times.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 200, response.text
+            body = response.json()["data"]
+            info = body.get("total", None) if "records" in body else body["summary"]["count"]
+            results.append((label, times, info))
+            print(
+                f"  {label:<62} p50 {statistics.median(times):7.1f} ms  p95 {percentile(times, 0.95):7.1f} ms"
+                f"  p99 {percentile(times, 0.99):7.1f} ms  ({runs} runs; total/count {info})"
+            )
+    return results
+
+
+async def run_all(admin_url: str, args: argparse.Namespace) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    print(f"bench_api: {args.requests:,} requests, {args.spans_per_request} spans each, over {DAYS} days")
+    started = time.perf_counter()
+    url = await prepare(admin_url)
+    seeded = await seed(url, args, now)
+    print(f"  seeding took {time.perf_counter() - started:.0f} s")
+    print("latency through the app (in-process ASGI client, sequential):")
+    await measure(url, seeded["key"], args, now)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.select and "api" not in args.select:
+        print("bench_api: not selected")
+        return 0
+    url = os.environ.get("PYSTRUMENT_DATABASE_URL")
+    if url:
+        asyncio.run(run_all(url, args))
+        return 0
+    from pystrument_collector.db.embedded import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="pystrument-bench-api-") as tmp:
+        os.chmod(tmp, 0o755)  # pgserver runs Postgres as its own user when we are root
+        embedded = EmbeddedPostgres(Path(tmp))
+        admin = embedded.start()
+        try:
+            asyncio.run(run_all(admin, args))
+        finally:
+            embedded.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,454 @@
+"""SDK overhead: p50 latency of a real Flask app under four configurations, measured side by side in one run.
+
+1. latency: benchmarks/apps/bench_app.py served by gunicorn (1 worker, 4 threads), one server process per
+   configuration, all running at once:
+
+   - ``bare``: no OpenTelemetry;
+   - ``otel``: ``opentelemetry-instrument`` (Flask instrumentation, BatchSpanProcessor, OTLP/HTTP protobuf
+     exporter) with pystrument disabled (``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=pystrument``);
+   - ``default``: the same plus pystrument's default stack sampler;
+   - ``precise``: the same with ``PYSTRUMENT_SAMPLER=pyinstrument``.
+
+   Every request is profiled (``PYSTRUMENT_PROFILE_RATE=1``) and keeps its function spans (the default tail
+   rule keeps all of them, ``PYSTRUMENT_KEEP_RATE=1``). The exporters post to a local OTLP/HTTP sink (its own
+   process) that counts bytes and discards them. A loopback client sends one request at a time; rounds
+   interleave every endpoint and configuration (in a shuffled order) so that drift on a shared machine hits
+   all of them alike. Endpoints: hello (a string), JSON (60 items), a Jinja page (150 rows), call-heavy CPU
+   (~60k small calls), 50 ms of I/O (sleep).
+2. span building cost, in this process: the same app through Flask's test client with the Flask
+   instrumentation, a BatchSpanProcessor and a discarding exporter; time spent in pystrument's hooks on the
+   request thread (``on_start`` + the end hook + ``on_end``) and in building and emitting function spans on
+   its worker thread, per request; and the sampler thread's time per sample.
+
+Targets: default <= 1.05x OTel-only p50 on the Jinja and call-heavy endpoints; pystrument's work on the request
+thread <= 50 us per request. Unknown arguments are ignored (``nox -s bench -- ...`` passes the same ones to every
+script); positional words select benchmarks: this one runs when there are none or one of them is ``sdk``.
+``--quick`` halves the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+APPS = HERE / "apps"
+BIN = Path(sys.executable).parent
+CONFIGS = ["bare", "otel", "default", "precise"]
+# Endpoint -> requests per configuration per round (fewer for the slow ones, so each round stays short).
+ENDPOINTS = {"hello": 12, "json": 12, "page": 8, "cpu": 6, "io": 2}
+LABELS = {"hello": "hello", "json": "JSON", "page": "Jinja page", "cpu": "call-heavy CPU", "io": "50 ms I/O"}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("select", nargs="*", help="benchmark names to run (this one is 'sdk')")
+    parser.add_argument("--quick", action="store_true", help="half the rounds")
+    parser.add_argument("--rounds", type=int, default=24, help="interleaved rounds (default 24)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)  # internal: run as the OTLP sink
+    args, _unknown = parser.parse_known_args(argv)
+    return args
+
+
+# -- the OTLP sink (its own process) -------------------------------------------------------------------------
+
+
+def run_sink(port: int) -> None:
+    """Accept OTLP/HTTP exports on ``/<config>/v1/traces``, count requests and bytes, answer an empty success."""
+    counts: dict[str, list[int]] = {}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            config = self.path.strip("/").split("/")[0]
+            with lock:
+                entry = counts.setdefault(config, [0, 0])
+                entry[0] += 1
+                entry[1] += len(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            with lock:
+                data = json.dumps(counts).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+# -- servers ---------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} did not answer {path} within {timeout}s")
+
+
+def start_app(
+    config: str, port: int, sink: int, home: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSTRUMENT_", "OTEL_"))}
+    env.update(HOME=home, PYTHONPATH=str(APPS))  # gunicorn keeps a control socket under $HOME
+    command = [
+        str(BIN / "gunicorn"),
+        "--workers",
+        "1",
+        "--threads",
+        "4",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "bench_app:app",
+    ]
+    if config != "bare":
+        env.update(
+            OTEL_SERVICE_NAME=f"bench-{config}",
+            OTEL_TRACES_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{sink}/{config}/v1/traces",
+            PYSTRUMENT_PROFILE_RATE="1",
+            PYSTRUMENT_KEEP_RATE="1",
+        )
+        if config == "otel":
+            env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "pystrument"
+        else:
+            env["PYSTRUMENT_SAMPLER"] = "default" if config == "default" else "pyinstrument"
+        command = [str(BIN / "opentelemetry-instrument"), *command]
+    env.update(extra_env or {})
+    return subprocess.Popen(
+        command, cwd=APPS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin_server
+    )
+
+
+def worker_pid(master: int) -> int:
+    """gunicorn's (only) worker process: the master's child."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        except OSError:
+            children = []
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError(f"gunicorn master {master} has no worker")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of a process so far (Linux schedstat, nanoseconds), in seconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def pin_server() -> None:
+    """Servers share the last CPU and the client keeps the first (when there are two or more): every configuration
+    runs on the same core, so core-to-core differences do not pass for overhead."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, {cpus[-1]})
+
+
+def pin_client() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, set(cpus[:-1]))
+
+
+# -- latency ---------------------------------------------------------------------------------------------------
+
+
+class Client:
+    """One keep-alive loopback connection; ``get`` returns the request's wall time in seconds."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def get(self, path: str) -> float:
+        t0 = time.perf_counter()
+        try:
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
+            response.read()
+        except (http.client.HTTPException, OSError):  # the server closed an idle keep-alive connection
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            t0 = time.perf_counter()
+            self.conn.request("GET", path)
+            response = self.conn.getresponse()
+            response.read()
+        elapsed = time.perf_counter() - t0
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} on port {self.port}: {response.status}")
+        return elapsed
+
+
+class Run:
+    """What one latency run measured."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, dict[str, list[float]]] = {e: {c: [] for c in CONFIGS} for e in ENDPOINTS}
+        # Server CPU seconds (all threads of the worker process) spent during each endpoint's phases.
+        self.cpu: dict[str, dict[str, float]] = {e: dict.fromkeys(CONFIGS, 0.0) for e in ENDPOINTS}
+        self.received: dict[str, Any] = {}
+        self.seconds = 0.0
+
+
+def measure_latency(rounds: int, seed: int) -> Run:
+    """Per endpoint and configuration, every request's latency and the server's CPU time; what the sink got."""
+    started = time.monotonic()
+    home = tempfile.mkdtemp(prefix="bench-sdk-")
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, __file__, "--sink-port", str(sink_port)])
+    pin_client()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports = {config: free_port() for config in CONFIGS}
+    try:
+        time.sleep(0.3)
+        for config in CONFIGS:
+            procs[config] = start_app(config, ports[config], sink_port, home)
+        for config in CONFIGS:
+            wait_for(ports[config], "/hello", procs[config])
+        workers = {config: worker_pid(procs[config].pid) for config in CONFIGS}
+        clients = {config: Client(ports[config]) for config in CONFIGS}
+        for client in clients.values():  # warm-up: imports, template compilation, the SDK's threads
+            for endpoint in ENDPOINTS:
+                for _ in range(3):
+                    client.get("/" + endpoint)
+        rng = random.Random(seed)
+        run = Run()
+        for _ in range(rounds):
+            for endpoint, n in ENDPOINTS.items():
+                before = {config: cpu_seconds(pid) for config, pid in workers.items()}
+                for _ in range(n):  # request by request, each configuration in a new random order
+                    order = CONFIGS[:]
+                    rng.shuffle(order)
+                    for config in order:
+                        run.times[endpoint][config].append(clients[config].get("/" + endpoint))
+                for config, pid in workers.items():
+                    run.cpu[endpoint][config] += cpu_seconds(pid) - before[config]
+        time.sleep(6)  # BatchSpanProcessor exports every 5 s: let the last batches reach the sink
+        conn = http.client.HTTPConnection("127.0.0.1", sink_port, timeout=5)
+        conn.request("GET", "/stats")
+        run.received = json.loads(conn.getresponse().read())
+        run.seconds = time.monotonic() - started
+        return run
+    finally:
+        for proc in [*procs.values(), sink]:
+            proc.terminate()
+        for proc in [*procs.values(), sink]:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# -- span building cost ---------------------------------------------------------------------------------------
+
+
+class Timed:
+    """Accumulates the CPU time of the calling thread spent in a wrapped callable (waits for the GIL excluded)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.total = 0.0
+        self.calls = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.thread_time()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.total += time.thread_time() - t0
+            self.calls += 1
+
+
+def measure_building(requests: int) -> dict[str, dict[str, float]]:
+    """Per endpoint: microseconds per request in pystrument's hooks on the request thread and on its worker."""
+    sys.path.insert(0, str(APPS))
+    import bench_app
+    import pystrument
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from pystrument._sampler import get_sampler
+
+    class Discard(SpanExporter):
+        spans = 0
+
+        def export(self, spans: Any) -> SpanExportResult:
+            Discard.spans += len(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
+    processor = pystrument.configure(provider, sampler="default", profile_rate=1, keep_rate=1)
+    assert processor is not None
+    FlaskInstrumentor().instrument_app(bench_app.app, tracer_provider=provider)
+    hooks = {
+        "on_start": Timed(processor.on_start),
+        "end hook": Timed(processor._finish_recording),
+        "on_end": Timed(processor.on_end),
+        "build": Timed(processor._build),
+    }
+    processor.on_start = hooks["on_start"]  # type: ignore[method-assign]
+    processor._finish_recording = hooks["end hook"]  # type: ignore[method-assign]
+    processor.on_end = hooks["on_end"]  # type: ignore[method-assign]
+    processor._build = hooks["build"]  # type: ignore[method-assign]
+    sampler = get_sampler()
+    sample_once = Timed(sampler.sample_once)
+    sampler.sample_once = sample_once  # type: ignore[method-assign]
+    client = bench_app.app.test_client()
+    results: dict[str, dict[str, float]] = {}
+    for endpoint in ("hello", "page", "cpu"):
+        for _ in range(20):
+            client.get("/" + endpoint)
+        processor.force_flush()
+        for timed in (*hooks.values(), sample_once):
+            timed.total, timed.calls = 0.0, 0
+        spans_before = Discard.spans
+        for _ in range(requests):
+            client.get("/" + endpoint)
+        processor.force_flush()
+        provider.force_flush()
+        request_thread = sum(hooks[k].total for k in ("on_start", "end hook", "on_end"))
+        results[endpoint] = {
+            "request_us": request_thread / requests * 1e6,
+            "on_start_us": hooks["on_start"].total / requests * 1e6,
+            "end_us": (hooks["end hook"].total + hooks["on_end"].total) / requests * 1e6,
+            "worker_us": hooks["build"].total / requests * 1e6,
+            "spans": (Discard.spans - spans_before) / requests,
+            "sample_us": sample_once.total / max(1, sample_once.calls) * 1e6,
+        }
+    provider.shutdown()
+    return results
+
+
+# -- report ----------------------------------------------------------------------------------------------------
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def report(run: Run, building: dict[str, dict[str, float]], rounds: int) -> str:
+    per_config = sum(ENDPOINTS.values()) * rounds
+    lines = [
+        f"p50 latency in ms (ratio), {rounds} interleaved rounds, {per_config} requests per configuration, "
+        f"{run.seconds:.0f} s:",
+        "",
+        "| endpoint | bare | OTel only | OTel + pystrument default | OTel + pystrument precise |",
+        "|---|---|---|---|---|",
+    ]
+    for endpoint in ENDPOINTS:
+        row = {c: p50(run.times[endpoint][c]) for c in CONFIGS}
+        lines.append(
+            f"| {LABELS[endpoint]} | {row['bare']:.2f} | {row['otel']:.2f} ({row['otel'] / row['bare']:.2f}x bare) "
+            f"| {row['default']:.2f} (**{row['default'] / row['otel']:.3f}x** OTel) "
+            f"| {row['precise']:.2f} ({row['precise'] / row['otel']:.2f}x OTel) |"
+        )
+    lines += [
+        "",
+        "Server CPU time per request in ms (all threads of the worker process: request, sampler, span worker, "
+        "exporter), same run:",
+        "",
+        "| endpoint | bare | OTel only | OTel + pystrument default | OTel + pystrument precise |",
+        "|---|---|---|---|---|",
+    ]
+    for endpoint, n in ENDPOINTS.items():
+        row = {c: run.cpu[endpoint][c] / (n * rounds) * 1000 for c in CONFIGS}
+        lines.append(
+            f"| {LABELS[endpoint]} | {row['bare']:.2f} | {row['otel']:.2f} | {row['default']:.2f} "
+            f"(**{row['default'] / row['otel']:.3f}x** OTel) | {row['precise']:.2f} "
+            f"({row['precise'] / row['otel']:.2f}x) |"
+        )
+    warm = 3 * len(ENDPOINTS) + 1
+    sent = ", ".join(
+        f"{c} {run.received.get(c, [0, 0])[1] / (per_config + warm) / 1024:.2f} KiB"
+        for c in ("otel", "default", "precise")
+    )
+    lines += ["", f"OTLP protobuf bytes exported per request (counted by the sink): {sent}.", ""]
+    lines += [
+        "pystrument's own work per request (default sampler, in-process through Flask's test client; CPU time of "
+        "the thread inside pystrument's code):",
+        "",
+        "| endpoint | request thread: on_start + end | span worker: build + emit | function spans | per sample |",
+        "|---|---|---|---|---|",
+    ]
+    for endpoint, b in building.items():
+        lines.append(
+            f"| {LABELS[endpoint]} | {b['request_us']:.1f} µs ({b['on_start_us']:.1f} + {b['end_us']:.1f}) "
+            f"| {b['worker_us']:.0f} µs | {b['spans']:.1f} | {b['sample_us']:.1f} µs |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.sink_port:
+        run_sink(args.sink_port)
+        return 0
+    if args.select and "sdk" not in args.select:
+        print("bench_sdk: not selected")
+        return 0
+    rounds = max(2, args.rounds // 2) if args.quick else args.rounds
+    print(f"bench_sdk: {len(CONFIGS)} gunicorn servers, {rounds} rounds ...", flush=True)
+    run = measure_latency(rounds, args.seed)
+    building = measure_building(100 if args.quick else 300)
+    print(report(run, building, rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,281 @@
+"""Span partitions and retention, run by a background maintenance task in the server.
+
+``spans`` is range-partitioned by day (UTC) on ``start_time`` (migration 0003). Maintenance, at start and
+then hourly:
+
+- makes the day partitions ``spans_pYYYYMMDD`` for yesterday through ``PREMAKE_DAYS`` days ahead, moving any
+  rows of those days out of ``spans_default`` first (rows whose day has no partition, e.g. from a skewed
+  clock, land in the default partition and are never refused);
+- with ``PYSTRUMENT_RETENTION_DAYS`` = N > 0 (default 7), drops the day partitions that ended more than N days
+  ago and deletes older rows from ``spans_default`` and ``performance_records``; 0 keeps everything.
+
+DDL runs with a short ``lock_timeout`` so ingest never waits long behind it (a missed step is retried on the
+next run), and under a transaction-level advisory lock so replicas sharing a database take turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from pystrument_collector.db import Database
+
+logger = logging.getLogger(__name__)
+
+ENV_RETENTION_DAYS = "PYSTRUMENT_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 7
+PREMAKE_DAYS = 2
+MAINTENANCE_INTERVAL_SECONDS = 3600.0
+RETRY_AFTER_FAILURE_SECONDS = 60.0
+STARTUP_TIMEOUT_SECONDS = 10.0
+DELETE_BATCH_ROWS = 10_000
+LOCK_TIMEOUT = "2s"
+ADVISORY_LOCK_KEY = 0x70797374726D  # "pystrm": one maintenance run at a time per database
+
+PARTITION_PREFIX = "spans_p"
+_PARTITION_NAME = re.compile(r"^spans_p(\d{8})$")
+
+
+def retention_days_from_env() -> int:
+    """``PYSTRUMENT_RETENTION_DAYS``: days of spans and records kept (default 7; 0 keeps everything)."""
+    value = os.environ.get(ENV_RETENTION_DAYS, "").strip()
+    if not value:
+        return DEFAULT_RETENTION_DAYS
+    if not value.isdigit():
+        raise ValueError(f"{ENV_RETENTION_DAYS}={value!r} must be a whole number of days (0 keeps data forever)")
+    return int(value)
+
+
+def partition_name(day: date) -> str:
+    return f"{PARTITION_PREFIX}{day:%Y%m%d}"
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+@dataclass
+class MaintenanceReport:
+    """What one maintenance run did."""
+
+    created: list[str] = field(default_factory=list)
+    moved_from_default: int = 0
+    dropped: list[str] = field(default_factory=list)
+    default_rows_deleted: int = 0
+    records_deleted: int = 0
+    skipped: bool = False  # another server held the maintenance lock
+
+
+async def _locked(conn: AsyncConnection) -> bool:
+    """Take this run's advisory lock and a short lock timeout for the current transaction."""
+    await conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+    got = await conn.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    return bool(got)
+
+
+async def span_partitions(conn: AsyncConnection) -> dict[str, date | None]:
+    """Every partition of ``spans`` by name, with its day for ``spans_pYYYYMMDD`` ones (None for others)."""
+    rows = await conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass('spans')"
+        )
+    )
+    found: dict[str, date | None] = {}
+    for (name,) in rows:
+        match = _PARTITION_NAME.match(name)
+        found[name] = datetime.strptime(match.group(1), "%Y%m%d").date() if match else None
+    return found
+
+
+async def create_day_partition(conn: AsyncConnection, day: date) -> int:
+    """Make ``spans_pYYYYMMDD`` for ``day`` (in the caller's transaction); returns rows moved from the default."""
+    name = partition_name(day)
+    lo, hi = _day_start(day), _day_start(day + timedelta(days=1))
+    bounds = {"lo": lo, "hi": hi}
+    await conn.execute(text(f"CREATE TABLE {name} (LIKE spans)"))
+    moved = await conn.execute(
+        text(
+            f"WITH moved AS (DELETE FROM spans_default WHERE start_time >= :lo AND start_time < :hi RETURNING *) "
+            f"INSERT INTO {name} SELECT * FROM moved"
+        ),
+        bounds,
+    )
+    # Spelled as literals: ATTACH takes no bind parameters.
+    await conn.execute(
+        text(f"ALTER TABLE spans ATTACH PARTITION {name} FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')")
+    )
+    return int(moved.rowcount or 0)
+
+
+async def ensure_partitions(
+    db: Database, today: date | None = None, *, behind: int = 1, ahead: int = PREMAKE_DAYS
+) -> MaintenanceReport:
+    """Create the missing day partitions from ``today - behind`` to ``today + ahead``, one transaction each."""
+    today = today or datetime.now(UTC).date()
+    report = MaintenanceReport()
+    async with db.engine.connect() as conn:
+        existing = await span_partitions(conn)
+        await conn.rollback()
+        for offset in range(-behind, ahead + 1):
+            day = today + timedelta(days=offset)
+            if partition_name(day) in existing:
+                continue
+            async with conn.begin():
+                if not await _locked(conn):
+                    report.skipped = True
+                    return report
+                if partition_name(day) in await span_partitions(conn):
+                    continue
+                report.moved_from_default += await create_day_partition(conn, day)
+                report.created.append(partition_name(day))
+    return report
+
+
+async def _delete_batches(conn: AsyncConnection, sql: str, params: dict[str, Any]) -> int:
+    total = 0
+    while True:
+        async with conn.begin():
+            result = await conn.execute(text(sql), {**params, "n": DELETE_BATCH_ROWS})
+        deleted = int(result.rowcount or 0)
+        total += deleted
+        if deleted < DELETE_BATCH_ROWS:
+            return total
+
+
+async def drop_expired(db: Database, retention_days: int, now: datetime | None = None) -> MaintenanceReport:
+    """Drop day partitions, default-partition rows and request records older than ``retention_days``."""
+    report = MaintenanceReport()
+    if retention_days <= 0:
+        return report
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    async with db.engine.connect() as conn:
+        partitions = await span_partitions(conn)
+        await conn.rollback()
+        for name, day in sorted(partitions.items(), key=lambda item: item[0]):
+            if day is None or _day_start(day + timedelta(days=1)) > cutoff:
+                continue
+            async with conn.begin():
+                if not await _locked(conn):
+                    report.skipped = True
+                    return report
+                await conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            report.dropped.append(name)
+        report.default_rows_deleted = await _delete_batches(
+            conn,
+            "DELETE FROM spans_default WHERE ctid IN "
+            "(SELECT ctid FROM spans_default WHERE start_time < :cutoff LIMIT :n)",
+            {"cutoff": cutoff},
+        )
+        project_ids = (await conn.execute(text("SELECT id FROM projects ORDER BY id"))).scalars().all()
+        await conn.rollback()
+        for project_id in project_ids:  # per project, so the (project_id, timestamp) index finds the rows
+            report.records_deleted += await _delete_batches(
+                conn,
+                "DELETE FROM performance_records WHERE ctid IN (SELECT ctid FROM performance_records "
+                "WHERE project_id = :p AND timestamp < :cutoff LIMIT :n)",
+                {"cutoff": cutoff, "p": project_id},
+            )
+    return report
+
+
+async def run_maintenance(db: Database, retention_days: int, now: datetime | None = None) -> MaintenanceReport:
+    """One maintenance run: partitions ahead, then retention."""
+    now = now or datetime.now(UTC)
+    made = await ensure_partitions(db, now.date())
+    expired = await drop_expired(db, retention_days, now)
+    return MaintenanceReport(
+        created=made.created,
+        moved_from_default=made.moved_from_default,
+        dropped=expired.dropped,
+        default_rows_deleted=expired.default_rows_deleted,
+        records_deleted=expired.records_deleted,
+        skipped=made.skipped or expired.skipped,
+    )
+
+
+class Maintenance:
+    """The background task; ``await stop()`` at shutdown."""
+
+    def __init__(self, db: Database, retention_days: int, interval: float = MAINTENANCE_INTERVAL_SECONDS) -> None:
+        if retention_days < 0:
+            raise ValueError(f"retention_days={retention_days} is negative; use 0 to keep data forever")
+        self.db = db
+        self.retention_days = retention_days
+        self.interval = interval
+        self.last_report: MaintenanceReport | None = None
+        self.runs = 0
+        self.first_run = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> Maintenance:
+        self._task = asyncio.create_task(self._loop(), name="pystrument-maintenance")
+        return self
+
+    async def _loop(self) -> None:
+        while True:
+            delay = self.interval
+            try:
+                self.last_report = await run_maintenance(self.db, self.retention_days)
+                report = self.last_report
+                if report.created or report.dropped or report.default_rows_deleted or report.records_deleted:
+                    logger.info("maintenance: %s", report)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be down: try again soon, never crash the server
+                logger.warning("maintenance run failed (retrying in %.0f s): %s", RETRY_AFTER_FAILURE_SECONDS, exc)
+                delay = min(self.interval, RETRY_AFTER_FAILURE_SECONDS)
+            self.runs += 1
+            self.first_run.set()
+            await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def start_maintenance(
+    db: Database, settings: Any = None, *, interval: float = MAINTENANCE_INTERVAL_SECONDS
+) -> Maintenance:
+    """Make today's partitions now (so the first spans find them), then run maintenance in the background.
+
+    Retention comes from ``settings.retention_days`` or ``PYSTRUMENT_RETENTION_DAYS``. Stop it with
+    ``await maintenance.stop()``.
+    """
+    days = getattr(settings, "retention_days", None)
+    maintenance = Maintenance(db, retention_days_from_env() if days is None else int(days), interval)
+    try:
+        await asyncio.wait_for(ensure_partitions(db), STARTUP_TIMEOUT_SECONDS)
+    except Exception as exc:  # never block startup on it: spans go to the default partition meanwhile
+        logger.warning("could not create span partitions at startup (retrying in the background): %s", exc)
+    return maintenance.start()
+
+
+__all__ = [
+    "DEFAULT_RETENTION_DAYS",
+    "ENV_RETENTION_DAYS",
+    "Maintenance",
+    "MaintenanceReport",
+    "create_day_partition",
+    "drop_expired",
+    "ensure_partitions",
+    "partition_name",
+    "retention_days_from_env",
+    "run_maintenance",
+    "span_partitions",
+    "start_maintenance",
+]

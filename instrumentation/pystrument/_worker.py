@@ -1,0 +1,146 @@
+"""The span worker: one daemon thread that builds function spans off the request path, in batches.
+
+A request hands its recording over with a deque append; it never wakes the thread itself unless the thread is
+parked (nothing was queued) or the queue is half full. Once awake, the thread collects jobs for ``period``
+seconds and runs them together, so a busy server pays one thread wake-up and GIL hand-off per batch rather
+than per request. The queue is bounded: beyond ``maxsize`` waiting jobs, a request's function spans are dropped
+(logged once).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from pystrument._safety import log_once
+
+#: Seconds the worker collects jobs before running them.
+PERIOD = 0.05
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+class SpanWorker:
+    """Runs submitted jobs on its own thread, a batch at a time; ``flush`` waits until everything queued ran."""
+
+    def __init__(self, maxsize: int = 256, period: float = PERIOD) -> None:
+        self.maxsize = maxsize
+        self.period = period
+        self.dropped = 0
+        self._jobs: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake = threading.Event()
+        self._parked = False
+        self._stopping = False
+        self._urgent = False
+        self._submitted = 0
+        self._finished = 0
+        self._done = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0  # the process whose thread runs the jobs (0: none)
+        self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+
+    @property
+    def ident(self) -> int | None:
+        thread = self._thread
+        return thread.ident if thread is not None else None
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``; False (and dropped) when ``maxsize`` jobs are waiting already."""
+        jobs = self._jobs
+        if len(jobs) >= self.maxsize:
+            self.dropped += 1
+            log_once(
+                "worker.full",
+                "pystrument: span worker queue full; dropping function spans of a request "
+                "(further drops are logged at debug level)",
+                exc_info=False,
+            )
+            return False
+        with self._count_lock:
+            jobs.append(job)
+            self._submitted += 1
+        if self._pid != _pid:  # not started in this process (or forked since): start the thread
+            self._ensure_thread()
+        elif self._parked or len(jobs) >= self.maxsize // 2:
+            self._wake.set()  # the flag is raised before the thread re-checks the queue: no lost wake-up
+        return True
+
+    def flush(self, timeout: float) -> bool:
+        """Run everything queued so far now; False if it did not finish within ``timeout`` seconds."""
+        target = self._submitted
+        if self._finished >= target:
+            return True
+        if self._pid != _pid:
+            self._ensure_thread()
+        self._urgent = True
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self._finished < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._done.wait(remaining)
+        return True
+
+    def shutdown(self, timeout: float) -> None:
+        self.flush(timeout)
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._pid != _pid:
+                self._stopping = False
+                self._parked = False
+                self._pid = _pid
+                self._thread = threading.Thread(target=self._run, name="pystrument-spans", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._pid = 0  # the next submit starts a new thread
+
+    def _loop(self) -> None:
+        jobs = self._jobs
+        while not self._stopping:
+            if not jobs:
+                self._parked = True
+                if not jobs:
+                    self._wake.wait()
+                self._wake.clear()
+                self._parked = False
+                if not self._urgent:
+                    self._wake.wait(self.period)  # collect the requests that end meanwhile: one batch
+                    self._wake.clear()
+            self._urgent = False
+            while jobs:
+                job = jobs.popleft()
+                try:
+                    job()
+                except Exception:
+                    log_once("worker.job", "pystrument: building function spans failed; carrying on")
+                finally:
+                    with self._done:
+                        self._finished += 1
+                        self._done.notify_all()
+            if not jobs and not self._urgent:
+                self._wake.wait(self.period)
+                self._wake.clear()
