@@ -336,24 +336,33 @@ async def measure(url: str, key: str, args: argparse.Namespace, now: datetime) -
         plan = [("/api/v1/performance/records", c) for c in cases] + [
             ("/api/v1/performance/stats", c) for c in stats_cases
         ]
-        for path, (label, params, runs) in plan:
-            query = {"project_key": key, **params}
-            for _ in range(min(5, runs)):  # warm-up
-                response = await client.get(path, params=query)
+        for path, (_label, params, runs) in plan:  # warm-up
+            for _ in range(min(5, runs)):
+                response = await client.get(path, params={"project_key": key, **params})
                 assert response.status_code == 200, response.text
-            times = []
-            for _ in range(runs):
+        # Round-robin, so that the machine's other load falls on every endpoint alike.
+        times: dict[str, list[float]] = {label: [] for _, (label, _, _) in plan}
+        info: dict[str, Any] = {}
+        load_before = os.getloadavg()[0]
+        for round_number in range(args.runs):
+            for path, (label, params, runs) in plan:
+                if round_number >= runs:
+                    continue
                 started = time.perf_counter()
-                response = await client.get(path, params=query)
-                times.append((time.perf_counter() - started) * 1000)
+                response = await client.get(path, params={"project_key": key, **params})
+                times[label].append((time.perf_counter() - started) * 1000)
                 assert response.status_code == 200, response.text
-            body = response.json()["data"]
-            info = body.get("total", None) if "records" in body else body["summary"]["count"]
-            results.append((label, times, info))
+                body = response.json()["data"]
+                info[label] = body["total"] if "records" in body else body["summary"]["count"]
+        load_after = os.getloadavg()[0]
+        for _, (label, _, runs) in plan:
+            t = times[label]
+            results.append((label, t, info[label]))
             print(
-                f"  {label:<62} p50 {statistics.median(times):7.1f} ms  p95 {percentile(times, 0.95):7.1f} ms"
-                f"  p99 {percentile(times, 0.99):7.1f} ms  ({runs} runs; total/count {info})"
+                f"  {label:<62} p50 {statistics.median(t):7.1f} ms  p95 {percentile(t, 0.95):7.1f} ms"
+                f"  p99 {percentile(t, 0.99):7.1f} ms  ({runs} runs; total/count {info[label]})"
             )
+        print(f"  (load average {load_before:.1f} before, {load_after:.1f} after; {os.cpu_count()} CPUs)")
     return results
 
 

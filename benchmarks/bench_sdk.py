@@ -7,7 +7,8 @@
    - ``otel``: ``opentelemetry-instrument`` (Flask instrumentation, BatchSpanProcessor, OTLP/HTTP protobuf
      exporter) with pystrument disabled (``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=pystrument``);
    - ``default``: the same plus pystrument's default stack sampler;
-   - ``precise``: the same with ``PYSTRUMENT_SAMPLER=pyinstrument``.
+   - ``precise``: the same with ``PYSTRUMENT_SAMPLER=pyinstrument``;
+   - ``otel-again``: a second OTel-only server, the control: its ratio to ``otel`` is the noise of the run.
 
    Every request is profiled (``PYSTRUMENT_PROFILE_RATE=1``) and keeps its function spans (the default tail
    rule keeps all of them, ``PYSTRUMENT_KEEP_RATE=1``). The exporters post to a local OTLP/HTTP sink (its own
@@ -23,7 +24,8 @@
 Targets: default <= 1.05x OTel-only p50 on the Jinja and call-heavy endpoints; pystrument's work on the request
 thread <= 50 us per request. Unknown arguments are ignored (``nox -s bench -- ...`` passes the same ones to every
 script); positional words select benchmarks: this one runs when there are none or one of them is ``sdk``.
-``--quick`` halves the rounds.
+``--quick`` halves the rounds; ``--instructions`` adds a load-independent count of the instructions pystrument
+adds on the request thread (valgrind, about three more minutes).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 BIN = Path(sys.executable).parent
-CONFIGS = ["bare", "otel", "default", "precise"]
+CONFIGS = ["bare", "otel", "otel-again", "default", "precise"]
 # Endpoint -> requests per configuration per round (fewer for the slow ones, so each round stays short).
 ENDPOINTS = {"hello": 12, "json": 12, "page": 8, "cpu": 6, "io": 2}
 LABELS = {"hello": "hello", "json": "JSON", "page": "Jinja page", "cpu": "call-heavy CPU", "io": "50 ms I/O"}
@@ -60,6 +62,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="half the rounds")
     parser.add_argument("--rounds", type=int, default=24, help="interleaved rounds (default 24)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count request-thread instructions with valgrind (about 3 more minutes)",
+    )
     parser.add_argument("--sink-port", type=int, help=argparse.SUPPRESS)  # internal: run as the OTLP sink
     args, _unknown = parser.parse_known_args(argv)
     return args
@@ -157,7 +164,7 @@ def start_app(
             PYSTRUMENT_PROFILE_RATE="1",
             PYSTRUMENT_KEEP_RATE="1",
         )
-        if config == "otel":
+        if config in ("otel", "otel-again"):
             env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "pystrument"
         else:
             env["PYSTRUMENT_SAMPLER"] = "default" if config == "default" else "pyinstrument"
@@ -298,14 +305,18 @@ def measure_latency(rounds: int, seed: int) -> Run:
 
 
 class Timed:
-    """Accumulates the CPU time of the calling thread spent in a wrapped callable (waits for the GIL excluded)."""
+    """Accumulates the CPU time of the calling thread spent in a wrapped callable (waits for the GIL excluded);
+    with ``thread``, only calls made on that thread count."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], thread: int | None = None) -> None:
         self.fn = fn
+        self.thread = thread
         self.total = 0.0
         self.calls = 0
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.thread is not None and threading.get_ident() != self.thread:
+            return self.fn(*args, **kwargs)
         t0 = time.thread_time()
         try:
             return self.fn(*args, **kwargs)
@@ -320,6 +331,7 @@ def measure_building(requests: int) -> dict[str, dict[str, float]]:
     import bench_app
     import pystrument
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.sdk import trace as sdk_trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
     from pystrument._sampler import get_sampler
@@ -336,10 +348,11 @@ def measure_building(requests: int) -> dict[str, dict[str, float]]:
     processor = pystrument.configure(provider, sampler="default", profile_rate=1, keep_rate=1)
     assert processor is not None
     FlaskInstrumentor().instrument_app(bench_app.app, tracer_provider=provider)
+    request_thread = threading.get_ident()  # the test client runs the app on this thread
     hooks = {
-        "on_start": Timed(processor.on_start),
-        "end hook": Timed(processor._finish_recording),
-        "on_end": Timed(processor.on_end),
+        "on_start": Timed(processor.on_start, request_thread),
+        "end hook": Timed(processor._finish_recording, request_thread),
+        "on_end": Timed(processor.on_end, request_thread),
         "build": Timed(processor._build),
     }
     processor.on_start = hooks["on_start"]  # type: ignore[method-assign]
@@ -349,13 +362,28 @@ def measure_building(requests: int) -> dict[str, dict[str, float]]:
     sampler = get_sampler()
     sample_once = Timed(sampler.sample_once)
     sampler.sample_once = sample_once  # type: ignore[method-assign]
+    # The yardstick: OpenTelemetry's own work for the same request spans, on the same thread (its start_span and
+    # Span.end, less pystrument's hooks inside them; the span worker's spans are not counted).
+    otel = {
+        "start": Timed(sdk_trace.Tracer.start_span, request_thread),
+        "end": Timed(sdk_trace.Span.end, request_thread),
+    }
+
+    def start_span(self: Any, *args: Any, **kwargs: Any) -> Any:  # functions, so that they bind as methods
+        return otel["start"](self, *args, **kwargs)
+
+    def end(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return otel["end"](self, *args, **kwargs)
+
+    sdk_trace.Tracer.start_span = start_span  # type: ignore[method-assign]
+    sdk_trace.Span.end = end  # type: ignore[method-assign]
     client = bench_app.app.test_client()
     results: dict[str, dict[str, float]] = {}
     for endpoint in ("hello", "page", "cpu"):
         for _ in range(20):
             client.get("/" + endpoint)
         processor.force_flush()
-        for timed in (*hooks.values(), sample_once):
+        for timed in (*hooks.values(), sample_once, *otel.values()):
             timed.total, timed.calls = 0.0, 0
         spans_before = Discard.spans
         for _ in range(requests):
@@ -370,9 +398,78 @@ def measure_building(requests: int) -> dict[str, dict[str, float]]:
             "worker_us": hooks["build"].total / requests * 1e6,
             "spans": (Discard.spans - spans_before) / requests,
             "sample_us": sample_once.total / max(1, sample_once.calls) * 1e6,
+            "otel_span_us": (otel["start"].total - hooks["on_start"].total + otel["end"].total - hooks["on_end"].total)
+            / requests
+            * 1e6,
         }
+    sdk_trace.Tracer.start_span = otel["start"].fn  # type: ignore[method-assign]
+    sdk_trace.Span.end = otel["end"].fn  # type: ignore[method-assign]
     provider.shutdown()
     return results
+
+
+# -- instructions (optional, valgrind) -----------------------------------------------------------------------
+
+_DRIVER = """
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind
+
+class Discard(SpanExporter):
+    def export(self, spans):
+        return SpanExportResult.SUCCESS
+
+mode, n = sys.argv[1], int(sys.argv[2])
+provider = TracerProvider()
+provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
+import pystrument
+if mode == "pystrument":
+    pystrument.configure(provider, sampler="default", profile_rate=1, keep_rate=1)
+tracer = provider.get_tracer("bench")
+attributes = {"http.request.method": "GET", "url.path": "/x", "http.route": "/x"}
+
+def request():
+    span = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attributes)
+    span.set_attribute("http.response.status_code", 200)
+    span.end()
+
+def nested(depth):  # a request runs some frames below the server's
+    return nested(depth - 1) if depth else request()
+
+for _ in range(n):
+    nested(20)
+provider.shutdown()
+"""
+
+
+def measure_instructions() -> dict[str, float] | None:
+    """Instructions executed on the request thread per request span, OTel alone and with pystrument (valgrind's
+    callgrind; independent of the machine's load). The difference between 300 and 1300 requests, so start-up and
+    shutdown cancel out. None without valgrind."""
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        return None
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        driver = Path(tmp) / "driver.py"
+        driver.write_text(_DRIVER)
+        for mode in ("otel", "pystrument"):
+            totals = []
+            for n in (300, 1300):
+                prefix = Path(tmp) / f"cg.{mode}.{n}"
+                subprocess.run(
+                    ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={prefix}.%p",
+                     sys.executable, str(driver), mode, str(n)],
+                    check=True, capture_output=True,
+                )  # fmt: skip
+                (main_thread,) = Path(tmp).glob(f"cg.{mode}.{n}.*-01")
+                text = main_thread.read_text(errors="replace")
+                line = next(x for x in text.splitlines() if x.startswith(("summary:", "totals:")))
+                totals.append(int(line.split()[1]))
+            out[mode] = (totals[1] - totals[0]) / 1000
+    return out
 
 
 # -- report ----------------------------------------------------------------------------------------------------
@@ -388,13 +485,14 @@ def report(run: Run, building: dict[str, dict[str, float]], rounds: int) -> str:
         f"p50 latency in ms (ratio), {rounds} interleaved rounds, {per_config} requests per configuration, "
         f"{run.seconds:.0f} s:",
         "",
-        "| endpoint | bare | OTel only | OTel + pystrument default | OTel + pystrument precise |",
-        "|---|---|---|---|---|",
+        "| endpoint | bare | OTel only | OTel only, control | OTel + pystrument default | OTel + pystrument precise |",
+        "|---|---|---|---|---|---|",
     ]
     for endpoint in ENDPOINTS:
         row = {c: p50(run.times[endpoint][c]) for c in CONFIGS}
         lines.append(
             f"| {LABELS[endpoint]} | {row['bare']:.2f} | {row['otel']:.2f} ({row['otel'] / row['bare']:.2f}x bare) "
+            f"| {row['otel-again']:.2f} ({row['otel-again'] / row['otel']:.3f}x) "
             f"| {row['default']:.2f} (**{row['default'] / row['otel']:.3f}x** OTel) "
             f"| {row['precise']:.2f} ({row['precise'] / row['otel']:.2f}x OTel) |"
         )
@@ -403,13 +501,14 @@ def report(run: Run, building: dict[str, dict[str, float]], rounds: int) -> str:
         "Server CPU time per request in ms (all threads of the worker process: request, sampler, span worker, "
         "exporter), same run:",
         "",
-        "| endpoint | bare | OTel only | OTel + pystrument default | OTel + pystrument precise |",
-        "|---|---|---|---|---|",
+        "| endpoint | bare | OTel only | OTel only, control | OTel + pystrument default | OTel + pystrument precise |",
+        "|---|---|---|---|---|---|",
     ]
     for endpoint, n in ENDPOINTS.items():
         row = {c: run.cpu[endpoint][c] / (n * rounds) * 1000 for c in CONFIGS}
         lines.append(
-            f"| {LABELS[endpoint]} | {row['bare']:.2f} | {row['otel']:.2f} | {row['default']:.2f} "
+            f"| {LABELS[endpoint]} | {row['bare']:.2f} | {row['otel']:.2f} "
+            f"| {row['otel-again']:.2f} ({row['otel-again'] / row['otel']:.3f}x) | {row['default']:.2f} "
             f"(**{row['default'] / row['otel']:.3f}x** OTel) | {row['precise']:.2f} "
             f"({row['precise'] / row['otel']:.2f}x) |"
         )
@@ -423,13 +522,14 @@ def report(run: Run, building: dict[str, dict[str, float]], rounds: int) -> str:
         "pystrument's own work per request (default sampler, in-process through Flask's test client; CPU time of "
         "the thread inside pystrument's code):",
         "",
-        "| endpoint | request thread: on_start + end | span worker: build + emit | function spans | per sample |",
-        "|---|---|---|---|---|",
+        "| endpoint | request thread: on_start + end | OTel's own span, same requests | span worker: build + emit "
+        "| function spans | sampler, per sample |",
+        "|---|---|---|---|---|---|",
     ]
     for endpoint, b in building.items():
         lines.append(
             f"| {LABELS[endpoint]} | {b['request_us']:.1f} µs ({b['on_start_us']:.1f} + {b['end_us']:.1f}) "
-            f"| {b['worker_us']:.0f} µs | {b['spans']:.1f} | {b['sample_us']:.1f} µs |"
+            f"| {b['otel_span_us']:.1f} µs | {b['worker_us']:.0f} µs | {b['spans']:.1f} | {b['sample_us']:.1f} µs |"
         )
     return "\n".join(lines)
 
@@ -447,6 +547,17 @@ def main(argv: list[str]) -> int:
     run = measure_latency(rounds, args.seed)
     building = measure_building(100 if args.quick else 300)
     print(report(run, building, rounds))
+    if args.instructions:
+        counted = measure_instructions()
+        if counted is None:
+            print("\n(valgrind not found: no instruction counts)")
+        else:
+            extra = counted["pystrument"] - counted["otel"]
+            print(
+                f"\nInstructions on the request thread per request span (callgrind, 20 frames deep): OTel alone "
+                f"{counted['otel'] / 1000:.0f}k, with pystrument {counted['pystrument'] / 1000:.0f}k: pystrument adds "
+                f"{extra / 1000:.0f}k ({extra / counted['otel']:.0%} of OTel's)."
+            )
     return 0
 
 

@@ -217,6 +217,7 @@ class TaskLane(Lane):
         if task is None or coro is None or root is None or task.done():
             return None
         if is_running(coro):
+            resuming = self._waiting
             self._waiter = self._waiting = None
             leaf = frames.get(self.thread_id)
             if leaf is None:
@@ -225,6 +226,10 @@ class TaskLane(Lane):
             if cached is not None:
                 return cached
             stack = stack_below(leaf, self._anchors, root)
+            if not stack and resuming:
+                # Caught as its outermost frame resumes (CPython gives up the GIL at a frame's RESUME, so a waiting
+                # sampler often lands exactly here): it is re-entering the chain it awaited in, not leaving it.
+                return resuming[:-1]
             return self._last.put(leaf, stack if stack is not None else ())
         # Suspended: while it awaits the same future (held, so it is not a recycled one) it has not moved.
         waiter = getattr(task, "_fut_waiter", None)

@@ -43,17 +43,28 @@ class Call:
             yield from child.walk()
 
 
+# Frame info -> (call key, name, file, line, library) for the default library test: the same frames (the
+# framework's, the app's) come back in every request, so the span worker parses each once.
+_parsed: dict[str, tuple[str, str, str, int, bool]] = {}
+_PARSED_LIMIT = 50_000
+
+
+def _parse(frame_info: str, is_library: Callable[[str], bool]) -> tuple[str, str, str, int, bool]:
+    parsed = _parsed.get(frame_info) if is_library is is_library_path else None
+    if parsed is None:
+        function, file, line, class_name = split_identifier(frame_info)
+        parsed = (call_key(frame_info), qualified_name(function, class_name), file, line, is_library(file))
+        if is_library is is_library_path:
+            if len(_parsed) >= _PARSED_LIMIT:
+                _parsed.clear()
+            _parsed[frame_info] = parsed
+    return parsed
+
+
 def new_call(frame_info: str, start: float, lane: str, is_library: Callable[[str], bool] = is_library_path) -> Call:
-    function, file, line, class_name = split_identifier(frame_info)
+    identifier, name, file, line, library = _parse(frame_info, is_library)
     return Call(
-        identifier=call_key(frame_info),
-        name=qualified_name(function, class_name),
-        file=file,
-        line=line,
-        library=is_library(file),
-        start=start,
-        end=start,
-        lane=lane,
+        identifier=identifier, name=name, file=file, line=line, library=library, start=start, end=start, lane=lane
     )
 
 

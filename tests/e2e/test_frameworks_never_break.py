@@ -27,11 +27,18 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from pystrument import _safety
 
 pytestmark = pytest.mark.e2e
 
 APPS = Path(__file__).parent / "apps"
 BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True)
+def _log_once_per_test() -> None:
+    """Each test sees the SDK's first warning per failure site (the log-once memory is process-wide)."""
+    _safety.reset()
 
 
 def wait_until(probe: Callable[[], Any], timeout: float, what: str) -> Any:

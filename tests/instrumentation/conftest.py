@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from pystrument import PystrumentSpanProcessor, configure
+from pystrument import PystrumentSpanProcessor, _safety, configure
 
 
 @dataclass
@@ -50,6 +50,12 @@ def _no_pystrument_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("PYSTRUMENT_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def _log_once_per_test() -> None:
+    """Each test sees the SDK's first warning per failure site (the log-once memory is process-wide)."""
+    _safety.reset()
 
 
 @pytest.fixture
