@@ -175,7 +175,11 @@ def trace_spans(receiver: str, key: str, trace_id: str, route: str) -> list[dict
         if r.status_code != 200:
             return None
         spans: list[dict[str, Any]] = r.json()["data"]["spans"]
-        seen[:] = [f"{s['name']} {s['attributes'].get('pystrument.thread', '')}" for s in spans]
+        seen[:] = [
+            f"{s['name']} {s['attributes'].get('pystrument.thread', '')} "
+            f"{ {k: v for k, v in s['attributes'].items() if k.startswith('pystrument.')} }"
+            for s in spans
+        ]
         return spans if any(s["name"] == f"{route}_view" for s in spans) else None
 
     try:
@@ -192,7 +196,12 @@ def check_trace(case: Case, route: str, spans: list[dict[str, Any]]) -> None:
     assert attributes["pystrument.profile.sampler"] == "default"
     assert attributes["pystrument.function_spans"] is True
     assert attributes["pystrument.async"] is case.is_async(route), attributes
-    assert attributes["pystrument.cpu_time_ms"] > 0
+    # A thread's CPU clock is read; on an event loop the CPU time is estimated from the samples that caught the
+    # request's task running, which a short burst among eight busy requests may escape.
+    if attributes["pystrument.cpu_time_source"] == "samples":
+        assert attributes["pystrument.cpu_time_ms"] >= 0
+    else:
+        assert attributes["pystrument.cpu_time_ms"] > 0, attributes
 
     functions = [s for s in spans if s["attributes"].get("pystrument.synthetic")]
     routes_seen = {m.group(1) for s in functions if (m := ROUTE_FUNCTION.match(s["name"]))}
