@@ -3,9 +3,11 @@
 #
 #   docker build -t pystrument .                      # the server (last stage)
 #   docker build --target demo -t pystrument-demo .   # the server image plus the demo's sample apps
-#   docker run -p 127.0.0.1:8000:8000 -e PYSTRUMENT_DATABASE_URL=postgresql+asyncpg://... pystrument
+#   docker run -p 127.0.0.1:8000:8000 -e PYSTRUMENT_API_TOKEN=... -e PYSTRUMENT_DATABASE_URL=postgresql+asyncpg://... pystrument
 #
 # Without PYSTRUMENT_DATABASE_URL the server runs its embedded Postgres in /data (mount a volume there).
+# The server binds 0.0.0.0 inside the container, so it refuses to start without PYSTRUMENT_API_TOKEN
+# (16+ characters; clients send `Authorization: Bearer <token>`) unless PYSTRUMENT_INSECURE=1 is given.
 
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 ARG NODE_IMAGE=node:22-bookworm-slim

@@ -79,9 +79,17 @@ def compose() -> dict[str, Any]:
     return data
 
 
-def interpolate(value: str) -> str:
-    """Compose's ``${NAME:-default}`` with nothing set in the environment."""
-    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: m.group(2) or "", value)
+REQUIRED = re.compile(r"\$\{(\w+):\?([^}]+)\}")
+
+
+def interpolate(value: str, given: dict[str, str] | None = None) -> str:
+    """Compose's ``${NAME:-default}`` with only ``given`` set in the environment; a required ``${NAME:?message}``
+    missing from ``given`` fails, as ``docker compose up`` would, with its message."""
+    given = given or {}
+    for match in REQUIRED.finditer(value):
+        assert match[1] in given, f"compose stops: {match[1]}: {match[2]}"
+    value = REQUIRED.sub(lambda m: given[m[1]], value)
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: given.get(m[1]) or m.group(2) or "", value)
 
 
 def exec_form(args: str) -> list[str]:
@@ -223,10 +231,11 @@ def test_compose_builds_the_dockerfile_targets(compose: dict[str, Any], stages: 
 
 
 def test_pystrument_env_names_and_database_url(compose: dict[str, Any]) -> None:
+    from pystrument_analysis.api import access
     from pystrument_collector import settings
     from sqlalchemy.engine import make_url
 
-    known = {v for k, v in vars(settings).items() if k.startswith("ENV_")}
+    known = {v for k, v in vars(settings).items() if k.startswith("ENV_")} | {access.ENV_API_TOKEN}
     env = compose["services"]["pystrument"]["environment"]
     assert set(env) <= known, set(env) - known
     url = make_url(interpolate(env[settings.ENV_DATABASE_URL]))
@@ -279,6 +288,27 @@ def test_collector_mounts_the_repo_config_and_sets_its_env(compose: dict[str, An
     used = set(re.findall(r"\$\{env:(\w+)", config_text))
     assert set(collector["environment"]) == used == {"PYSTRUMENT_ENDPOINT", "PYSTRUMENT_PROJECT_KEY"}
     assert collector["environment"]["PYSTRUMENT_ENDPOINT"] == f"http://pystrument:{DEFAULT_PORT}"
+
+
+def test_compose_serves_beyond_loopback_only_with_a_token(
+    compose: dict[str, Any], stages: dict[str, Stage]
+) -> None:
+    """The image's ``serve --host 0.0.0.0`` starts only with a token (or --insecure): compose demands the token
+    from .env, hands it to the server and to the demo (which calls the API), and never sets --insecure."""
+    from pystrument_analysis.api.access import ENV_API_TOKEN, ENV_INSECURE, check_exposure
+
+    host = parse_cli(exec_form(stages["server"].all("CMD")[-1])).host
+    with pytest.raises(ValueError, match=ENV_API_TOKEN):
+        check_exposure(host, None, False)
+    token = "t" * 32
+    for service in ("pystrument", "demo"):
+        env = compose["services"][service]["environment"]
+        assert ENV_INSECURE not in env
+        with pytest.raises(AssertionError, match=f"compose stops: {ENV_API_TOKEN}"):
+            interpolate(env[ENV_API_TOKEN])
+        assert interpolate(env[ENV_API_TOKEN], {ENV_API_TOKEN: token}) == token
+    server_env = compose["services"]["pystrument"]["environment"]
+    check_exposure(host, interpolate(server_env[ENV_API_TOKEN], {ENV_API_TOKEN: token}), False)
 
 
 def test_demo_service_targets_the_pystrument_service(compose: dict[str, Any]) -> None:

@@ -28,6 +28,9 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 150  # a first run initialises the embedded Postgres cluster, then 60 requests
 REQUESTS = 60
+# The demo runs as a user who protects the API with a token: its own REST calls must carry it.
+TOKEN = "demo-test-" + os.urandom(12).hex()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 APP_LINE = re.compile(
     r"^(?P<service>[\w-]+) \((?P<framework>\w+)\) on (?P<url>http://127\.0\.0\.1:\d+)\s+pid (?P<pid>\d+)"
 )
@@ -59,6 +62,7 @@ def demo(get_free_port: Any) -> Iterator[DemoRun]:
     # embedded Postgres (it runs as its own user when the tests run as root) if another session starts.
     data_dir = Path(tempfile.mkdtemp(prefix="pystrument-demo-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSTRUMENT_", "OTEL_"))}
+    env["PYSTRUMENT_API_TOKEN"] = TOKEN
     stderr_log = data_dir / "demo-stderr.log"
     stderr_file = stderr_log.open("w")
     started = time.monotonic()
@@ -110,7 +114,7 @@ def demo(get_free_port: Any) -> Iterator[DemoRun]:
 
 
 def _get(url: str, **params: Any) -> Any:
-    response = httpx.get(url, params=params, timeout=30)
+    response = httpx.get(url, params=params, headers=AUTH, timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["code"] == 0, body
@@ -153,6 +157,8 @@ def test_demo_prints_the_dashboard_and_both_apps(demo: DemoRun) -> None:
     assert sent.startswith(f"sent {REQUESTS} requests"), sent
     assert "; 0 failed" in sent, sent
     assert httpx.get(demo.url + "/health").status_code == 200
+    assert httpx.get(demo.url + "/api/v1/projects").status_code == 401  # the token protects the API
+    assert any("?token=" in line for line in demo.lines), "the demo should say how to open the UI with a token"
     for app in demo.apps.values():
         assert httpx.get(app["url"] + "/health").status_code == 200
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from pystrument_collector.settings import Settings
 
+from pystrument_analysis.api.access import client_headers
 from pystrument_analysis.demo._apps import SampleApps, missing_requirements
 from pystrument_analysis.demo._net import port_in_use
 from pystrument_analysis.demo._project import DEMO_PROJECT, ensure_project, record_total
@@ -125,7 +126,8 @@ def _run(settings: Settings, options: DemoOptions, stop: _Stop) -> int:
             server.start()
             url = server.url
             wait_healthy(url, SERVER_START_TIMEOUT, stop, server.alive)
-        with httpx.Client(base_url=url, timeout=30) as client:
+        headers = client_headers()
+        with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
             project_key, created = ensure_project(client)
             say(f"project {DEMO_PROJECT} ({'created' if created else 'reused'}): key {project_key}")
             apps = SampleApps(work_dir, url, project_key)
@@ -138,6 +140,8 @@ def _run(settings: Settings, options: DemoOptions, stop: _Stop) -> int:
             raise InterruptedError("stopped during start-up")
         say("")
         say(f"pystrument demo is ready: open {url}/projects/{project_key}  (project {DEMO_PROJECT}, key {project_key})")
+        if headers:
+            say("the API needs PYSTRUMENT_API_TOKEN: open the link once with ?token=<your token> appended")
         say("Press Ctrl-C to stop the apps" + (" and the server." if server is not None else "."))
         while not stop.event.wait(0.5):
             if server is not None and not server.alive():
