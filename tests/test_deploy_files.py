@@ -290,9 +290,7 @@ def test_collector_mounts_the_repo_config_and_sets_its_env(compose: dict[str, An
     assert collector["environment"]["PYSTRUMENT_ENDPOINT"] == f"http://pystrument:{DEFAULT_PORT}"
 
 
-def test_compose_serves_beyond_loopback_only_with_a_token(
-    compose: dict[str, Any], stages: dict[str, Stage]
-) -> None:
+def test_compose_serves_beyond_loopback_only_with_a_token(compose: dict[str, Any], stages: dict[str, Stage]) -> None:
     """The image's ``serve --host 0.0.0.0`` starts only with a token (or --insecure): compose demands the token
     from .env, hands it to the server and to the demo (which calls the API), and never sets --insecure."""
     from pystrument_analysis.api.access import ENV_API_TOKEN, ENV_INSECURE, check_exposure
