@@ -115,7 +115,8 @@ def serve(session: nox.Session) -> None:
     plus sample Flask and FastAPI apps and bounded traffic, so the dashboard has data at once."""
     _install_server(session)
     _build_web(session)
-    session.run("pystrument", "demo", *session.posargs)
+    # Ctrl-C: give the demo time to stop its apps and the embedded Postgres (nox kills after 0.3 s by default).
+    session.run("pystrument", "demo", *session.posargs, interrupt_timeout=60, terminate_timeout=10)
 
 
 @nox.session(python=None, default=False)
