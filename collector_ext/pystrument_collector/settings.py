@@ -16,6 +16,18 @@ ENV_CORS_ORIGINS = "PYSTRUMENT_CORS_ORIGINS"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+DRIVER = "postgresql+asyncpg"
+URL_EXAMPLE = f"{DRIVER}://user:password@host:5432/dbname"
+
+
+def normalize_database_url(url: str | None) -> str | None:
+    """A plain ``postgres://`` or ``postgresql://`` URL (libpq's form) gets the asyncpg driver the server uses."""
+    if url is None:
+        return None
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return f"{DRIVER}://" + url[len(scheme) :]
+    return url
 
 
 def default_data_dir() -> Path:
@@ -45,7 +57,7 @@ class Settings:
         except ValueError:
             raise ValueError(f"{ENV_PORT}={port_text!r} is not a port number; set it to e.g. 8000") from None
         values: dict[str, object] = {
-            "database_url": env.get(ENV_DATABASE_URL) or None,
+            "database_url": normalize_database_url(env.get(ENV_DATABASE_URL) or None),
             "data_dir": Path(env[ENV_DATA_DIR]) if env.get(ENV_DATA_DIR) else default_data_dir(),
             "host": env.get(ENV_HOST, DEFAULT_HOST),
             "port": port,
@@ -53,6 +65,8 @@ class Settings:
             "retention_days": retention_days_from_env(),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if isinstance(values["database_url"], str):
+            values["database_url"] = normalize_database_url(values["database_url"])
         if isinstance(values["data_dir"], str):
             values["data_dir"] = Path(values["data_dir"])
         settings = cls(**values)  # type: ignore[arg-type]
@@ -61,9 +75,11 @@ class Settings:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the fix for a setting that cannot work."""
-        if self.database_url is not None and not self.database_url.startswith("postgresql"):
+        if self.database_url is not None and not self.database_url.startswith(f"{DRIVER}://"):
+            scheme = self.database_url.partition("://")[0] if "://" in self.database_url else self.database_url[:20]
             raise ValueError(
-                f"{ENV_DATABASE_URL} must be a Postgres URL such as postgresql+asyncpg://user:password@host:5432/dbname"
+                f"{ENV_DATABASE_URL} must be a Postgres URL for the asyncpg driver, such as {URL_EXAMPLE} "
+                f"(postgresql:// is accepted too), not {scheme!r}"
             )
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is out of range; use 1-65535")

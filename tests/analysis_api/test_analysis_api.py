@@ -255,6 +255,7 @@ async def trigger(client: Any, **body: Any) -> dict[str, Any]:
     r = await client.post("/api/v1/analysis/trigger", json={"trace_id": TRACE, "analysis_type": "manual", **body})
     assert r.status_code == 200, r.text
     payload = r.json()
+    assert list(payload) == ["code", "msg", "data"], "the seed's envelope, in its order"
     assert payload["code"] == 0 and payload["msg"] == "success"
     return payload["data"]
 
@@ -281,9 +282,12 @@ async def test_trigger_answers_pending_then_builtin_result(apps: Apps, perf: Any
         assert data["analysis_id"].startswith("analysis_") and data["status"] == "pending"
         assert isinstance(data["estimated_duration"], int) and data["estimated_duration"] > 0
         result = await wait_done(client, data["analysis_id"])
-        listing = (
+        listed = (
             await client.get("/api/v1/analysis/results", params={"project_key": project.project_key, "trace_id": TRACE})
-        ).json()["data"]
+        ).json()
+        one = (await client.get(f"/api/v1/analysis/results/{data['analysis_id']}")).json()
+    assert list(listed) == list(one) == ["code", "msg", "data"]
+    listing = listed["data"]
     assert result["status"] == "completed" and result["provider_used"] == "builtin" and result["error"] is None
     assert {"analysis_id", "status", "performance_score", "bottleneck_analysis", "optimization_suggestions"} <= set(
         result

@@ -195,13 +195,13 @@ class AnalysisPage(msgspec.Struct, kw_only=True):
     size: int
 
 
-class TriggerResponse(_Envelope):
+class TriggerResponse(_Envelope, kw_only=True):
     data: TriggerData
 
 
-class AnalysisResponse(_Envelope):
+class AnalysisResponse(_Envelope, kw_only=True):
     data: AnalysisDetail
 
 
-class AnalysisPageResponse(_Envelope):
+class AnalysisPageResponse(_Envelope, kw_only=True):
     data: AnalysisPage
