@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a --host beyond loopback without PYSTRUMENT_API_TOKEN (env PYSTRUMENT_INSECURE=1)",
     )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every HTTP request (off by default: at ingest rates it is one log line per export)",
+    )
     migrate = sub.add_parser("migrate", help="bring the database schema up to date and exit")
     migrate.add_argument("--data-dir", default=None, help="embedded Postgres location (env PYSTRUMENT_DATA_DIR)")
     demo = sub.add_parser(
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pystrument: {exc}", file=sys.stderr)
             return 2
         return run_demo(settings, options)
-    return _serve(settings)
+    return _serve(settings, access_log=args.access_log)
 
 
 def _migrate(settings: object) -> int:
@@ -95,7 +100,7 @@ def _migrate(settings: object) -> int:
     return 0
 
 
-def _serve(settings: object) -> int:
+def _serve(settings: object, *, access_log: bool = False) -> int:
     import uvicorn
     from pystrument_collector.settings import Settings
 
@@ -107,7 +112,14 @@ def _serve(settings: object) -> int:
     except ValueError as exc:
         print(f"pystrument: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 

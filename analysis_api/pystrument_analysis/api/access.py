@@ -144,8 +144,9 @@ def _access(state: State) -> ApiAccess:
     return access if isinstance(access, ApiAccess) else ApiAccess(None)
 
 
-def token_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """App-wide guard: a protected path without the token is 401 (40101)."""
+async def token_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """App-wide guard: a protected path without the token is 401 (40101). Async: Litestar runs sync guards in a
+    worker thread, a thread hop on every request."""
     access = _access(connection.app.state)
     method = str(connection.scope.get("method", "GET"))
     if not access.required or not needs_token(method, connection.scope["path"]):

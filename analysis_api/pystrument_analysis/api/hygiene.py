@@ -12,8 +12,9 @@ from pystrument_analysis.api.errors import BadRequest
 NUL_MESSAGE = "the request contains a NUL character (\\x00), which cannot be stored or searched for"
 
 
-def nul_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """App-wide guard, before any parameter reaches a query (text columns refuse NUL: that would be a 500)."""
+async def nul_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """App-wide guard, before any parameter reaches a query (text columns refuse NUL: that would be a 500).
+    Async, so Litestar calls it inline rather than in a worker thread."""
     path: str = connection.scope["path"]
     if not path.startswith("/api/"):
         return
