@@ -108,7 +108,7 @@ def _serve(settings: object, *, access_log: bool = False) -> int:
 
     assert isinstance(settings, Settings)
     try:
-        app = create_app(settings)
+        app = create_app(settings, freeze_gc=True)
     except ValueError as exc:
         print(f"pystrument: {exc}", file=sys.stderr)
         return 2

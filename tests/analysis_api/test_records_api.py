@@ -199,6 +199,36 @@ async def test_record_detail_with_span_tree(client: Any, perf: Any, t: Any) -> N
     assert by_id[ids["view"]]["attributes"]["pystrument.synthetic"] is True
 
 
+async def test_record_detail_reads_interval_and_json_as_stored(client: Any, perf: Any, t: Any) -> None:
+    """The interval that sets the nesting slack is read in SQL (numbers only); JSON columns come back intact."""
+    key_for: dict[str, str] = {}
+    for trace_id, interval in (("c1" * 16, 10), ("c2" * 16, "10"), ("c3" * 16, 5000)):
+        project = await perf.project(trace_id[:2])
+        key_for[trace_id] = project.project_key
+        root = await perf.request(
+            project, trace_id, start=t(0), duration=1.0, attributes={"pystrument.profile.interval_ms": interval}
+        )
+        fn = await perf.span(project, trace_id, "app.f", t(0.1), 0.2, parent=root, synthetic=True)
+        await perf.span(project, trace_id, "SELECT", t(0.095), 0.21, parent=root, kind="CLIENT", span_id="d" * 16)
+        key_for[trace_id + "fn"] = fn
+    odd = {"text": 'naïve 🚀 "quoted"', "nested": {"list": [1, 2.5, None, True]}, "big": 12345678901234567}
+    project = await perf.project("json")
+    root = await perf.request(project, "c4" * 16, start=t(0), duration=1.0, attributes=odd)
+
+    async def spans(trace_id: str, key: str) -> dict[str, Any]:
+        r = await client.get(f"/api/v1/performance/records/{trace_id}", params={"project_key": key})
+        assert r.status_code == 200, r.text
+        return {s["span_id"]: s for s in r.json()["data"]["spans"]}
+
+    # 5 ms out on each side: inside a 10 ms interval; a string or an absurd interval falls back to 1 ms
+    assert (await spans("c1" * 16, key_for["c1" * 16]))["d" * 16]["display_parent_span_id"] == key_for["c1" * 16 + "fn"]
+    for trace_id in ("c2" * 16, "c3" * 16):
+        db_span = (await spans(trace_id, key_for[trace_id]))["d" * 16]
+        assert db_span["display_parent_span_id"] == db_span["parent_span_id"] != key_for[trace_id + "fn"]
+    stored = (await spans("c4" * 16, project.project_key))[root]
+    assert stored["attributes"] == {"http.route": "/users/{id}", **odd} and stored["events"] == []
+
+
 async def test_record_detail_isolated_by_project(client: Any, perf: Any, t: Any) -> None:
     a = await perf.project("a")
     b = await perf.project("b")

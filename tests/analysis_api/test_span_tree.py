@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pystrument_analysis.api.services.span_tree import place_spans
+import pytest
+from pystrument_analysis.api.services.span_tree import duration_us, micros, place_spans
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -77,3 +79,112 @@ def test_function_spans_keep_their_parent_and_odd_data_is_safe() -> None:
     assert placed["loop1"].depth >= 1  # terminates
     assert placed["zero"].display_parent_span_id == "f"
     assert place_spans([]) == {}
+
+
+def test_input_order_does_not_matter() -> None:
+    """Depths are remembered along the way; children listed before their parents must not change them."""
+    chain = [S("req", None, 0, 1)] + [
+        S(f"f{i}", "req" if i == 0 else f"f{i - 1}", 0, 1 - i / 100, True) for i in range(30)
+    ]
+    chain.append(S("db", "req", 0.1, 0.1))
+    forward, backward = place_spans(chain), place_spans(list(reversed(chain)))
+    assert forward == backward
+    assert forward["f29"].depth == 30 and forward["db"] == ("f29", 31)
+
+
+def test_cycles_count_each_span_once() -> None:
+    spans = [
+        S("under", "a", 0.1, 0.1),  # walks a -> b -> c -> a: three spans, then a repeat
+        S("a", "c", 0.1, 0.1),
+        S("b", "a", 0.1, 0.1),
+        S("c", "b", 0.1, 0.1),
+        S("self", "self", 0.1, 0.1),
+    ]
+    placed = place_spans(spans)
+    assert [placed[k].depth for k in ("under", "a", "b", "c", "self")] == [3, 2, 2, 2, 0]
+
+
+def test_odd_durations_are_instants_not_errors() -> None:
+    spans = [S("req", None, 0, 1), S("f", "req", 0.1, float("nan"), True), S("x", "req", 0.1, float("inf"))]
+    placed = place_spans(spans)
+    assert placed["x"].display_parent_span_id in {"req", "f"} and placed["f"].depth == 1
+
+
+@pytest.mark.parametrize("seconds", [0.0, 1e-6, 2.5e-6, 3.5e-6, -2.5e-6, 0.1234565, 1.0000005, 86400.0000015, 12.3])
+def test_duration_us_rounds_as_timedelta_does(seconds: float) -> None:
+    assert duration_us(seconds) == timedelta(seconds=seconds) // timedelta(microseconds=1)
+
+
+def test_micros_is_exact() -> None:
+    moment = datetime(2026, 11, 27, 0, 0, 1, 999_999, tzinfo=UTC)
+    assert micros(moment) == 1_795_737_601_999_999
+    assert micros(moment.replace(tzinfo=None)) == micros(moment)
+
+
+def reference_placement(spans: list[S]) -> dict[str, tuple[str | None, int]]:
+    """The placement rule written plainly with ``datetime`` arithmetic and no shortcuts, to check against."""
+
+    def end(s: S) -> datetime:
+        return s.start_time + timedelta(seconds=s.duration)
+
+    def overlap(a: S, b: S) -> float:
+        lo, hi = max(a.start_time, b.start_time), min(end(a), end(b))
+        return max((hi - lo).total_seconds(), 0.0)
+
+    by_id = {s.span_id: s for s in spans}
+    under: dict[str, list[S]] = {}
+    for s in by_id.values():
+        if s.synthetic and s.parent_span_id:
+            under.setdefault(s.parent_span_id, []).append(s)
+    display: dict[str, str | None] = {}
+    for s in by_id.values():
+        target = s.parent_span_id
+        parent = by_id.get(target) if target else None
+        if not s.synthetic and parent is not None and parent.span_id in under:
+            value = parent.attributes.get("pystrument.profile.interval_ms")
+            ok = isinstance(value, int | float) and 0 < value <= 1000
+            slack = timedelta(seconds=value / 1000.0 if ok else 0.001)
+            node, found = parent.span_id, None
+            for _ in range(10_000):  # the rule's bound: a cycle of function spans walks no further
+                fits = [
+                    f
+                    for f in under.get(node, ())
+                    if f.span_id != s.span_id and f.start_time - slack <= s.start_time and end(f) + slack >= end(s)
+                ]
+                if not fits:
+                    break
+                found = max(fits, key=lambda f: (overlap(f, s), -f.duration))
+                node = found.span_id
+            if found is not None:
+                target = found.span_id
+        display[s.span_id] = target
+    out = {}
+    for span_id, target in display.items():
+        depth, seen, node = 0, {span_id}, target
+        while node is not None and node in by_id and node not in seen:
+            seen.add(node)
+            depth += 1
+            node = display[node]
+        out[span_id] = (target, depth)
+    return out
+
+
+def test_matches_the_plain_rule_on_random_traces() -> None:
+    """Integer microseconds and remembered depths give exactly what the plain rule gives, odd data included."""
+    rnd = random.Random(3)
+    for _ in range(300):
+        ids = [f"s{i}" for i in range(rnd.randint(1, 40))]
+        spans = []
+        for i in ids:
+            interval = rnd.choice([1, 10, "x", 0, 2000, 0.5, True, 0.0005])
+            spans.append(
+                S(
+                    rnd.choice(ids) if rnd.random() < 0.05 else i,  # now and then a duplicate id
+                    rnd.choice([*ids, None, "missing", ""]),  # cycles, self-parents, missing parents
+                    round(rnd.uniform(0, 1), rnd.choice([3, 6, 7])),
+                    round(rnd.uniform(0, 0.5), rnd.choice([3, 6, 7])),
+                    rnd.random() < 0.6,
+                    {"pystrument.profile.interval_ms": interval} if rnd.random() < 0.3 else {},
+                )
+            )
+        assert {k: tuple(v) for k, v in place_spans(spans).items()} == reference_placement(spans)

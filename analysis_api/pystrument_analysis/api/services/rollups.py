@@ -60,8 +60,9 @@ class Figures:
 
     def quantiles(self, *qs: float) -> list[float | None]:
         """Several quantiles with one pass over the histogram."""
-        keys = sorted(k for k, c in self.hist.items() if c > 0)
-        ends = list(itertools.accumulate(self.hist[k] for k in keys))  # requests up to and including bucket
+        hist = self.hist
+        keys = sorted(k for k in hist if hist[k] > 0)
+        ends = list(itertools.accumulate(map(hist.__getitem__, keys)))  # requests up to and including bucket
         n = ends[-1] if ends else 0
         if n == 0 or self.low is None or self.high is None:
             return [None for _ in qs]
@@ -294,31 +295,44 @@ async def figures(
         )
     else:
         signed = "SELECT 1 AS sign, * FROM exact"
-    # One statement (one snapshot, one round trip); Postgres sums the histograms and hands back one row per
-    # key with its histogram as two arrays. c <= 0: a bucket emptied by subtraction.
+    # One statement (one snapshot, one round trip): a row of totals per key, then the histogram rows to sum.
+    # The histograms are summed here, not in Postgres: unnest plus a grouped sum of some 10,000 (key, bucket)
+    # pairs cost Postgres ~10 ms a query, adding them into a list per key costs Python a fraction of that.
     rows = await session.execute(
         text(
-            f"WITH exact AS MATERIALIZED ({exact}), "
-            "totals AS (SELECT k1, k2, sum(n) AS n, sum(e) AS e, sum(s) AS s, min(lo) AS lo, max(hi) AS hi "
-            "           FROM exact GROUP BY k1, k2), "
-            "buckets AS (SELECT k1, k2, b, sum(sign * c)::bigint AS c "
-            "           FROM (SELECT sign, k1, k2, unnest(hist_idx) AS b, unnest(hist_cnt) AS c "
-            f"                FROM ({signed}) AS u) AS h "
-            "            GROUP BY k1, k2, b), "
-            "hists AS (SELECT k1, k2, array_agg(b) AS bs, array_agg(c) AS cs "  # unordered: no sort, a dict here
-            "          FROM buckets WHERE c > 0 GROUP BY k1, k2) "
-            "SELECT t.k1, t.k2, t.n, t.e, t.s, t.lo, t.hi, h.bs, h.cs "
-            "FROM totals AS t LEFT JOIN hists AS h USING (k1, k2) WHERE t.n > 0"
+            f"WITH exact AS MATERIALIZED ({exact}) "
+            "SELECT k1, k2, sum(n) AS n, sum(e) AS e, sum(s) AS s, min(lo) AS lo, max(hi) AS hi, "
+            "       NULL::int AS sign, NULL::smallint[] AS hist_idx, NULL::int[] AS hist_cnt "
+            "FROM exact GROUP BY k1, k2 "
+            f"UNION ALL SELECT k1, k2, NULL, NULL, NULL, NULL, NULL, sign, hist_idx, hist_cnt FROM ({signed}) AS u"
         ),
         sql.params,
     )
-    for k1, k2, n, e, total, lo, hi, bs, cs in rows:
-        out[(k1, k2)] = Figures(
+    totals: list[tuple[tuple[str, str], Any, Any, Any, Any, Any]] = []
+    sums: dict[tuple[str, str], list[int]] = {}  # per key, requests per bucket (pystrument_duration_bucket: 0-170)
+    for k1, k2, n, e, total, lo, hi, sign, idx, cnt in rows.all():
+        if sign is None:
+            totals.append(((k1, k2), n, e, total, lo, hi))
+            continue
+        counts = sums.get((k1, k2))
+        if counts is None:
+            counts = sums[(k1, k2)] = [0] * (LAST_BUCKET + 1)
+        if sign > 0:
+            for b, c in zip(idx, cnt, strict=True):
+                counts[b] += c
+        else:
+            for b, c in zip(idx, cnt, strict=True):
+                counts[b] -= c
+    for key, n, e, total, lo, hi in totals:
+        if not n:
+            continue
+        counts = sums.get(key)
+        out[key] = Figures(
             count=int(n),
             error_count=int(e),
             total=float(total),
             low=lo,
             high=hi,
-            hist=dict(zip(bs or (), cs or (), strict=True)),
+            hist={} if counts is None else {b: c for b, c in enumerate(counts) if c > 0},  # c <= 0: subtracted away
         )
     return out
