@@ -462,7 +462,7 @@ def measure_instructions() -> dict[str, float] | None:
                 subprocess.run(
                     ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={prefix}.%p",
                      sys.executable, str(driver), mode, str(n)],
-                    check=True, capture_output=True,
+                    check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},  # repeatable dicts
                 )  # fmt: skip
                 (main_thread,) = Path(tmp).glob(f"cg.{mode}.{n}.*-01")
                 text = main_thread.read_text(errors="replace")

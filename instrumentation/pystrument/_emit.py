@@ -17,6 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 from pyinstrument.frame_ops import FrameRecordType
 from pyinstrument.session import Session
 
+from pystrument._lanes import thread_name
 from pystrument._recording import Recording
 from pystrument._tree import Call, attach_lanes, build_calls, collapse_library, prune
 
@@ -59,7 +60,7 @@ def session(recording: Recording) -> Session:
     root = f"{recording.name}\x00<request>\x000"
     records: list[FrameRecordType] = []
     for lane in recording.lanes:
-        lane_root = f"{lane.name}\x00<{lane.kind}>\x000"
+        lane_root = f"{lane.name or thread_name(getattr(lane, 'thread_id', 0))}\x00<{lane.kind}>\x000"
         records.extend(([root, lane_root, *stack], dt) for stack, dt in lane.records())
     end = recording.end_perf if recording.end_perf is not None else time.perf_counter()
     return Session(

@@ -23,9 +23,10 @@ OUT_OF_CONTEXT = OUT_OF_CONTEXT_FRAME_IDENTIFIER
 MAX_DEPTH = 512
 _CACHE_LIMIT = 50_000
 
-# id(code) -> (code, identifier, {call-site line: frame info}, is pystrument's own). The code object is kept so
-# its id cannot be reused while cached.
-_code_ids: dict[int, tuple[types.CodeType, str, dict[int, str], bool]] = {}
+# id(code) -> (code, identifier, {caller's line: frame info}, is pystrument's own, {f_lasti: line} of calls made
+# from this code). The code object is kept so its id cannot be reused while cached.
+Entry = tuple[types.CodeType, str, dict[int, str], bool, dict[int, int]]
+_code_ids: dict[int, Entry] = {}
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _library_paths: dict[str, bool] = {}
 
@@ -35,24 +36,36 @@ def code_identifier(code: types.CodeType) -> str:
     return _entry(code)[1]
 
 
+def call_line(frame: types.FrameType) -> int:
+    """``frame.f_lineno``, cached per code object and instruction offset: ``f_lasti`` is read in constant time,
+    while ``f_lineno`` decodes the line table up to the offset (microseconds in a long function such as a compiled
+    template), and the sampler needs the call site of every frame of every sample."""
+    lines = _entry(frame.f_code)[4]
+    lasti = frame.f_lasti
+    line = lines.get(lasti)
+    if line is None:
+        line = lines[lasti] = frame.f_lineno or 0
+    return line
+
+
 def frame_info(code: types.CodeType, caller: types.FrameType | None) -> str:
     """Frame info of a call of ``code`` made from ``caller``'s current line (cached; cheap per sample)."""
-    _, identifier, sites, _ = _entry(code)
-    line = caller.f_lineno if caller is not None else 0
+    sites = _entry(code)[2]
+    line = call_line(caller) if caller is not None else 0
     info = sites.get(line)
     if info is None:
-        info = sites[line] = f"{identifier}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_CALL_SITE}{line}"
+        info = sites[line] = f"{_entry(code)[1]}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_CALL_SITE}{line}"
     return info
 
 
-def _entry(code: types.CodeType) -> tuple[types.CodeType, str, dict[int, str], bool]:
+def _entry(code: types.CodeType) -> Entry:
     entry = _code_ids.get(id(code))
     if entry is not None and entry[0] is code:
         return entry
     identifier = f"{code.co_qualname}{IDENTIFIER_SEP}{code.co_filename}{IDENTIFIER_SEP}{code.co_firstlineno}"
     if len(_code_ids) >= _CACHE_LIMIT:
         _code_ids.clear()
-    entry = _code_ids[id(code)] = (code, identifier, {}, code.co_filename.startswith(_OWN_DIR))
+    entry = _code_ids[id(code)] = (code, identifier, {}, code.co_filename.startswith(_OWN_DIR), {})
     return entry
 
 
@@ -92,24 +105,36 @@ def stack_below(
     append = out.append
     cache = _code_ids
     frame = leaf
-    while frame is not None:
+    if frame is None:
+        return None
+    code = frame.f_code
+    entry = cache.get(id(code))
+    if entry is None or entry[0] is not code:
+        entry = _entry(code)
+    while True:
         if id(frame) in anchors:
             break
-        back = frame.f_back
-        code = frame.f_code
-        entry = cache.get(id(code))
-        if entry is None or entry[0] is not code:
-            entry = _entry(code)
         if frame is root:  # a task's outermost coroutine: its caller is loop machinery, no call site
             if not entry[3]:
                 append(frame_info(code, None))
             break
-        if not entry[3]:
-            info = entry[2].get(back.f_lineno if back is not None else 0)
-            append(info if info is not None else frame_info(code, back))
-        frame = back
-    else:
-        return None
+        # The caller's entry gives this call's line (cached by offset) and is the next step's entry.
+        back = frame.f_back
+        if back is not None:
+            back_code = back.f_code
+            back_entry = cache.get(id(back_code))
+            if back_entry is None or back_entry[0] is not back_code:
+                back_entry = _entry(back_code)
+            if not entry[3]:
+                lasti = back.f_lasti
+                line = back_entry[4].get(lasti)
+                if line is None:
+                    line = back_entry[4][lasti] = back.f_lineno or 0
+                info = entry[2].get(line)
+                append(info if info is not None else frame_info(code, back))
+            frame, code, entry = back, back_code, back_entry
+        else:
+            return None  # the stack's outermost frame, and no anchor met: not the request's stack
     if len(out) > MAX_DEPTH:  # a recursion runaway: keep the frames nearest the request's start
         del out[: len(out) - MAX_DEPTH]
     out.reverse()
@@ -151,6 +176,24 @@ def frame_chain(frame: types.FrameType | None, limit: int = ANCHOR_DEPTH) -> lis
         append(frame)
         frame = frame.f_back
     return chain
+
+
+def eager_chain(frame: types.FrameType) -> list[types.FrameType]:
+    """``frame_chain(frame, EAGER_ANCHORS)`` unrolled (it runs on the request thread for every request): ends with a
+    frame, never None, so that the sampler can extend it from the last one's ``f_back``."""
+    try:
+        f1 = frame.f_back
+        f2 = f1.f_back  # type: ignore[union-attr]
+        f3 = f2.f_back  # type: ignore[union-attr]
+        f4 = f3.f_back  # type: ignore[union-attr]
+        f5 = f4.f_back  # type: ignore[union-attr]
+        f6 = f5.f_back  # type: ignore[union-attr]
+        f7 = f6.f_back  # type: ignore[union-attr]
+    except AttributeError:  # fewer than 8 frames on the stack
+        return frame_chain(frame, EAGER_ANCHORS)
+    if f7 is None:
+        return frame_chain(frame, EAGER_ANCHORS)
+    return [frame, f1, f2, f3, f4, f5, f6, f7]  # type: ignore[list-item]
 
 
 def call_key(info: str) -> str:

@@ -6,6 +6,7 @@ its timed samples into pyinstrument frame records ``(stack, seconds since the pr
 
 from __future__ import annotations
 
+import threading
 import types
 from typing import Any
 
@@ -14,10 +15,10 @@ from pyinstrument.frame_ops import FrameRecordType
 from pystrument._frames import (
     ANCHOR_DEPTH,
     AWAIT,
-    EAGER_ANCHORS,
     anchor_ids,
     await_chain,
     coroutine_frames,
+    eager_chain,
     frame_chain,
     is_library_info,
     is_running,
@@ -30,22 +31,35 @@ MAX_SAMPLES = 100_000
 Stack = tuple[str, ...]
 
 
+def thread_name(thread_id: int) -> str:
+    """The name of a live thread by id (looked up off the request thread, for sessions)."""
+    for thread in threading.enumerate():
+        if thread.ident == thread_id:
+            return thread.name
+    return f"Thread-{thread_id}"
+
+
 class Lane:
-    """Base lane: a named, timed list of samples."""
+    """Base lane: a named, timed list of samples. Attributes that rarely change from their default are class
+    attributes, written on the instance only when they change (a request's main lane is made on its thread)."""
 
     kind = "lane"
+    end: float | None = None
+    main = False
+    worker = False
+    bridge = False
+    # Time the lane spent running rather than awaiting (meaningful for tasks: their share of the loop).
+    busy = 0.0
 
     def __init__(self, name: str, start: float, *, main: bool = False, worker: bool = False) -> None:
         self.name = name
         self.start = start
-        self.end: float | None = None
-        self.main = main
-        self.worker = worker
-        self.bridge = False
-        self.samples: list[tuple[float, Stack]] = []
-        # Time the lane spent running rather than awaiting (meaningful for tasks: their share of the loop).
-        self.busy = 0.0
         self._last_t = start
+        self.samples: list[tuple[float, Stack]] = []
+        if main:
+            self.main = True
+        if worker:
+            self.worker = True
 
     @property
     def open(self) -> bool:
@@ -114,6 +128,8 @@ class ThreadLane(Lane):
     """A thread running the request synchronously (WSGI view, threadpool worker call)."""
 
     kind = "thread"
+    _anchors: frozenset[int] | None = None
+    _last: _LastStack | None = None
 
     def __init__(
         self,
@@ -125,15 +141,20 @@ class ThreadLane(Lane):
         main: bool = False,
         worker: bool = False,
     ) -> None:
-        super().__init__(name, start, main=main, worker=worker)
+        # Lane.__init__, inlined: this runs on the request thread for every request.
+        self.name = name
+        self.start = self._last_t = start
+        self.samples = []
+        if main:
+            self.main = True
+        if worker:
+            self.worker = True
         self.thread_id = thread_id
         # The anchors: the frame that called the SDK's hook and its callers, held so that their ids stay unique.
         # The nearest ones are taken now (a generator such as ``start_as_current_span`` loses its link to its caller
         # once suspended); the sampler adds the rest at the first sample (CPython links a finished frame to its
         # caller's frame object), so the request thread does not create a frame object for every caller.
-        self._anchor_frames = frame_chain(anchor, EAGER_ANCHORS)
-        self._anchors: frozenset[int] | None = None
-        self._last = _LastStack()
+        self._anchor_frames = eager_chain(anchor)
 
     def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
         leaf = frames.get(self.thread_id)
@@ -145,14 +166,23 @@ class ThreadLane(Lane):
             anchors = self._anchors = anchor_ids(chain)
         if leaf is None or not anchors:
             return None
-        cached = self._last.get(leaf)
-        if cached is not None:
-            return cached
+        last = self._last
+        if last is None:
+            last = self._last = _LastStack()
+        else:
+            cached = last.get(leaf)
+            if cached is not None:
+                return cached
         stack = stack_below(leaf, anchors)
-        return self._last.put(leaf, stack if stack is not None else ())
+        return last.put(leaf, stack if stack is not None else ())
+
+    def close(self, now: float) -> None:
+        if self.end is None:
+            self.end = now
+        self._last = None
 
     def _forget(self) -> None:
-        self._last.clear()
+        self._last = None
 
     def release(self) -> None:
         self._forget()

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 import time
+from asyncio import current_task
+from asyncio.events import _get_running_loop
 from collections.abc import Callable
+from functools import partial
+from threading import get_ident
 from typing import Any
 
 from opentelemetry import trace
@@ -23,6 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pyinstrument.session import Session
 
 from pystrument import _emit
+from pystrument._emit import ASYNC, CPU_TIME_MS, CPU_TIME_SOURCE, FUNCTION_SPANS, INTERVAL_MS, SAMPLE_COUNT, SAMPLER
 from pystrument._propagation import install_hooks, install_task_factory
 from pystrument._recording import Recording, registry
 from pystrument._safety import log_once
@@ -46,12 +50,11 @@ def set_valid_attributes(span: Span, attributes: dict[str, Any]) -> None:
             and not bounded._immutable
             and bounded.max_value_len is None
             and (bounded.maxlen is None or len(bounded._dict) + len(attributes) <= bounded.maxlen)
+            and span._end_time is None  # read without the span's lock: the span ends on this thread, after this
         ):
-            with span._lock:
-                if span._end_time is None:
-                    with bounded._lock:
-                        bounded._dict.update(attributes)
-                    return
+            with bounded._lock:
+                bounded._dict.update(attributes)
+            return
     except AttributeError:
         pass
     span.set_attributes(attributes)
@@ -89,6 +92,15 @@ class PystrumentSpanProcessor(SpanProcessor):
 
             self._stop_orphans = stop_orphans
         self._random = random.Random()
+        # Settings read for every request, as plain attributes.
+        self._interval_s = self.settings.interval_s
+        self._precise = self.settings.sampler == "pyinstrument"
+        self._profile_rate = self.settings.profile_rate
+        self._keep_all = self.settings.keep_rate >= 1
+        self._static_attributes: dict[str, Any] = {
+            INTERVAL_MS: self.settings.interval_ms,
+            SAMPLER: self.settings.sampler,
+        }
 
     # -- SpanProcessor ---------------------------------------------------------------------------------
 
@@ -114,12 +126,12 @@ class PystrumentSpanProcessor(SpanProcessor):
                 self._finish_recording(recording, None)
             keep = recording.keep
             if keep is None:
-                keep = self._tail_keep(span, span.end_time or time.time_ns())
+                keep = recording.keep = self._tail_keep(span, span.end_time or time.time_ns())
             registry.unregister(recording)
-            if keep or self._on_session is not None:
-                self._worker.submit(lambda: self._build(recording, span, keep))
-            else:
-                recording.release()
+            if self._on_session is not None or (keep and (recording.precise or recording.samples_at_end)):
+                recording.ended = span
+                self._worker.submit(partial(self._build, recording))
+            # else no samples (a request shorter than the interval): no function spans, nothing for the worker
         except Exception:
             log_once("on_end", "pystrument: finishing a request profile failed; carrying on")
 
@@ -132,67 +144,68 @@ class PystrumentSpanProcessor(SpanProcessor):
 
     # -- internals -------------------------------------------------------------------------------------
 
-    def _is_request(self, span: Span) -> bool:
-        parent = span.parent
-        return span.kind == SpanKind.SERVER or parent is None or parent.is_remote
-
     def _start(self, span: Span) -> None:
-        if threading.get_ident() == self._worker.ident or not self._is_request(span):
-            return
+        """Profile ``span`` if it is a request span (SERVER, or a root or remote-parented span) that no request of
+        this lane encloses. Runs on the request thread for every span: kept lean, work is left to the sampler."""
+        if span.kind is not SpanKind.SERVER:
+            parent = span.parent
+            if parent is not None and not parent.is_remote:
+                return
+        thread_id = get_ident()
+        if thread_id == self._worker.thread_id:
+            return  # the span worker's own spans
+        loop = _get_running_loop()
+        task = current_task(loop) if loop is not None else None
+        owner = registry.by_task.get(task) if task is not None else registry.by_thread.get(thread_id)
         context = span.get_span_context()
-        owner = registry.lane_owner()
-        if owner is not None and (owner.span_context.trace_id == context.trace_id or owner.encloses_caller()):
+        if (
+            owner is not None
+            and owner.active
+            and (owner.span_context.trace_id == context.trace_id or owner.encloses_caller())
+        ):
             return  # nested in a request (of this trace, or a new root span inside it): one profile per lane at a time
-        if self.settings.profile_rate < 1 and self._random.random() >= self.settings.profile_rate:
+        if self._profile_rate < 1 and self._random.random() >= self._profile_rate:
             return
         install_hooks()
-        recording = Recording(span, self.settings.interval_s, self.settings.sampler == "pyinstrument", sys._getframe(2))
-        if recording.loop is not None and not recording.precise:
-            install_task_factory(recording.loop)
-        if owner is not None:
+        recording = Recording(
+            span,
+            self._interval_s,
+            self._precise,
+            sys._getframe(2),
+            span_context=context,
+            thread_id=thread_id,
+            task=task,
+        )
+        if task is not None and not self._precise:
+            install_task_factory(loop)  # type: ignore[arg-type]
+        if owner is not None and owner.active:
             self._finish_recording(owner, None)  # a stale request of another trace on this lane
         registry.register(recording)
         self._recordings[context.span_id] = recording
-        self._hook_end(span, recording)
-        if not recording.precise:
+        # Run ``_finish_recording`` just before the span ends, while it still accepts attributes; someone else's
+        # instance hook stays in the chain (read without ``span.__dict__``, which would make the instance a dict).
+        previous = span.end
+        if getattr(previous, "__func__", None) is not type(span).end:
+            recording.previous_end = previous
+        recording.on_ending = self._finish_recording
+        span.end = recording.end_hook  # type: ignore[method-assign]
+        if not self._precise:
             get_sampler().add(recording)
 
-    def _hook_end(self, span: Span, recording: Recording) -> None:
-        """Run ``_finish_recording`` just before the span ends, while it still accepts attributes."""
-        previous = span.__dict__.get("end")  # someone else's instance hook, kept in the chain
-        processor = self
-
-        def end(end_time: int | None = None) -> None:
-            if previous is None:
-                span.__dict__.pop("end", None)
-            else:
-                span.__dict__["end"] = previous
-            try:
-                processor._finish_recording(recording, span)
-            except Exception:
-                log_once("end_hook", "pystrument: finishing a request profile failed; carrying on")
-            if previous is not None:
-                previous(end_time)
-            else:
-                type(span).end(span, end_time)
-
-        span.end = end  # type: ignore[method-assign]
-
     def _finish_recording(self, recording: Recording, span: Span | None) -> None:
-        get_sampler().remove(recording)
+        if not recording.precise:
+            get_sampler().remove(recording)
         recording.stop()
         if span is not None:
-            keep = recording.keep = self._tail_keep(span, time.time_ns())
-            attributes: dict[str, Any] = {
-                _emit.INTERVAL_MS: self.settings.interval_ms,
-                _emit.SAMPLER: self.settings.sampler,
-                _emit.SAMPLE_COUNT: recording.sample_count(),
-                _emit.FUNCTION_SPANS: keep,
-                _emit.ASYNC: recording.ran_async,
-            }
-            if recording.cpu_time is not None:
-                attributes[_emit.CPU_TIME_MS] = round(recording.cpu_time * 1000, 3)
-                attributes[_emit.CPU_TIME_SOURCE] = recording.cpu_source
+            keep = recording.keep = True if self._keep_all else self._tail_keep(span, time.time_ns())
+            attributes = self._static_attributes.copy()
+            attributes[SAMPLE_COUNT] = recording.samples_at_end
+            attributes[FUNCTION_SPANS] = keep
+            attributes[ASYNC] = recording.task is not None or (len(recording.lanes) > 1 and recording.ran_async)
+            cpu_time = recording.cpu_time
+            if cpu_time is not None:
+                attributes[CPU_TIME_MS] = round(cpu_time * 1e6) / 1000  # round(x, 3) formats the float: slower
+                attributes[CPU_TIME_SOURCE] = recording.cpu_source
             set_valid_attributes(span, attributes)
 
     def _tail_keep(self, span: ReadableSpan, end_ns: int) -> bool:
@@ -215,14 +228,18 @@ class PystrumentSpanProcessor(SpanProcessor):
         status = attributes.get("http.response.status_code", attributes.get("http.status_code"))
         return isinstance(status, int) and status >= 500
 
-    def _build(self, recording: Recording, span: ReadableSpan, keep: bool) -> None:
+    def _build(self, recording: Recording) -> None:
+        """Build and emit the function spans of an ended request (on the span worker)."""
+        span = recording.ended
         try:
+            if span is None:
+                return
             if self._on_session is not None:
                 try:
                     self._on_session(span, _emit.session(recording))
                 except Exception:
                     log_once("on_session", "pystrument: the on_session callback failed; carrying on")
-            if not keep:
+            if not recording.keep:
                 return
             calls = _emit.build(recording, self.settings.min_span_s, self.settings.max_spans)
             if not calls:

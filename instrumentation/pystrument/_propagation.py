@@ -43,9 +43,17 @@ def propagate(fn: Callable[..., T]) -> Callable[..., T]:
     return owner.bind(fn) if owner is not None else fn
 
 
+_modules_seen = -1
+
+
 def install_hooks() -> None:
-    """Install the hand-off wrappers that are not installed yet (cheap when they are)."""
-    global _executor_patched, _anyio_patched, _asgiref_patched
+    """Install the hand-off wrappers that are not installed yet (cheap when they are: rechecked only once modules
+    were imported since)."""
+    global _executor_patched, _anyio_patched, _asgiref_patched, _modules_seen
+    modules = len(sys.modules)
+    if modules == _modules_seen:
+        return
+    _modules_seen = modules
     if not _executor_patched:
         with _lock:
             if not _executor_patched:

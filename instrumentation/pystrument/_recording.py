@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace import Span
+from opentelemetry.sdk.trace import ReadableSpan, Span
+from opentelemetry.trace import SpanContext
 
 from pystrument._frames import MAX_DEPTH
 from pystrument._lanes import Lane, TaskLane, ThreadLane
@@ -39,32 +40,85 @@ def _running_task() -> Any:
 
 
 class Recording:
-    """Everything recorded for one request span until it ends."""
+    """Everything recorded for one request span until it ends. Attributes that most requests leave at their default
+    are class attributes (the instance is made on the request thread, for every request)."""
 
-    def __init__(self, span: Span, interval: float, precise: bool, caller: types.FrameType) -> None:
+    end_perf: float | None = None
+    cpu_time: float | None = None
+    cpu_source = ""
+    worker_cpu = 0.0
+    active = True
+    # The tail rule's verdict, decided when the span ends (None: not decided yet).
+    keep: bool | None = None
+    adopted_tasks: list[Any] | tuple[()] = ()
+    task: Any = None
+    loop: asyncio.AbstractEventLoop | None = None
+    #: Someone else's ``end`` hook on the span instance, called after pystrument's.
+    previous_end: Callable[[int | None], None] | None = None
+    #: How many samples the request had when it stopped (``stop``).
+    samples_at_end = 0
+    #: The ended request span, as ``on_end`` got it (set when the recording goes to the span worker).
+    ended: ReadableSpan | None = None
+    #: Called with (this recording, the span) by ``end_hook`` just before the span ends (the processor's).
+    on_ending: Callable[[Recording, Span], None] | None = None
+
+    def __init__(
+        self,
+        span: Span,
+        interval: float,
+        precise: bool,
+        caller: types.FrameType,
+        *,
+        span_context: SpanContext | None = None,
+        thread_id: int | None = None,
+        task: Any = None,
+    ) -> None:
         self.span = span
-        self.span_context = span.get_span_context()
-        self.name = span.name
+        self.span_context = span_context if span_context is not None else span.get_span_context()
         self.interval = interval
         self.precise = precise
         self.start_ns = span.start_time or time.time_ns()
-        self.start_perf = time.perf_counter()
-        self.end_perf: float | None = None
-        self.thread_id = threading.get_ident()
-        self.cpu_time: float | None = None
-        self.cpu_source = ""
-        self.worker_cpu = 0.0
-        self.active = True
-        # The tail rule's verdict, decided when the span ends (None: not decided yet).
-        self.keep: bool | None = None
-        self.adopted_tasks: list[Any] = []
-        self.task = _running_task()
-        self.loop = asyncio._get_running_loop() if self.task is not None else None
-        self.cpu_start = time.thread_time() if self.task is None else 0.0
-        self.lanes: list[Lane] = [self._main_lane(caller)]
+        self.start_perf = start = time.perf_counter()
+        if thread_id is None:
+            thread_id = threading.get_ident()
+            if task is None:
+                task = _running_task()
+        self.thread_id = thread_id
+        if task is None:
+            self.cpu_start = time.thread_time()
+            if not precise:  # the common case, inline
+                self.lanes: list[Lane] = [ThreadLane("", start, thread_id, caller, main=True)]
+                return
+        else:
+            self.task = task
+            self.loop = task.get_loop()
+            self.cpu_start = 0.0
+        self.lanes = [self._main_lane(caller)]
+
+    @property
+    def name(self) -> str:
+        return self.span.name
+
+    def end_hook(self, end_time: int | None = None) -> None:
+        """Installed as the request span's own ``end``: runs ``on_ending`` while the span still takes attributes,
+        then ends it (through someone else's instance hook if there was one)."""
+        span = self.span
+        previous = self.previous_end
+        try:
+            if previous is None:
+                del span.end  # the class's end() again, and no reference cycle
+            else:
+                span.end = previous  # type: ignore[method-assign,assignment]
+            if self.on_ending is not None:
+                self.on_ending(self, span)
+        except Exception:
+            log_once("end_hook", "pystrument: finishing a request profile failed; carrying on")
+        if previous is not None:
+            previous(end_time)
+        else:
+            type(span).end(span, end_time)
 
     def _main_lane(self, caller: types.FrameType) -> Lane:
-        name = threading.current_thread().name
         if self.precise:
             from pystrument._precise import PyinstrumentLane
 
@@ -73,11 +127,17 @@ class Recording:
                 coro = self.task.get_coro()
                 root = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
             return PyinstrumentLane(
-                name, self.interval, caller, on_loop=self.task is not None, coroutine_root=root, main=True
+                threading.current_thread().name,
+                self.interval,
+                caller,
+                on_loop=self.task is not None,
+                coroutine_root=root,
+                main=True,
             )
         if self.task is not None:
             return TaskLane(self.task.get_name(), self.start_perf, self.task, self.thread_id, caller, main=True)
-        return ThreadLane(name, self.start_perf, self.thread_id, caller, main=True)
+        # The main thread lane's name is looked up when a session is built (``thread_name``), off the request thread.
+        return ThreadLane("", self.start_perf, self.thread_id, caller, main=True)
 
     @property
     def on_loop(self) -> bool:
@@ -87,7 +147,10 @@ class Recording:
     def ran_async(self) -> bool:
         """Whether the request ran on an event loop: its span started in a task, or application code of it was
         sampled running in a task it adopted (a Django async view under ASGI; not a sync view's Django plumbing)."""
-        return self.task is not None or any(getattr(lane, "ran_code", False) for lane in self.lanes)
+        if self.task is not None:
+            return True
+        lanes = self.lanes
+        return len(lanes) > 1 and any(getattr(lane, "ran_code", False) for lane in lanes)
 
     def encloses_caller(self) -> bool:
         """Whether this request still runs below the calling code: the frames it started from are on the calling
@@ -107,8 +170,8 @@ class Recording:
         """Record one sample in every open lane (called by the sampler thread)."""
         if not self.active:
             return
-        for lane in tuple(self.lanes):
-            if lane.open:
+        for lane in self.lanes[:]:
+            if lane.end is None:
                 stack = lane.capture(frames)
                 if stack is not None:
                     lane.record(now, stack)
@@ -129,8 +192,9 @@ class Recording:
                         "pyinstrument mode cannot stop its profiler there",
                         exc_info=False,
                     )
-        for lane in tuple(lanes):
+        for lane in lanes:  # list iteration sees lanes appended meanwhile too
             lane.close(now)
+        self.samples_at_end = self.sample_count()
         if self.task is None and threading.get_ident() == self.thread_id:
             self.cpu_time = time.thread_time() - self.cpu_start + self.worker_cpu
             self.cpu_source = "thread"
@@ -147,7 +211,10 @@ class Recording:
             self.cpu_source = "samples"
 
     def sample_count(self) -> int:
-        return sum(lane.sample_count() for lane in self.lanes)
+        lanes = self.lanes
+        if len(lanes) == 1:
+            return lanes[0].sample_count()
+        return sum(lane.sample_count() for lane in lanes)
 
     def release(self) -> None:
         """Drop references to frames and tasks once the spans are built."""
@@ -155,7 +222,7 @@ class Recording:
             release = getattr(lane, "release", None)
             if release is not None:
                 release()
-        self.adopted_tasks = []
+        self.adopted_tasks = ()
 
     # -- worker threads and child tasks ------------------------------------------------------------
 
@@ -236,6 +303,8 @@ class Recording:
             if other.bridge and not other.open and isinstance(other, TaskLane) and other.thread_id == tid:
                 return  # the async_to_sync task is done: what its private loop starts now is asyncio's cleanup
         registry.by_task[task] = self
+        if not self.adopted_tasks:
+            self.adopted_tasks = []
         self.adopted_tasks.append(task)
         # Tasks are created on their loop's thread: the request's own thread, or the main loop's for async_to_sync.
         lane = TaskLane(task.get_name(), time.perf_counter(), task, tid, None, worker=True)
@@ -247,12 +316,11 @@ class Recording:
 
 
 class Registry:
-    """Which request owns which thread, task and trace (process-wide)."""
+    """Which request owns which thread and task (process-wide)."""
 
     def __init__(self) -> None:
         self.by_thread: dict[int, Recording] = {}
         self.by_task: dict[Any, Recording] = {}
-        self.by_trace: dict[int, Recording] = {}
 
     def lane_owner(self) -> Recording | None:
         """The request owning the calling task (on a loop) or thread, if it is still active."""
@@ -271,34 +339,42 @@ class Registry:
         if owner is None:
             context = trace.get_current_span().get_span_context()
             if context.is_valid:
-                owner = self.by_trace.get(context.trace_id)
+                owner = self.by_trace(context.trace_id)
         return owner if owner is not None and owner.active else None
 
+    def by_trace(self, trace_id: int) -> Recording | None:
+        """An active request of the trace: a search of the (few) requests running now, rather than one more index
+        to maintain on the request thread for every request."""
+        for owner in (*self.by_thread.values(), *self.by_task.values()):
+            if owner.active and owner.span_context.trace_id == trace_id:
+                return owner
+        return None
+
     def register(self, recording: Recording) -> None:
-        if recording.task is not None:
-            self.by_task[recording.task] = recording
+        task = recording.task
+        if task is not None:
+            self.by_task[task] = recording
         else:
             self.by_thread[recording.thread_id] = recording
-        self.by_trace[recording.span_context.trace_id] = recording
 
     def unregister(self, recording: Recording) -> None:
         # Each entry goes only if it is still this recording's (a later request may own the thread already).
-        if recording.task is not None:
-            if self.by_task.get(recording.task) is recording:
-                del self.by_task[recording.task]
-        elif self.by_thread.get(recording.thread_id) is recording:
-            del self.by_thread[recording.thread_id]
-        trace_id = recording.span_context.trace_id
-        if self.by_trace.get(trace_id) is recording:
-            del self.by_trace[trace_id]
-        for task in recording.adopted_tasks:
+        task = recording.task
+        if task is not None:
             if self.by_task.get(task) is recording:
                 del self.by_task[task]
+        else:
+            by_thread, thread_id = self.by_thread, recording.thread_id
+            if by_thread.get(thread_id) is recording:
+                del by_thread[thread_id]
+        if recording.adopted_tasks:
+            for task in recording.adopted_tasks:
+                if self.by_task.get(task) is recording:
+                    del self.by_task[task]
 
     def clear(self) -> None:
         self.by_thread.clear()
         self.by_task.clear()
-        self.by_trace.clear()
 
 
 registry = Registry()

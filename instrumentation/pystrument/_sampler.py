@@ -39,9 +39,10 @@ IDLE_AFTER = 0.05
 
 
 class Sampled(Protocol):
-    """What the sampler needs from a request being recorded."""
+    """What the sampler needs from a request being recorded; once ``active`` is false the sampler drops it."""
 
     interval: float
+    active: bool
 
     def sample(self, frames: dict[int, types.FrameType], now: float) -> None: ...
 
@@ -66,26 +67,40 @@ class StackSampler:
         return self._thread
 
     def add(self, recording: Sampled) -> None:
+        """Sample ``recording`` until it is removed or no longer active."""
         self._active[id(recording)] = recording
-        self._ensure_thread()
+        if not self._running:  # a flag, not Thread.is_alive(): this runs for every request
+            self._ensure_thread()
         if self._idle:
             self._wake.set()
 
     def remove(self, recording: Sampled) -> None:
+        """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread)."""
         self._active.pop(id(recording), None)
-        self._last.pop(id(recording), None)
 
     def active(self) -> list[Sampled]:
-        return list(self._active.values())
+        """The requests being sampled; drops those that ended, and the sample times of those removed."""
+        active: list[Sampled] = []
+        for key, recording in list(self._active.items()):
+            if recording.active:
+                active.append(recording)
+            else:
+                self._active.pop(key, None)
+        if len(self._last) > len(active):
+            keep = {id(recording) for recording in active}
+            self._last = {key: t for key, t in self._last.items() if key in keep}
+        return active
 
     def sample_once(self, now: float | None = None) -> None:
         """Take one sample of every active request that is due (also the unit tests' entry point)."""
-        if not self._active:
+        active = self.active()
+        if not active:
             return
         frames = sys._current_frames()
         now = self.clock() if now is None else now
         try:
-            for key, recording in list(self._active.items()):
+            for recording in active:
+                key = id(recording)
                 last = self._last.get(key)
                 if last is not None and now - last < 0.5 * recording.interval:
                     continue
@@ -106,8 +121,6 @@ class StackSampler:
             thread.join(timeout=2)
 
     def _ensure_thread(self) -> None:
-        if self._running:  # a flag, not Thread.is_alive(): this runs for every request
-            return
         with self._lock:
             if self._running:
                 return
@@ -132,10 +145,10 @@ class StackSampler:
         last = busy = self.clock()
         interval = 0.005
         while not self._stopped:
-            active = list(self._active.values())
+            active = list(self._active.values())  # ended requests too, until the next sample drops them
             if active:
                 busy = last
-                interval = min(r.interval for r in active)
+                interval = min(r.interval for r in active) if len(active) > 1 else active[0].interval
             elif last - busy > IDLE_AFTER:
                 self._idle = True
                 if not self._active:  # re-checked after raising the flag: an add() in between sets the event

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import os
 import threading
-import time
 from collections.abc import Callable
 
 from pystrument._safety import log_once
@@ -43,13 +42,12 @@ class SpanWorker:
         self._parked = False
         self._stopping = False
         self._urgent = False
-        self._submitted = 0
-        self._finished = 0
-        self._done = threading.Condition()
+        self._working = False  # True while the thread runs a batch (jobs it took off the queue may be running)
         self._thread: threading.Thread | None = None
+        #: The worker thread's id (0 before it runs): spans it starts are never requests.
+        self.thread_id = 0
         self._pid = 0  # the process whose thread runs the jobs (0: none)
         self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
 
     @property
     def ident(self) -> int | None:
@@ -68,9 +66,7 @@ class SpanWorker:
                 exc_info=False,
             )
             return False
-        with self._count_lock:
-            jobs.append(job)
-            self._submitted += 1
+        jobs.append(job)  # deque.append is atomic: no lock on the request thread
         if self._pid != _pid:  # not started in this process (or forked since): start the thread
             self._ensure_thread()
         elif self._parked or len(jobs) >= self.maxsize // 2:
@@ -78,22 +74,17 @@ class SpanWorker:
         return True
 
     def flush(self, timeout: float) -> bool:
-        """Run everything queued so far now; False if it did not finish within ``timeout`` seconds."""
-        target = self._submitted
-        if self._finished >= target:
+        """Run everything queued so far now; False if it did not finish within ``timeout`` seconds. Jobs run in
+        order on one thread, so a marker queued behind them runs once they all have."""
+        if not self._jobs and not self._working:
             return True
+        done = threading.Event()
+        self._jobs.append(done.set)  # past the size limit if need be: a flush is never dropped
         if self._pid != _pid:
             self._ensure_thread()
         self._urgent = True
         self._wake.set()
-        deadline = time.monotonic() + timeout
-        with self._done:
-            while self._finished < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._done.wait(remaining)
-        return True
+        return done.wait(timeout)
 
     def shutdown(self, timeout: float) -> None:
         self.flush(timeout)
@@ -113,9 +104,11 @@ class SpanWorker:
                 self._thread.start()
 
     def _run(self) -> None:
+        self.thread_id = threading.get_ident()
         try:
             self._loop()
         finally:
+            self._working = False
             self._pid = 0  # the next submit starts a new thread
 
     def _loop(self) -> None:
@@ -131,16 +124,14 @@ class SpanWorker:
                     self._wake.wait(self.period)  # collect the requests that end meanwhile: one batch
                     self._wake.clear()
             self._urgent = False
+            self._working = True
             while jobs:
                 job = jobs.popleft()
                 try:
                     job()
                 except Exception:
                     log_once("worker.job", "pystrument: building function spans failed; carrying on")
-                finally:
-                    with self._done:
-                        self._finished += 1
-                        self._done.notify_all()
+            self._working = False
             if not jobs and not self._urgent:
                 self._wake.wait(self.period)
                 self._wake.clear()

@@ -1,0 +1,133 @@
+"""The request thread's fast path: what it skips must not change what gets recorded."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from pystrument._frames import EAGER_ANCHORS, eager_chain, frame_chain, frame_info, stack_below
+from pystrument._recording import registry
+
+
+def _depth(n: int, fn: Any) -> Any:
+    return _depth(n - 1, fn) if n else fn(sys._getframe())
+
+
+def test_eager_chain_is_frame_chain_unrolled() -> None:
+    for depth in (0, 3, 20):  # short stacks may fall back to the loop, long ones take the unrolled path
+        chain, looped = _depth(depth, lambda frame: (eager_chain(frame), frame_chain(frame, EAGER_ANCHORS)))
+        assert chain == looped
+        assert chain[-1] is not None and len(chain) <= EAGER_ANCHORS
+    assert len(_depth(20, eager_chain)) == EAGER_ANCHORS
+
+
+CALLERS = """
+def caller_one(fn):
+    return fn()
+def caller_two(fn):
+
+    return fn()
+"""
+
+
+def test_call_sites_cached_by_offset_keep_each_callers_line() -> None:
+    # Two callers whose call instruction sits at the same offset but on different lines: the per-code offset cache
+    # must not hand one caller's line to the other.
+    namespace: dict[str, Any] = {}
+    exec(compile(CALLERS, "/app/callers.py", "exec"), namespace)
+    seen: list[tuple[str, ...] | None] = []
+
+    def leaf() -> None:
+        frame = sys._getframe()
+        anchor = frame.f_back.f_back  # type: ignore[union-attr]  # the test function's frame
+        assert anchor is not None
+        seen.append(stack_below(frame, frozenset({id(anchor)})))
+        seen.append(stack_below(frame, frozenset()))  # no anchor on the stack: not the request's
+
+    for _ in range(2):  # the second round reads the caches
+        namespace["caller_one"](leaf)
+        namespace["caller_two"](leaf)
+    one, none, two, _, one_again, _, two_again, _ = seen
+    assert none is None
+    assert one is not None and two is not None
+    assert one[0].startswith("caller_one\x00/app/callers.py\x002\x01s") and two[0].startswith("caller_two\x00")
+    assert one[1].split("\x00")[0].endswith("leaf") and one[1].endswith("\x01s3"), one
+    assert two[1].endswith("\x01s6"), two
+    assert (one_again, two_again) == (one, two)
+    assert frame_info(leaf.__code__, None).endswith("\x01s0")
+
+
+def test_short_requests_skip_the_span_worker_and_keep_their_attributes(tracing: Any) -> None:
+    t = tracing(sampler="default")
+    jobs: list[Any] = []
+    submit = t.processor._worker.submit
+    t.processor._worker.submit = lambda job: jobs.append(job) or submit(job)  # type: ignore[method-assign]
+    tracer = t.tracer
+    for _ in range(20):
+        with tracer.start_as_current_span("GET /quick", kind=SpanKind.SERVER):
+            pass
+    requests = t.requests()
+    assert len(requests) == 20
+    # Well under one interval: no sample, so nothing to build; the request span still says what was done.
+    unsampled = [s for s in requests if s.attributes and s.attributes["pystrument.profile.samples"] == 0]
+    assert unsampled and len(jobs) == 20 - len(unsampled)
+    for span in requests:
+        attributes = span.attributes or {}
+        assert attributes["pystrument.profile.sampler"] == "default"
+        assert attributes["pystrument.function_spans"] is True
+        assert attributes["pystrument.cpu_time_source"] == "thread" and attributes["pystrument.cpu_time_ms"] >= 0
+        assert attributes["pystrument.async"] is False
+    assert not registry.by_thread and "end" not in vars(requests[0])
+    assert not t.processor._recordings
+
+
+def test_someone_elses_end_hook_stays_in_the_chain(tracing: Any) -> None:
+    t = tracing(sampler="default")
+    calls: list[Any] = []
+    span = t.tracer.start_span("hooked")  # not a request: give it one of ours after an instance hook of theirs
+    span.end()
+    original_start = t.processor._start
+
+    def start_with_their_hook(span: Any) -> None:
+        their_end = span.end
+
+        def theirs(end_time: int | None = None) -> None:
+            calls.append(end_time)
+            their_end(end_time)
+
+        span.end = theirs
+        original_start(span)
+
+    t.processor._start = start_with_their_hook  # type: ignore[method-assign]
+    with t.tracer.start_as_current_span("GET /hooked", kind=SpanKind.SERVER):
+        time.sleep(0.02)
+    (request,) = t.requests()
+    assert calls == [None]
+    assert (request.attributes or {})["pystrument.profile.samples"] >= 1
+
+
+def test_owner_by_trace_finds_the_request_from_an_unattributed_thread(tracing: Any) -> None:
+    t = tracing(sampler="default")
+    found: list[Any] = []
+    with t.tracer.start_as_current_span("GET /fanout", kind=SpanKind.SERVER) as span:
+        context = trace.set_span_in_context(span)
+
+        def elsewhere() -> None:  # a thread the request did not hand work to, but running in its trace
+            token = otel_context.attach(context)
+            try:
+                found.append(registry.owner())
+            finally:
+                otel_context.detach(token)
+            found.append(registry.owner())  # outside the trace: nobody's
+
+        worker = threading.Thread(target=elsewhere)
+        worker.start()
+        worker.join(5)
+    (owner, nobody) = found
+    assert owner is not None and owner.span_context.trace_id == span.get_span_context().trace_id
+    assert nobody is None
