@@ -382,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.select and "api" not in args.select:
         print("bench_api: not selected")
         return 0
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one log line per timed call
     url = os.environ.get("PYSTRUMENT_DATABASE_URL")
     if url:
         asyncio.run(run_all(url, args))
