@@ -223,6 +223,7 @@ def test_create_project_send_trace_and_open_waterfall(secured_server, browser_pa
     page.get_by_test_id("locale").select_option("zh")
     expect(page.get_by_role("heading", name="瀑布图")).to_be_visible()
     page.get_by_test_id("nav-projects").click()
+    page.wait_for_url(f"{live_server.url}/projects")  # the client-side navigation is done before reloading
     page.reload()
     expect(page.get_by_role("heading", name="项目", exact=True)).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "ui-projects-zh.png"), full_page=True)
