@@ -18,22 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from browser import ARTIFACTS, chromium, require_built_ui
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-WEB_DIST = ROOT / "analysis_api" / "pystrument_analysis" / "web_dist"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SPANS = 2000
 FUNCTIONS = 1700
 RUNS = 3
@@ -122,24 +110,13 @@ async () => {
 
 @pytest.fixture(autouse=True)
 def _built_ui(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test drives the built UI the package ships; a missing build is a failure, not a skip."""
-    monkeypatch.delenv("PYSTRUMENT_WEB_DIR", raising=False)
-    if not (WEB_DIST / "index.html").is_file():
-        pytest.fail(f"the web UI is not built ({WEB_DIST / 'index.html'} missing): run nox -s web first")
+    require_built_ui(monkeypatch)
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as launched:
+        yield launched
 
 
 def send_big_trace(base_url: str, project_key: str) -> str:

@@ -6,25 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
+from browser import ARTIFACTS, checked_page, require_built_ui
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-WEB_DIST = ROOT / "analysis_api" / "pystrument_analysis" / "web_dist"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 FUNCTION_NAME = "shop.views.load_order"
 TIMEOUT_MS = 15_000
 API_TOKEN = "ui-test-token-0123456789abcdef"
@@ -32,31 +20,13 @@ API_TOKEN = "ui-test-token-0123456789abcdef"
 
 @pytest.fixture(autouse=True)
 def _built_ui(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The test drives the built UI the package ships; a missing build is a failure, not a skip."""
-    monkeypatch.delenv("PYSTRUMENT_WEB_DIR", raising=False)
-    if not (WEB_DIST / "index.html").is_file():
-        pytest.fail(f"the web UI is not built ({WEB_DIST / 'index.html'} missing): run nox -s web first")
+    require_built_ui(monkeypatch)
 
 
 @pytest.fixture
-def browser_page() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1366, "height": 860}, locale="en-US")
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-        assert not errors, f"uncaught errors in the page: {errors}"
+def browser_page() -> Iterator[Any]:
+    with checked_page(860, TIMEOUT_MS) as page:
+        yield page
 
 
 def send_trace(base_url: str, project_key: str) -> str:
