@@ -17,6 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 from pyinstrument.frame_ops import FrameRecordType
 from pyinstrument.session import Session
 
+from pystrument._gc import with_pauses
 from pystrument._lanes import thread_name
 from pystrument._recording import Recording
 from pystrument._tree import Call, attach_lanes, build_calls, collapse_library, prune
@@ -29,6 +30,7 @@ SYNTHETIC = "pystrument.synthetic"
 SAMPLES = "pystrument.samples"
 SELF_TIME_MS = "pystrument.self_time_ms"
 AWAIT_TIME_MS = "pystrument.await_time_ms"
+WAIT_TIME_MS = "pystrument.wait_time_ms"
 LIBRARY = "pystrument.library"
 PRECISION_MS = "pystrument.time_precision_ms"
 THREAD = "pystrument.thread"
@@ -39,6 +41,8 @@ SAMPLER = "pystrument.profile.sampler"
 SAMPLE_COUNT = "pystrument.profile.samples"
 FUNCTION_SPANS = "pystrument.function_spans"
 ASYNC = "pystrument.async"
+GC_PAUSE_MS = "pystrument.gc.pause_ms"
+GC_COLLECTIONS = "pystrument.gc.collections"
 
 
 def build(recording: Recording, min_duration: float, max_calls: int) -> list[Call]:
@@ -47,7 +51,8 @@ def build(recording: Recording, min_duration: float, max_calls: int) -> list[Cal
     main: list[Call] = []
     others: list[Call] = []
     for lane in recording.lanes:
-        calls = collapse_library(build_calls(lane.records(), lane.start, "" if lane.main else lane.name))
+        records = with_pauses(lane.records(), lane.start, lane.end, recording.gc_pauses)
+        calls = collapse_library(build_calls(records, lane.start, "" if lane.main else lane.name))
         if lane.bridge:  # only framework plumbing between the waiting thread and the code it calls back: no news
             calls = [call for call in calls if not call.library or call.children]
         (main if lane.main else others).extend(calls)
@@ -61,7 +66,8 @@ def session(recording: Recording) -> Session:
     records: list[FrameRecordType] = []
     for lane in recording.lanes:
         lane_root = f"{lane.name or thread_name(getattr(lane, 'thread_id', 0))}\x00<{lane.kind}>\x000"
-        records.extend(([root, lane_root, *stack], dt) for stack, dt in lane.records())
+        lane_records = with_pauses(lane.records(), lane.start, lane.end, recording.gc_pauses)
+        records.extend(([root, lane_root, *stack], dt) for stack, dt in lane_records)
     end = recording.end_perf if recording.end_perf is not None else time.perf_counter()
     return Session(
         frame_records=records,
@@ -69,7 +75,7 @@ def session(recording: Recording) -> Session:
         duration=end - recording.start_perf,
         min_interval=recording.interval,
         max_interval=recording.interval,
-        sample_count=len(records),
+        sample_count=recording.sample_count(),
         start_call_stack=[root],
         target_description=f"pystrument request {recording.name}",
         cpu_time=recording.cpu_time or 0.0,
@@ -109,6 +115,8 @@ def emit_calls(
             }
             if call.await_time > 0:
                 attributes[AWAIT_TIME_MS] = round(call.await_time * 1000, 3)
+            if call.wait_time > 0:
+                attributes[WAIT_TIME_MS] = round(call.wait_time * 1000, 3)
             if call.lane:
                 attributes[THREAD] = call.lane
             span = tracer.start_span(

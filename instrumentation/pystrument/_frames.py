@@ -19,6 +19,12 @@ from pyinstrument.frame_info import ATTRIBUTE_MARKER_CLASS_NAME, ATTRIBUTES_SEP,
 ATTRIBUTE_MARKER_CALL_SITE = "s"
 AWAIT = AWAIT_FRAME_IDENTIFIER
 OUT_OF_CONTEXT = OUT_OF_CONTEXT_FRAME_IDENTIFIER
+#: Leaf marker of the part of a thread's sample interval in which the thread did not run (its CPU clock stood
+#: still): it waited in a C call (sleep, I/O, a lock) or for the GIL. Like ``[await]``, it is time of the frame above.
+WAIT = "[wait]"
+#: The file of the pseudo-frame a garbage-collection pause shows as (``_gc.py``): never library code, so a pause is
+#: not folded into a library call.
+GC_FILE = "<gc>"
 #: Deepest stack walked per sample; deeper stacks are cut at the top (recursion runaway guard).
 MAX_DEPTH = 512
 _CACHE_LIMIT = 50_000

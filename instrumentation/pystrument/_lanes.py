@@ -6,7 +6,9 @@ its timed samples into pyinstrument frame records ``(stack, seconds since the pr
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 import types
 from typing import Any
 
@@ -15,6 +17,7 @@ from pyinstrument.frame_ops import FrameRecordType
 from pystrument._frames import (
     ANCHOR_DEPTH,
     AWAIT,
+    WAIT,
     anchor_ids,
     await_chain,
     coroutine_frames,
@@ -27,8 +30,21 @@ from pystrument._frames import (
 
 #: Samples kept per lane; a request running longer keeps its first samples (about 8 minutes at 5 ms).
 MAX_SAMPLES = 100_000
+#: A sample interval in which a thread ran less than this share of the time is split into run and wait parts.
+WAIT_MIN_SHARE = 0.1
 
 Stack = tuple[str, ...]
+
+
+def thread_cpu_clock(thread_id: int) -> int:
+    """The CPU-time clock of another thread of this process (Linux), for ``time.clock_gettime``; 0 when there is none.
+    Made from the kernel's thread id (as glibc's ``pthread_getcpuclockid`` does), which the kernel checks, rather
+    than from the ``pthread_t``, which would point into freed memory once the thread is gone."""
+    if sys.platform != "linux":
+        return 0
+    thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
+    native = getattr(thread, "native_id", None)
+    return ((~native) << 3) | 6 if isinstance(native, int) and native > 0 else 0
 
 
 def thread_name(thread_id: int) -> str:
@@ -50,6 +66,9 @@ class Lane:
     bridge = False
     # Time the lane spent running rather than awaiting (meaningful for tasks: their share of the loop).
     busy = 0.0
+    #: CPU seconds the lane's thread ran in each sample's interval, aligned with ``samples`` (-1: not known); None
+    #: when not measured (tasks share their thread's clock).
+    cpu: list[float] | None = None
 
     def __init__(self, name: str, start: float, *, main: bool = False, worker: bool = False) -> None:
         self.name = name
@@ -98,10 +117,19 @@ class Lane:
         out: list[FrameRecordType] = []
         previous = self.start
         end = self.end if self.end is not None else float("inf")
-        for t, stack in self.samples[:]:
+        cpu = self.cpu
+        for i, (t, stack) in enumerate(self.samples[:]):
             if t > end:
                 break
-            out.append((list(stack), max(0.0, t - previous)))
+            dt = max(0.0, t - previous)
+            ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
+            wait = dt - ran
+            if ran >= 0.0 and stack and wait > WAIT_MIN_SHARE * dt:
+                # The wait first: its record does not count as a sample (``build_calls``), the run part does.
+                out.append(([*stack, WAIT], wait))
+                out.append((list(stack), ran))
+            else:
+                out.append((list(stack), dt))
             previous = t
         if self.worker:
             out = self._worker_records(out, end, previous)
@@ -125,11 +153,15 @@ class Lane:
 
 
 class ThreadLane(Lane):
-    """A thread running the request synchronously (WSGI view, threadpool worker call)."""
+    """A thread running the request synchronously (WSGI view, threadpool worker call). Each sample also reads the
+    thread's CPU clock, so that the time it waited (in a C call, for a lock or the GIL) is told from the time it ran."""
 
     kind = "thread"
     _anchors: frozenset[int] | None = None
     _last: _LastStack | None = None
+    #: The thread's CPU clock at the previous sample (set at the start by the request thread, which reads it anyway).
+    cpu_last: float | None = None
+    _clock: int | None = None
 
     def __init__(
         self,
@@ -180,6 +212,30 @@ class ThreadLane(Lane):
         if self.end is None:
             self.end = now
         self._last = None
+
+    def record(self, now: float, stack: Stack) -> None:
+        samples = self.samples
+        if len(samples) >= MAX_SAMPLES or (samples and now < samples[-1][0]):
+            return  # full, or taken before a sample the collecting thread recorded meanwhile (``_gc.py``)
+        ran = -1.0
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = thread_cpu_clock(self.thread_id)
+        if clock:
+            try:
+                reading = time.clock_gettime(clock)
+            except OSError:  # the thread is gone
+                self._clock = 0
+            else:
+                last = self.cpu_last
+                if last is not None:
+                    ran = max(0.0, reading - last)
+                self.cpu_last = reading
+        cpu = self.cpu
+        if cpu is None:
+            cpu = self.cpu = []
+        samples.append((now, stack))
+        cpu.append(ran)
 
     def _forget(self) -> None:
         self._last = None

@@ -26,7 +26,18 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pyinstrument.session import Session
 
 from pystrument import _emit
-from pystrument._emit import ASYNC, CPU_TIME_MS, CPU_TIME_SOURCE, FUNCTION_SPANS, INTERVAL_MS, SAMPLE_COUNT, SAMPLER
+from pystrument._emit import (
+    ASYNC,
+    CPU_TIME_MS,
+    CPU_TIME_SOURCE,
+    FUNCTION_SPANS,
+    GC_COLLECTIONS,
+    GC_PAUSE_MS,
+    INTERVAL_MS,
+    SAMPLE_COUNT,
+    SAMPLER,
+)
+from pystrument._gc import gc_pauses, paused
 from pystrument._propagation import install_hooks, install_task_factory
 from pystrument._recording import Recording, registry
 from pystrument._safety import log_once
@@ -101,6 +112,8 @@ class PystrumentSpanProcessor(SpanProcessor):
             INTERVAL_MS: self.settings.interval_ms,
             SAMPLER: self.settings.sampler,
         }
+        if not self._closed:
+            gc_pauses.install()
 
     # -- SpanProcessor ---------------------------------------------------------------------------------
 
@@ -128,7 +141,9 @@ class PystrumentSpanProcessor(SpanProcessor):
             if keep is None:
                 keep = recording.keep = self._tail_keep(span, span.end_time or time.time_ns())
             registry.unregister(recording)
-            if self._on_session is not None or (keep and (recording.precise or recording.samples_at_end)):
+            if self._on_session is not None or (
+                keep and (recording.precise or recording.samples_at_end or recording.gc_pauses)
+            ):
                 recording.ended = span
                 self._worker.submit(partial(self._build, recording))
             # else no samples (a request shorter than the interval): no function spans, nothing for the worker
@@ -206,6 +221,11 @@ class PystrumentSpanProcessor(SpanProcessor):
             if cpu_time is not None:
                 attributes[CPU_TIME_MS] = round(cpu_time * 1e6) / 1000  # round(x, 3) formats the float: slower
                 attributes[CPU_TIME_SOURCE] = recording.cpu_source
+            pauses = recording.gc_pauses
+            if pauses:
+                end = recording.end_perf or recording.start_perf
+                attributes[GC_PAUSE_MS] = round(paused(pauses, recording.start_perf, end) * 1000, 3)
+                attributes[GC_COLLECTIONS] = len(pauses)
             set_valid_attributes(span, attributes)
 
     def _tail_keep(self, span: ReadableSpan, end_ns: int) -> bool:

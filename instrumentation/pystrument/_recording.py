@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import SpanContext
 
 from pystrument._frames import MAX_DEPTH
+from pystrument._gc import Pause, gc_pauses
 from pystrument._lanes import Lane, TaskLane, ThreadLane
 from pystrument._safety import log_once
 
@@ -57,6 +58,8 @@ class Recording:
     previous_end: Callable[[int | None], None] | None = None
     #: How many samples the request had when it stopped (``stop``).
     samples_at_end = 0
+    #: The garbage-collection pauses that overlapped the request (``stop``).
+    gc_pauses: list[Pause] | tuple[()] = ()
     #: The ended request span, as ``on_end`` got it (set when the recording goes to the span worker).
     ended: ReadableSpan | None = None
     #: Called with (this recording, the span) by ``end_hook`` just before the span ends (the processor's).
@@ -87,7 +90,9 @@ class Recording:
         if task is None:
             self.cpu_start = time.thread_time()
             if not precise:  # the common case, inline
-                self.lanes: list[Lane] = [ThreadLane("", start, thread_id, caller, main=True)]
+                lane = ThreadLane("", start, thread_id, caller, main=True)
+                lane.cpu_last = self.cpu_start
+                self.lanes: list[Lane] = [lane]
                 return
         else:
             self.task = task
@@ -167,11 +172,15 @@ class Recording:
         return False
 
     def sample(self, frames: dict[int, types.FrameType], now: float) -> None:
-        """Record one sample in every open lane (called by the sampler thread)."""
-        if not self.active:
+        """Record one sample, taken at ``now``, in every lane open then (called by the sampler thread). The request may
+        have ended since ``frames`` were taken: the sampler thread can lose the GIL in the middle of a round, for
+        as long as a garbage collection it ran itself and the queue of threads that waited through it."""
+        end = self.end_perf
+        if end is not None and now > end:
             return
         for lane in self.lanes[:]:
-            if lane.end is None:
+            lane_end = lane.end
+            if lane_end is None or now <= lane_end:
                 stack = lane.capture(frames)
                 if stack is not None:
                     lane.record(now, stack)
@@ -195,6 +204,8 @@ class Recording:
         for lane in lanes:  # list iteration sees lanes appended meanwhile too
             lane.close(now)
         self.samples_at_end = self.sample_count()
+        if gc_pauses.last_end > self.start_perf or gc_pauses.open_start:  # O(1) in the common case: no pause
+            self.gc_pauses = gc_pauses.between(self.start_perf, now)
         if self.task is None and threading.get_ident() == self.thread_id:
             self.cpu_time = time.thread_time() - self.cpu_start + self.worker_cpu
             self.cpu_source = "thread"
@@ -257,7 +268,10 @@ class Recording:
             registry.by_thread[tid] = self
             self.lanes.append(lane)
             lane.start = time.perf_counter()  # as late as possible: the call starts now
-            return lane, tid, previous, time.thread_time()
+            cpu = time.thread_time()
+            if isinstance(lane, ThreadLane):
+                lane.cpu_last = cpu
+            return lane, tid, previous, cpu
         except Exception:
             log_once("worker.enter", "pystrument: attributing a worker thread failed; carrying on")
             return None
@@ -378,6 +392,24 @@ class Registry:
 
 
 registry = Registry()
+
+
+def sample_collecting_thread(frame: types.FrameType, now: float) -> None:
+    """Sample the request of the thread running a full garbage collection, at its start and end (``_gc.py``): the
+    sampler cannot run meanwhile, and these two samples place the pause exactly, below the code that set it off."""
+    tid = threading.get_ident()
+    owner = registry.by_thread.get(tid)
+    if owner is None or not owner.active or owner.precise:
+        return
+    for lane in reversed(owner.lanes):
+        if isinstance(lane, ThreadLane) and lane.thread_id == tid and lane.end is None:
+            stack = lane.capture({tid: frame})
+            if stack is not None:
+                lane.record(now, stack)
+            return
+
+
+gc_pauses.sample = sample_collecting_thread
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=registry.clear)

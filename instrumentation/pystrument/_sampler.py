@@ -30,6 +30,7 @@ import types
 from collections.abc import Callable
 from typing import Protocol
 
+from pystrument._gc import gc_pauses
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
@@ -98,6 +99,7 @@ class StackSampler:
             return
         frames = sys._current_frames()
         now = self.clock() if now is None else now
+        gc_pauses.observe(now)
         try:
             for recording in active:
                 key = id(recording)

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 
 from pyinstrument.frame_ops import FrameRecordType
 
-from pystrument._frames import AWAIT, OUT_OF_CONTEXT, call_key, is_library_path, qualified_name, split_identifier
+from pystrument._frames import (
+    AWAIT,
+    GC_FILE,
+    OUT_OF_CONTEXT,
+    WAIT,
+    call_key,
+    is_library_path,
+    qualified_name,
+    split_identifier,
+)
 
 
 @dataclass(eq=False)
@@ -29,6 +38,7 @@ class Call:
     time: float = 0.0
     self_time: float = 0.0
     await_time: float = 0.0
+    wait_time: float = 0.0  # self time in which its thread did not run (``[wait]``)
     samples: int = 0
     lane: str = ""
     children: list[Call] = field(default_factory=list)
@@ -53,7 +63,8 @@ def _parse(frame_info: str, is_library: Callable[[str], bool]) -> tuple[str, str
     parsed = _parsed.get(frame_info) if is_library is is_library_path else None
     if parsed is None:
         function, file, line, class_name = split_identifier(frame_info)
-        parsed = (call_key(frame_info), qualified_name(function, class_name), file, line, is_library(file))
+        library = file != GC_FILE and is_library(file)
+        parsed = (call_key(frame_info), qualified_name(function, class_name), file, line, library)
         if is_library is is_library_path:
             if len(_parsed) >= _PARSED_LIMIT:
                 _parsed.clear()
@@ -94,7 +105,7 @@ def build_calls(
     for stack, dt in records:
         t0, t = t, t + dt
         marker = key(stack[-1]) if stack else None
-        if marker not in (AWAIT, OUT_OF_CONTEXT):
+        if marker not in (AWAIT, OUT_OF_CONTEXT, WAIT):
             marker = None
         if marker != OUT_OF_CONTEXT:
             infos = stack[:-1] if marker else stack
@@ -106,13 +117,17 @@ def build_calls(
                 call = new_call(info, t0, lane, is_library)
                 (open_calls[-1].children if open_calls else roots).append(call)
                 open_calls.append(call)
+        counted = marker != WAIT  # a wait record is the first part of a sample whose run part follows
         for call in open_calls:
             call.end = t
             call.time += dt
-            call.samples += 1
+            if counted:
+                call.samples += 1
         if open_calls:
             open_calls[-1].self_time += dt
-            if marker is not None:
+            if marker == WAIT:
+                open_calls[-1].wait_time += dt
+            elif marker is not None:
                 open_calls[-1].await_time += dt
     return roots
 
@@ -139,6 +154,7 @@ def _absorb_library_children(owner: Call) -> list[Call]:
             kept.extend(_absorb_library_children(child))
             owner.self_time += child.self_time
             owner.await_time += child.await_time
+            owner.wait_time += child.wait_time
         else:
             child.children = collapse_library(child.children)
             kept.append(child)
@@ -161,6 +177,7 @@ def attach_lanes(main: list[Call], others: list[Call]) -> list[Call]:
         parent.children.sort(key=lambda c: c.start)
         parent.self_time = max(0.0, parent.self_time - call.time)
         parent.await_time = max(0.0, parent.await_time - call.time)
+        parent.wait_time = max(0.0, parent.wait_time - call.time)
         for encloser in path:
             encloser.start = min(encloser.start, call.start)
             encloser.end = max(encloser.end, call.end)
@@ -204,6 +221,7 @@ def _drop(calls: list[Call], doomed: Callable[[Call], bool], parent: Call | None
         if doomed(call):
             if parent is not None:
                 parent.self_time += call.time
+                parent.wait_time += sum(c.wait_time for c in call.walk())
         else:
             call.children = _drop(call.children, doomed, call)
             kept.append(call)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pystrument_analysis.analysis import builtin
 from pystrument_analysis.analysis.detectors import http_target, normalize_sql
+from pystrument_analysis.analysis.preprocess import build_summary
 from pystrument_analysis.analysis.trace import Trace, TSpan, load_trace
 
 APP = "/srv/shop/app"
@@ -235,6 +236,53 @@ async def test_cpu_hotspot_counts_library_work_it_calls(db: Any, perf: Any, t: A
     assert b["time_ms"] == pytest.approx(210) and b["impact"] == pytest.approx(0.84)
     assert "numpy/core/multiarray.py" in b["description"]
     assert result["performance_score"] == pytest.approx(100 - 100 * 0.8 * 0.84, abs=0.1)
+
+
+async def test_a_sleep_in_a_sync_view_is_waiting_not_computing(db: Any, perf: Any, t: Any, project: Any) -> None:
+    """The stack sampler sees no frame for ``time.sleep``: it is ``load_user``'s self time, and the SDK's
+    ``pystrument.wait_time_ms`` says the thread did not run. A wait that a real DB span covers is the query's."""
+    p = await plant(perf, t, project, 0.100)
+    view = await p.fn("profile_view", 0.0, 0.098, self_ms=4)
+    load = await p.fn("load_user", 0.002, 0.050, view, self_ms=50, **{"pystrument.wait_time_ms": 46.0})
+    fetch = await p.fn("fetch_orders", 0.055, 0.040, view, self_ms=40, **{"pystrument.wait_time_ms": 38.0})
+    await p.db("SELECT * FROM orders WHERE user_id = $1", 0.056, 0.038)
+    result = builtin.analyze(await p.load(db))
+    # No CPU hotspot, and fetch_orders' wait is its query's (which is slow in its own right).
+    assert [(b["detector"], b["type"], b["function"]) for b in result["bottleneck_analysis"]] == [
+        ("blocking_wait", "blocking", "load_user"),
+        ("slow_query", "database", "fetch_orders"),
+    ]
+    b = top(result)
+    assert b["time_ms"] == pytest.approx(46) and b["span_ids"][0] == load and fetch not in b["span_ids"]
+    assert (
+        "time.sleep" in b["description"] and "instrumentation" in result["optimization_suggestions"][0]["description"]
+    )
+    rows = {r["function"]: r for r in build_summary(await p.load(db), [], None)["hot_functions_by_self_time"]}
+    assert rows["load_user"]["wait_ms"] == 46.0 and "wait_ms" not in rows["profile_view"]
+
+
+async def test_a_garbage_collection_pause_is_its_own_bottleneck(db: Any, perf: Any, t: Any, project: Any) -> None:
+    """The SDK's pause call is not the function's CPU work: the view's 15 ms of work stays under the thresholds, the
+    120 ms pause is reported with what to change (gc.freeze)."""
+    gc_attrs = {"pystrument.gc.pause_ms": 120.0, "pystrument.gc.collections": 1}
+    p = await plant(perf, t, project, 0.160, attributes=gc_attrs)
+    view = await p.fn("orders_view", 0.0, 0.158, self_ms=15)
+    pause = await p.fn("garbage collection (generation 2)", 0.02, 0.120, view, file="<gc>", line=0, self_ms=120)
+    for language, freeze in (("en", "gc.freeze()"), ("zh", "gc.freeze()")):
+        result = builtin.analyze(await p.load(db), language)
+        assert [b["detector"] for b in result["bottleneck_analysis"]] == ["gc_pause"]
+        b = top(result)
+        assert (b["type"], b["function"], b["count"]) == ("gc", "orders_view", 1)
+        assert b["time_ms"] == pytest.approx(120) and b["impact"] == pytest.approx(0.75)
+        assert b["span_ids"] == [view, pause] and "generation 2" in b["description"]
+        assert freeze in result["optimization_suggestions"][0]["description"]
+    # An AI provider is told the same.
+    summary = build_summary(await p.load(db), [], None)
+    assert summary["request"]["gc_pause_ms"] == 120.0
+    assert {r["function"] for r in summary["hot_functions_by_self_time"]} >= {"garbage collection (generation 2)"}
+    quiet = await plant(perf, t, project, 0.160, attributes={"pystrument.gc.pause_ms": 4.0})
+    await quiet.fn("orders_view", 0.0, 0.158, self_ms=15)
+    assert builtin.analyze(await quiet.load(db))["bottleneck_analysis"] == []
 
 
 async def test_blocking_library_call_inside_async_handler(db: Any, perf: Any, t: Any, project: Any) -> None:

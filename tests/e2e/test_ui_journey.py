@@ -331,3 +331,44 @@ def test_ui_journey(live_server, browser_page, get_free_port, spawn_app) -> None
     page.wait_for_url("**/projects")
     expect(page.get_by_test_id("empty")).to_be_visible()
     assert httpx.get(base + f"/api/v1/projects/{new_key}").status_code == 404
+
+
+def test_a_garbage_collection_pause_in_the_trace_view(  # type: ignore[no-untyped-def]
+    live_server, browser_page, get_free_port, spawn_app
+) -> None:
+    """A request stopped by a full garbage collection: the trace shows the pause as a span under the function that
+    ran into it, the summary shows the pause, and the builtin analysis names it with the fix."""
+    from playwright.sync_api import expect
+
+    page, base = browser_page, live_server.url
+    created = httpx.post(base + "/api/v1/projects", json={"name": "GC", "framework": "flask"})
+    key = created.json()["data"]["project_key"]
+    app = spawn_app(base, key, get_free_port())
+    app.wait_ready()
+    httpx.get(app.url + "/report", timeout=30)  # fills the cache (its allocations trigger collections of their own)
+    trace_id = "4" * 32
+    response = httpx.get(app.url + "/report", headers={"traceparent": f"00-{trace_id}-{'5' * 16}-01"}, timeout=30)
+    truth_ms = response.json()["gc_ms"]
+
+    def pause_span() -> dict[str, Any] | None:
+        r = httpx.get(base + f"/api/v1/performance/records/{trace_id}", params={"project_key": key})
+        spans = r.json()["data"]["spans"] if r.status_code == 200 else []
+        return next((s for s in spans if s["name"] == "garbage collection (generation 2)"), None)
+
+    span = wait_until(pause_span, 30, "the garbage-collection span")
+    spans = httpx.get(base + f"/api/v1/performance/records/{trace_id}", params={"project_key": key}).json()["data"]
+    by_id = {s["span_id"]: s for s in spans["spans"]}
+    assert by_id[span["parent_span_id"]]["name"].endswith("rebuild_report")
+    assert span["attributes"]["code.file.path"] == "<gc>"
+    assert abs(span["duration"] * 1000 - truth_ms) <= max(0.2 * truth_ms, 10), (span["duration"], truth_ms)
+    request = next(s for s in spans["spans"] if s["kind"] == "SERVER")
+    assert request["attributes"]["pystrument.gc.pause_ms"] >= 0.8 * truth_ms - 10
+
+    page.goto(f"{base}/projects/{key}/traces/{trace_id}")
+    expect(page.get_by_test_id("gc-pause")).to_contain_text("ms")
+    page.get_by_test_id("deep-analysis").click()
+    result = page.get_by_test_id("deep-analysis-panel").get_by_test_id("analysis-result")
+    expect(result).to_have_attribute("data-status", "completed", timeout=20_000)
+    expect(result.get_by_test_id("bottleneck").filter(has_text="Garbage collection")).to_have_count(1)
+    expect(result.get_by_test_id("suggestion").filter(has_text="gc.freeze()")).to_have_count(1)
+    shot(page, "gc-pause-trace")

@@ -36,9 +36,16 @@ class Tracing:
     def requests(self) -> list[ReadableSpan]:
         return [s for s in self.spans() if s.kind == SpanKind.SERVER]
 
-    def functions(self, request: ReadableSpan | None = None) -> list[ReadableSpan]:
+    def functions(self, request: ReadableSpan | None = None, *, with_gc: bool = False) -> list[ReadableSpan]:
+        """Function spans (of ``request``'s trace); garbage-collection pauses, which come whenever the test process's
+        heap calls for one, only with ``with_gc``."""
         spans = self.spans()
-        fn = [s for s in spans if (s.attributes or {}).get("pystrument.synthetic")]
+        fn = [
+            s
+            for s in spans
+            if (s.attributes or {}).get("pystrument.synthetic")
+            and (with_gc or (s.attributes or {}).get("code.file.path") != "<gc>")
+        ]
         if request is None:
             return fn
         assert request.context is not None

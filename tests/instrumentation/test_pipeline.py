@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pyinstrument.renderers import ConsoleRenderer, SpeedscopeRenderer
 from pystrument import _emit
-from pystrument._frames import AWAIT, OUT_OF_CONTEXT, is_library_path
+from pystrument._frames import AWAIT, OUT_OF_CONTEXT, WAIT, is_library_path
+from pystrument._lanes import ThreadLane
 from pystrument._recording import Recording
 from pystrument._sampler import StackSampler
 from pystrument._tree import Call, attach_lanes, build_calls, collapse_library, count, prune
@@ -61,6 +62,31 @@ def test_out_of_context_time_continues_the_open_calls_as_waiting() -> None:
     (b,) = a.children
     assert (b.samples, b.end) == (3, pytest.approx(5 * MS))
     assert b.await_time == pytest.approx(3 * MS)
+
+
+def test_a_thread_sample_splits_into_the_time_it_waited_and_the_time_it_ran() -> None:
+    lane = ThreadLane("", 100.0, threading.get_ident(), sys._getframe(), main=True)
+    lane.samples = [(100.005, (A,)), (100.010, (A, B)), (100.015, (A, B)), (100.020, ())]
+    lane.cpu = [0.0049, 0.0005, -1.0, 0.0]  # ran, mostly waited, not known, outside the request
+    lane.end = 100.020
+    records = lane.records()
+    assert records == [
+        ([A], pytest.approx(0.005)),
+        ([A, B, WAIT], pytest.approx(0.0045)),
+        ([A, B], pytest.approx(0.0005)),
+        ([A, B], pytest.approx(0.005)),
+        ([], pytest.approx(0.005)),
+    ]
+    (a,) = build_calls(records, 100.0)
+    (b,) = a.children
+    assert (a.samples, b.samples) == (3, 2)  # the wait part is not a sample of its own
+    assert b.wait_time == pytest.approx(0.0045) and b.self_time == pytest.approx(0.010)
+    assert a.wait_time == 0 and b.await_time == 0
+    # A library chain hands its wait to the call it collapses into; a pruned call to its parent.
+    (lib,) = collapse_library(_tree([([fi("get", "/lib/x.py"), fi("recv", "/lib/y.py"), WAIT], MS)]))
+    assert lib.wait_time == pytest.approx(MS)
+    (kept,) = prune(build_calls([([A], MS), ([A, B, WAIT], MS / 2), ([A, B], MS / 2)], 0.0), 1.5 * MS, 10)
+    assert not kept.children and kept.wait_time == pytest.approx(MS / 2)
 
 
 def _tree(records: list[Any]) -> list[Call]:

@@ -126,6 +126,31 @@ def test_a_collapsed_library_call_keeps_its_time_as_self_time(
     assert dumps.attributes["pystrument.self_time_ms"] / 1000 >= 0.7 * helpers.duration(dumps) >= 0.7 * 0.04
 
 
+def load_user() -> None:
+    time.sleep(0.06)  # a C call: no Python frame below this function while it waits
+
+
+def score_user(burn: Callable[[float], int]) -> None:
+    burn(0.04)
+
+
+def test_time_a_thread_waits_is_told_from_time_it_runs(tracing: Any, helpers: SimpleNamespace) -> None:
+    """The stack sampler sees no frame for a C call: the sleep is the self time of ``load_user``. The thread's CPU
+    clock tells the two apart: ``pystrument.wait_time_ms`` is the part of the self time in which it did not run."""
+    t = tracing(min_span_ms=0, interval_ms=INTERVAL * 1000)
+    with t.tracer.start_as_current_span("GET /user", kind=SpanKind.SERVER):
+        load_user()
+        score_user(helpers.burn)
+    spans = helpers.by_name(t.functions())
+    (load,), (score,) = spans["load_user"], spans["score_user"]
+    waited = load.attributes["pystrument.wait_time_ms"] / 1000
+    assert within(waited, 0.06), waited
+    assert waited <= load.attributes["pystrument.self_time_ms"] / 1000 + 1e-6
+    # The loop ran (a loaded machine may take the core away for a while: that shows as waiting, up to a half).
+    loop_wait = score.attributes.get("pystrument.wait_time_ms", 0.0) / 1000
+    assert loop_wait <= 0.5 * helpers.duration(score), loop_wait
+
+
 def _request_in_thread(t: Any, fn: Callable[[], None], name: str, barrier: threading.Barrier) -> None:
     barrier.wait()
     with t.tracer.start_as_current_span(name, kind=SpanKind.SERVER):

@@ -26,6 +26,10 @@ CPU_MIN_MS = 10.0
 CATEGORY_MIN_SHARE = 0.05
 CATEGORY_MIN_MS = 5.0
 BLOCKING_MIN_MS = 5.0
+GC_MIN_MS = 10.0
+GC_MIN_SHARE = 0.1
+WAIT_MIN_MS = 20.0
+WAIT_MIN_SHARE = 0.1
 MAX_SPAN_IDS = 100
 
 # Library frames by what they do. The SDK names a frame by its ``co_qualname`` and collapses a chain of
@@ -399,10 +403,15 @@ def _in_coroutine(trace: Trace, span: TSpan) -> bool:
     return not any(a.is_function and a.in_worker_thread for a in [span, *span.ancestors()])
 
 
+def _real_calls_ms(span: TSpan) -> float:
+    return sum(c.ms for c in span.children if not c.is_function)
+
+
 def _holds_loop_ms(span: TSpan) -> float:
-    """Time a function held the thread itself: self time less awaits and the real calls directly under it."""
-    waits = sum(c.ms for c in span.children if not c.is_function)
-    return max(0.0, span.self_ms - span.await_ms - waits)
+    """Time a function held the thread itself: self time less awaits, the time its thread did not run, and the real
+    calls directly under it (a wait inside such a call is part of it)."""
+    real = _real_calls_ms(span)
+    return max(0.0, span.self_ms - span.await_ms - max(span.wait_ms, real))
 
 
 def blocked_by_function(trace: Trace) -> dict[TSpan, float]:
@@ -488,6 +497,79 @@ def detect_library_work(trace: Trace) -> list[Finding]:
     return findings
 
 
+def detect_gc(trace: Trace) -> list[Finding]:
+    """Garbage collections that stopped the process for a large share of the request (every thread waits for one,
+    so the requests running alongside were stopped too)."""
+    pause_ms = trace.gc_pause_ms
+    total = trace.duration_ms
+    if pause_ms < GC_MIN_MS or pause_ms / total < GC_MIN_SHARE:
+        return []
+    pauses = [s for s in trace.spans if s.is_gc_pause]
+    longest = max(pauses, key=lambda s: s.duration, default=None)
+    owner = trace.user_function(longest.parent) if longest is not None and longest.parent is not None else None
+    collections = trace.root.attributes.get("pystrument.gc.collections")
+    generation = longest.function.rsplit(" ", 1)[-1].strip("()") if longest is not None else "2"
+    return [
+        Finding(
+            detector="gc_pause",
+            type="gc",
+            function=_name(trace, owner),
+            impact=min(1.0, pause_ms / total),
+            time_ms=pause_ms,
+            spans=pauses,
+            function_span=owner,
+            count=collections if isinstance(collections, int) and collections > 0 else max(1, len(pauses)),
+            saving=0.8,
+            detail={"library": f"generation {generation}"},
+            min_severity="medium" if pause_ms >= 50 else "low",
+        )
+    ]
+
+
+def detect_waits(trace: Trace) -> list[Finding]:
+    """Time a function's thread stood still with no span to show for it: a C call made from the function's own code
+    or a library it calls (sleep, a lock, I/O in an extension with no instrumentation), or the GIL. Outside
+    coroutines (in a coroutine, ``blocking_in_async`` covers it)."""
+    owned = _owned_library_frames(trace)
+    by_name: dict[str, list[TSpan]] = defaultdict(list)
+    for span in trace.spans:
+        if span.is_function and not span.is_library and not _in_coroutine(trace, span):
+            by_name[span.function].append(span)
+    findings: list[Finding] = []
+    total = trace.duration_ms
+    for name, spans in by_name.items():
+        waited = 0.0
+        frames: list[tuple[TSpan, float]] = []
+        own: dict[TSpan, float] = {}
+        for span in spans:
+            own[span] = max(0.0, span.wait_ms - _real_calls_ms(span))
+            waited += own[span]
+            for frame in owned.get(span, []):
+                if frame.wait_ms > 0 and not frame.is_gc_pause and not _has_io(frame):
+                    frames.append((frame, frame.wait_ms))
+                    waited += frame.wait_ms
+        if waited < WAIT_MIN_MS or waited / total < WAIT_MIN_SHARE:
+            continue
+        main = max(spans, key=lambda s: own[s])
+        top = max(frames, key=lambda f: f[1], default=None)
+        detail = {"library": frame_label(top[0])} if top is not None and top[1] >= 0.5 * waited else {}
+        findings.append(
+            Finding(
+                detector="blocking_wait",
+                type="blocking",
+                function=name,
+                impact=min(1.0, waited / total),
+                time_ms=waited,
+                spans=[s for s in spans if s is not main] + [f for f, _ in frames],
+                function_span=main,
+                count=len(spans),
+                saving=0.5,
+                detail=detail,
+            )
+        )
+    return findings
+
+
 def _has_io(span: TSpan) -> bool:
     return any(d.is_db or d.is_http_client for d in span.walk())
 
@@ -508,8 +590,8 @@ def detect_cpu(trace: Trace) -> list[Finding]:
         for span in spans:
             cpu += max(0.0, _holds_loop_ms(span) - blocked.get(span, 0.0))
             for frame in owned.get(span, []):
-                if frame_category(frame) is None and not _has_io(frame):
-                    cpu += max(0.0, frame.self_ms - frame.await_ms)
+                if frame_category(frame) is None and not frame.is_gc_pause and not _has_io(frame):
+                    cpu += max(0.0, frame.self_ms - frame.await_ms - frame.wait_ms)
                     libs.append(frame)
         share = cpu / total
         if cpu >= CPU_MIN_MS and share >= CPU_MIN_SHARE:
@@ -553,6 +635,6 @@ def detect_all(trace: Trace) -> list[Finding]:
     """Run every detector; biggest impact first."""
     repeated = [*detect_database(trace), *detect_http(trace)]
     cpu = _merge_loop_work(trace, repeated, detect_cpu(trace))
-    findings = [*repeated, *detect_library_work(trace), *cpu]
+    findings = [*repeated, *detect_library_work(trace), *cpu, *detect_waits(trace), *detect_gc(trace)]
     findings.sort(key=lambda f: (-f.impact, f.detector, f.function))
     return findings

@@ -113,12 +113,16 @@ def _function_rows(trace: Trace) -> list[dict[str, Any]]:
             },
         )
         row["self_ms"] += span.self_ms
+        if span.wait_ms > 0:  # part of the self time in which the thread did not run
+            row["wait_ms"] = row.get("wait_ms", 0.0) + span.wait_ms
         # recursion: count the outermost frame's time only
         if not any(a.is_function and a.function == span.function for a in span.ancestors()):
             row["total_ms"] += span.ms
         row["calls"] += 1
     for row in rows.values():
         row["self_ms"] = round(row["self_ms"], 2)
+        if "wait_ms" in row:
+            row["wait_ms"] = round(row["wait_ms"], 2)
         row["total_ms"] = round(row["total_ms"], 2)
     return list(rows.values())
 
@@ -184,6 +188,7 @@ def build_summary(trace: Trace, findings: list[Finding], baseline: dict[str, Any
             "duration_ms": round(root.ms, 2),
             "cpu_time_ms": round(float(cpu), 2) if isinstance(cpu, int | float) else None,
             "async": trace.is_async,
+            **({"gc_pause_ms": round(trace.gc_pause_ms, 2)} if trace.gc_pause_ms > 0 else {}),
         },
         "baseline": baseline,
         "totals": {

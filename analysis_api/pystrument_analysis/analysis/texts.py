@@ -126,6 +126,45 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
             "在模块级预编译正则，避免会大量回溯的嵌套量词，能用字符串方法（in、startswith、split）时就不用正则。",
         ),
     },
+    "blocking_wait": {
+        "en": (
+            "{fn} waits {ms} ms without running ({pct}% of the request){lib_en}, and no span shows what for: a call "
+            "into C code (time.sleep, a lock, I/O in an extension without instrumentation) or the GIL, held by "
+            "other threads.",
+            "Find out what {fn} waits for",
+            "If it is I/O, add the OpenTelemetry instrumentation of that client so each call shows as a span; remove "
+            "sleeps and fixed retry delays from the request path; cache the result or move the call to a "
+            "background job. If other threads hold the GIL (CPU-heavy work in the same process), run fewer threads "
+            "per process or move the CPU work out.",
+        ),
+        "zh": (
+            "{fn} 有 {ms} ms 处于等待、没有运行（占请求的 {pct}%）{lib_zh}，且没有任何 span 说明在等什么："
+            "可能是调用了 C 代码（time.sleep、锁、未接入追踪的扩展中的 I/O），或在等待被其他线程占用的 GIL。",
+            "查明 {fn} 在等待什么",
+            "如果是 I/O，为该客户端加上 OpenTelemetry 的 instrumentation，让每次调用都显示为 span；去掉请求路径上的 "
+            "sleep 和固定间隔重试；缓存结果或把调用移到后台任务。如果是其他线程占用 GIL（同一进程中有大量计算），"
+            "减少每个进程的线程数或把计算移出去。",
+        ),
+    },
+    "gc_pause": {
+        "en": (
+            "Garbage collection ({lib}) stopped the process for {ms} ms ({pct}% of the request, {count} "
+            "collection(s)) while {fn} ran. A collection stops every thread, so the requests running alongside "
+            "waited too.",
+            "Make full garbage collections rarer",
+            "Call gc.freeze() once start-up is done, so full collections no longer scan the objects that live as long "
+            "as the process (with gunicorn, in each worker once the app is loaded: the post_worker_init hook); raise "
+            "the thresholds with gc.set_threshold(); create fewer short-lived container objects per request.",
+        ),
+        "zh": (
+            "垃圾回收（{lib}）在 {fn} 运行时让进程停顿了 {ms} ms（占请求的 {pct}%，共 {count} 次）。"
+            "回收期间所有线程都会停下，同时在处理的其他请求也一起等待。",
+            "减少完整垃圾回收的次数",
+            "启动完成后调用 gc.freeze()，让完整回收不再扫描与进程同寿命的对象"
+            "（gunicorn 在每个工作进程加载应用之后调用，即 post_worker_init 钩子）；"
+            "用 gc.set_threshold() 提高阈值；减少每个请求创建的短命容器对象。",
+        ),
+    },
 }
 
 # appended to an N+1 description when the loop's own work was merged into it

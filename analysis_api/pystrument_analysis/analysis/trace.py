@@ -54,6 +54,18 @@ class TSpan:
         return self.attributes.get("pystrument.library") is True or (self.file or "").startswith("<")
 
     @property
+    def is_gc_pause(self) -> bool:
+        """A garbage-collection pause the SDK placed in the timeline (``garbage collection (generation N)``)."""
+        return self.is_function and self.file == "<gc>"
+
+    @property
+    def wait_ms(self) -> float:
+        """Self time in which this function's thread did not run (the SDK's ``pystrument.wait_time_ms``): a C call
+        with no Python frame below it (sleep, I/O, a lock), or the GIL held by other threads."""
+        value = self.attributes.get("pystrument.wait_time_ms")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+    @property
     def await_ms(self) -> float:
         """Time this coroutine spent suspended in ``await`` (the SDK's ``pystrument.await_time_ms``)."""
         value = self.attributes.get("pystrument.await_time_ms")
@@ -159,6 +171,14 @@ class Trace:
             return self.record.cpu_time * 1000.0
         value = self.root.attributes.get("pystrument.cpu_time_ms")
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    @property
+    def gc_pause_ms(self) -> float:
+        """Time garbage collections stopped the process during the request (the SDK's ``pystrument.gc.pause_ms``)."""
+        value = self.root.attributes.get("pystrument.gc.pause_ms")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return sum(s.ms for s in self.spans if s.is_gc_pause)
 
     def functions(self) -> list[TSpan]:
         return [s for s in self.root.walk() if s.is_function]
