@@ -20,6 +20,7 @@ from pystrument._settings import (
     ENV_PROFILE_RATE,
     ENV_SAMPLER,
     ENV_SLOW_MS,
+    ENV_SPAN_BUDGET,
     Settings,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "ENV_PROFILE_RATE",
     "ENV_SAMPLER",
     "ENV_SLOW_MS",
+    "ENV_SPAN_BUDGET",
     "PystrumentSpanProcessor",
     "Settings",
     "configure",

@@ -14,6 +14,7 @@ The callback costs about a microsecond per collection; a request triggers about 
 
 from __future__ import annotations
 
+import atexit
 import collections
 import gc
 import sys
@@ -71,12 +72,14 @@ class GcPauses:
             if not self._installed:
                 gc.callbacks.append(self._callback)
                 self._installed = True
+                atexit.register(self.uninstall)  # the collections of interpreter shutdown are no request's
 
     def uninstall(self) -> None:
         with self._lock:
             if self._installed:
                 gc.callbacks.remove(self._callback)
                 self._installed = False
+                atexit.unregister(self.uninstall)
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         # The collector is not re-entrant: one start/stop pair at a time. An exception here would be printed by the

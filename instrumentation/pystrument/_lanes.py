@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Sequence
 from typing import Any
 
 from pyinstrument.frame_ops import FrameRecordType
@@ -106,6 +107,15 @@ class Lane:
 
     def sample_count(self) -> int:
         return len(self.samples)
+
+    def busy_during(self, pauses: Sequence[tuple[float, float, int]]) -> float:
+        """The part of ``busy`` that falls inside ``pauses`` (the intervals ``record`` counted as running)."""
+        inside, previous = 0.0, self.start
+        for t, stack in self.samples[:]:
+            if not stack or stack[-1] is not AWAIT:
+                inside += sum(max(0.0, min(b, t) - max(a, previous)) for a, b, _ in pauses)
+            previous = t
+        return inside
 
     def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
         """The request's part of this lane's stack now; ``()`` if outside the request, None if gone."""

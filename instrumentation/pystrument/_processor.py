@@ -93,7 +93,7 @@ class PystrumentSpanProcessor(SpanProcessor):
         self._provider = tracer_provider
         self._tracer: trace.Tracer | None = None
         self._on_session = on_session
-        self._worker = SpanWorker(QUEUE_SIZE)
+        self._worker = SpanWorker(QUEUE_SIZE, budget=self.settings.span_budget)
         self._recordings: dict[int, Recording] = {}
         self._closed = not self.settings.enabled
         # Precise mode only (imported lazily, like pyinstrument's profiler): profilers left by spans ended elsewhere.
@@ -212,7 +212,9 @@ class PystrumentSpanProcessor(SpanProcessor):
             get_sampler().remove(recording)
         recording.stop()
         if span is not None:
-            keep = recording.keep = True if self._keep_all else self._tail_keep(span, time.time_ns())
+            worker = self._worker
+            keep_all = self._keep_all and not (worker.over_budget and worker.saturated())
+            keep = recording.keep = True if keep_all else self._tail_keep(span, time.time_ns())
             attributes = self._static_attributes.copy()
             attributes[SAMPLE_COUNT] = recording.samples_at_end
             attributes[FUNCTION_SPANS] = keep
@@ -229,13 +231,17 @@ class PystrumentSpanProcessor(SpanProcessor):
             set_valid_attributes(span, attributes)
 
     def _tail_keep(self, span: ReadableSpan, end_ns: int) -> bool:
-        """The tail rule: slow and failed requests keep function spans, a ``keep_rate`` share of the rest."""
+        """The tail rule: slow and failed requests keep function spans, a ``keep_rate`` share of the rest while the
+        span worker is within its CPU budget, none of the rest beyond it."""
         settings = self.settings
-        if settings.keep_rate >= 1:
+        saturated = self._worker.saturated()  # the span worker used more CPU than PYSTRUMENT_SPAN_BUDGET allows
+        if settings.keep_rate >= 1 and not saturated:
             return True
         duration_ms = (end_ns - (span.start_time or end_ns)) / 1e6
         if duration_ms >= settings.slow_ms or self._failed(span):
             return True
+        if saturated:
+            return False
         return self._random.random() < settings.keep_rate
 
     @staticmethod

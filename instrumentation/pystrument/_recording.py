@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from opentelemetry import trace
@@ -212,14 +212,22 @@ class Recording:
             if len(lanes) > 1:
                 adopted = [lane for lane in lanes if isinstance(lane, TaskLane) and not lane.cpu_counted]
                 if adopted:  # async_to_sync tasks ran part of it on the main loop: their sampled running time counts
-                    self.cpu_time += sum(lane.busy for lane in adopted)
+                    self.cpu_time += self._sampled_busy(adopted)
                     self.cpu_source = "thread+samples"
         elif self.task is not None:
             # The loop thread's CPU clock is shared by every task: estimate the request's share from the samples
             # in which its tasks were running (a blocking call inside async code counts too), plus worker threads.
             loop_lanes = [lane for lane in self.lanes if lane.kind == "task" or (lane.main and lane.kind != "thread")]
-            self.cpu_time = sum(lane.busy for lane in loop_lanes) + self.worker_cpu
+            self.cpu_time = self._sampled_busy(loop_lanes) + self.worker_cpu
             self.cpu_source = "samples"
+
+    def _sampled_busy(self, lanes: Sequence[Lane]) -> float:
+        """Time the lanes' tasks were sampled running, less the garbage-collection pauses in it (the sample after a
+        pause carries the pause's time, while every thread stood still)."""
+        busy = sum(lane.busy for lane in lanes)
+        if self.gc_pauses:
+            busy -= sum(lane.busy_during(self.gc_pauses) for lane in lanes)
+        return max(0.0, busy)
 
     def sample_count(self) -> int:
         lanes = self.lanes

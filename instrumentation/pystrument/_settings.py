@@ -27,6 +27,9 @@ ENV_MIN_SPAN_MS = "PYSTRUMENT_MIN_SPAN_MS"
 ENV_MAX_SPANS = "PYSTRUMENT_MAX_SPANS"
 #: Share of fast, successful profiled requests that keep their function spans, 0..1 (default 1): the tail rule.
 ENV_KEEP_RATE = "PYSTRUMENT_KEEP_RATE"
+#: Share of one CPU core the span worker may spend building function spans (default 0.05). Above it, fast and
+#: successful requests keep no function spans until it is back under; slow and failed requests always keep theirs.
+ENV_SPAN_BUDGET = "PYSTRUMENT_SPAN_BUDGET"
 
 Sampler = Literal["default", "pyinstrument"]
 SAMPLERS: tuple[Sampler, ...] = ("default", "pyinstrument")
@@ -40,6 +43,7 @@ _ENV_BY_FIELD = {
     "min_span_ms": ENV_MIN_SPAN_MS,
     "max_spans": ENV_MAX_SPANS,
     "keep_rate": ENV_KEEP_RATE,
+    "span_budget": ENV_SPAN_BUDGET,
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -57,6 +61,7 @@ class Settings:
     min_span_ms: float | None = None
     max_spans: int = 100
     keep_rate: float = 1.0
+    span_budget: float = 0.05
 
     def __post_init__(self) -> None:
         _check(isinstance(self.enabled, bool), "enabled", self.enabled, "true or false")
@@ -70,6 +75,12 @@ class Settings:
         for name in ("profile_rate", "keep_rate"):
             value = getattr(self, name)
             _check(_number(value) and 0 <= value <= 1, name, value, "a share between 0 and 1 (1 = all requests)")
+        _check(
+            _number(self.span_budget) and 0 <= self.span_budget <= 1,
+            "span_budget",
+            self.span_budget,
+            "a share of one CPU core between 0 and 1 (1 = no limit)",
+        )
         _check(_number(self.slow_ms) and self.slow_ms >= 0, "slow_ms", self.slow_ms, "milliseconds >= 0")
         _check(
             self.min_span_ms is None or (_number(self.min_span_ms) and self.min_span_ms >= 0),

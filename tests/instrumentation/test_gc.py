@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 from pystrument._frames import AWAIT
 from pystrument._gc import MIN_PAUSE, GcPauses, pause_frame, paused, with_pauses
+from pystrument._lanes import Lane
 
 GC2 = pause_frame(2)
 INTERVAL = 0.005
@@ -66,6 +67,17 @@ def test_a_request_with_no_sample_still_shows_its_pause() -> None:
     """Another thread's collection stopped the request for all of its life: no sample, the pause alone."""
     out = with_pauses([], 0.0, 0.2, [(0.05, 0.18, 2)])
     assert [(stack, round(dt, 6)) for stack, dt in out if dt] == [([], 0.05), ([GC2], 0.13)]
+
+
+def test_a_pause_is_not_running_time_of_a_task() -> None:
+    """On an event loop a request's CPU time is estimated from the samples in which its task ran; the sample after a
+    pause carries the pause, which is not the task's."""
+    lane = Lane("task", 0.0)
+    lane.record(0.01, ("handler",))
+    lane.record(0.2, ("handler",))  # after a 100 ms pause
+    lane.record(0.3, ("handler", AWAIT))
+    assert lane.busy == pytest.approx(0.2)
+    assert lane.busy_during([(0.05, 0.15, 2), (0.21, 0.29, 2)]) == pytest.approx(0.1)  # the second was awaited
 
 
 class Clock:

@@ -214,6 +214,47 @@ def test_tail_rule_keeps_slow_and_failed_requests(tracing: Any, helpers: SimpleN
     assert requests["GET /slow"].attributes["pystrument.function_spans"] is True
 
 
+def deep(levels: int) -> None:
+    if levels:
+        deep(levels - 1)
+    else:
+        time.sleep(0.03)
+
+
+def test_span_budget_leaves_fast_requests_out_while_the_worker_is_over_it(tracing: Any) -> None:
+    """Building function spans costs CPU in the app's process (~25 us per span here): past PYSTRUMENT_SPAN_BUDGET of
+    one core, fast and successful requests keep none; slow and failed ones keep theirs; it lapses after a window."""
+    t = tracing(span_budget=0.005, slow_ms=150, min_span_ms=0)
+    worker = t.processor._worker
+    deadline = time.monotonic() + 2
+    while not worker.saturated() and time.monotonic() < deadline:  # 40 spans per 30 ms request: well over 0.5%
+        with t.tracer.start_as_current_span("GET /deep", kind=SpanKind.SERVER):
+            deep(40)
+        t.provider.force_flush()
+    assert worker.saturated(), worker.load
+    assert worker.load > 0.005
+    with t.tracer.start_as_current_span("GET /fast", kind=SpanKind.SERVER):
+        deep(3)
+    with t.tracer.start_as_current_span("GET /slow", kind=SpanKind.SERVER):
+        deep(3)
+        time.sleep(0.15)
+    with pytest.raises(RuntimeError), t.tracer.start_as_current_span("GET /fail", kind=SpanKind.SERVER):
+        deep(3)
+        raise RuntimeError("boom")
+    requests = {r.name: r for r in t.requests()}
+    assert requests["GET /fast"].attributes["pystrument.function_spans"] is False
+    assert not t.functions(requests["GET /fast"])
+    assert requests["GET /slow"].attributes["pystrument.function_spans"] is True and t.functions(requests["GET /slow"])
+    assert t.functions(requests["GET /fail"])
+    time.sleep(0.3)  # a window without jobs: the verdict lapses
+    assert not worker.saturated()
+    t.exporter.clear()
+    with t.tracer.start_as_current_span("GET /later", kind=SpanKind.SERVER):
+        deep(3)
+    (later,) = t.requests()
+    assert later.attributes["pystrument.function_spans"] is True and t.functions(later)
+
+
 def test_profile_rate_zero_profiles_nothing(tracing: Any) -> None:
     t = tracing(profile_rate=0)
     with t.tracer.start_as_current_span("GET /x", kind=SpanKind.SERVER):

@@ -11,7 +11,7 @@ from pystrument import PystrumentSpanProcessor, Settings
 def test_defaults() -> None:
     s = Settings.load(env={})
     assert (s.enabled, s.sampler, s.interval_ms, s.profile_rate, s.keep_rate) == (True, "default", 5.0, 1.0, 1.0)
-    assert s.slow_ms == 500 and s.max_spans == 100
+    assert s.slow_ms == 500 and s.max_spans == 100 and s.span_budget == 0.05
     assert s.min_span_s == pytest.approx(0.010)  # twice the interval unless set
 
 
@@ -25,9 +25,10 @@ def test_environment_then_keywords() -> None:
         pystrument.ENV_MIN_SPAN_MS: "3",
         pystrument.ENV_MAX_SPANS: "7",
         pystrument.ENV_KEEP_RATE: "0.5",
+        pystrument.ENV_SPAN_BUDGET: "0.2",
     }
     s = Settings.load(env=env)
-    assert s == Settings(False, "pyinstrument", 2.0, 0.25, 250.0, 3.0, 7, 0.5)
+    assert s == Settings(False, "pyinstrument", 2.0, 0.25, 250.0, 3.0, 7, 0.5, 0.2)
     assert Settings.load(env=env, max_spans=9, enabled=True, sampler=None).max_spans == 9
     assert Settings.load(env=env, enabled=True).enabled is True
     assert Settings.load(env={pystrument.ENV_SLOW_MS: "  "}).slow_ms == 500  # blank = unset
@@ -46,6 +47,8 @@ def test_environment_then_keywords() -> None:
         ({"PYSTRUMENT_MIN_SPAN_MS": "nan"}, "PYSTRUMENT_MIN_SPAN_MS"),
         ({"PYSTRUMENT_MAX_SPANS": "2.5"}, "whole number"),
         ({"PYSTRUMENT_MAX_SPANS": "0"}, "PYSTRUMENT_MAX_SPANS"),
+        ({"PYSTRUMENT_SPAN_BUDGET": "5%"}, "PYSTRUMENT_SPAN_BUDGET"),
+        ({"PYSTRUMENT_SPAN_BUDGET": "2"}, "share of one CPU core"),
     ],
 )
 def test_bad_environment_raises_with_the_fix(env: dict[str, str], needle: str) -> None:

@@ -111,7 +111,8 @@ def app_environment(service: str, server_url: str, project_key: str) -> dict[str
         OTEL_BSP_SCHEDULE_DELAY="500",
         OTEL_PYTHON_EXCLUDED_URLS="health",  # readiness probes are not traffic
         PYSTRUMENT_PROFILE_RATE="1",  # profile every request ...
-        PYSTRUMENT_KEEP_RATE="1",  # ... and keep every request's function spans, fast ones too
+        PYSTRUMENT_KEEP_RATE="1",  # ... and keep every request's function spans, fast ones too,
+        PYSTRUMENT_SPAN_BUDGET="1",  # ... however much CPU building them takes
         PYTHONUNBUFFERED="1",
     )
     return env
