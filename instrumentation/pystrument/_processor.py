@@ -48,6 +48,8 @@ from pystrument._worker import SpanWorker
 _VERSION = "0.1.0"
 #: Most requests waiting for their spans to be built; beyond it a request's function spans are dropped.
 QUEUE_SIZE = 256
+#: Seconds of span budget that may build up while few requests keep spans (a burst allowance).
+BUDGET_BURST_S = 1.0
 
 
 def set_valid_attributes(span: Span, attributes: dict[str, Any]) -> None:
@@ -93,7 +95,7 @@ class PystrumentSpanProcessor(SpanProcessor):
         self._provider = tracer_provider
         self._tracer: trace.Tracer | None = None
         self._on_session = on_session
-        self._worker = SpanWorker(QUEUE_SIZE, budget=self.settings.span_budget)
+        self._worker = SpanWorker(QUEUE_SIZE)
         self._recordings: dict[int, Recording] = {}
         self._closed = not self.settings.enabled
         # Precise mode only (imported lazily, like pyinstrument's profiler): profilers left by spans ended elsewhere.
@@ -107,7 +109,16 @@ class PystrumentSpanProcessor(SpanProcessor):
         self._interval_s = self.settings.interval_s
         self._precise = self.settings.sampler == "pyinstrument"
         self._profile_rate = self.settings.profile_rate
-        self._keep_all = self.settings.keep_rate >= 1
+        self._keep_all = self.settings.keep_rate >= 1 and self.settings.span_budget >= 1
+        # The span budget: a bucket of span-worker CPU seconds, filled at ``span_budget`` seconds per second (up to
+        # BUDGET_BURST_S of it), from which each kept request takes its estimated building cost (``_afford``).
+        self._budget = self.settings.span_budget
+        self._tokens = self._budget * BUDGET_BURST_S
+        self._tokens_at = time.perf_counter()
+        #: Span-worker CPU seconds to build one request's spans (moving average over the requests built; 0 until one
+        #: was): the budget's estimate for the next. Per request rather than per sample or span, which the request
+        #: thread does not know: the budget holds on average over the endpoints, not for each.
+        self.cost_per_request = 0.0
         self._static_attributes: dict[str, Any] = {
             INTERVAL_MS: self.settings.interval_ms,
             SAMPLER: self.settings.sampler,
@@ -139,7 +150,7 @@ class PystrumentSpanProcessor(SpanProcessor):
                 self._finish_recording(recording, None)
             keep = recording.keep
             if keep is None:
-                keep = recording.keep = self._tail_keep(span, span.end_time or time.time_ns())
+                keep = recording.keep = self._tail_keep(span, span.end_time or time.time_ns(), recording)
             registry.unregister(recording)
             if self._on_session is not None or (
                 keep and (recording.precise or recording.samples_at_end or recording.gc_pauses)
@@ -212,9 +223,7 @@ class PystrumentSpanProcessor(SpanProcessor):
             get_sampler().remove(recording)
         recording.stop()
         if span is not None:
-            worker = self._worker
-            keep_all = self._keep_all and not (worker.over_budget and worker.saturated())
-            keep = recording.keep = True if keep_all else self._tail_keep(span, time.time_ns())
+            keep = recording.keep = True if self._keep_all else self._tail_keep(span, time.time_ns(), recording)
             attributes = self._static_attributes.copy()
             attributes[SAMPLE_COUNT] = recording.samples_at_end
             attributes[FUNCTION_SPANS] = keep
@@ -230,19 +239,38 @@ class PystrumentSpanProcessor(SpanProcessor):
                 attributes[GC_COLLECTIONS] = len(pauses)
             set_valid_attributes(span, attributes)
 
-    def _tail_keep(self, span: ReadableSpan, end_ns: int) -> bool:
-        """The tail rule: slow and failed requests keep function spans, a ``keep_rate`` share of the rest while the
-        span worker is within its CPU budget, none of the rest beyond it."""
+    def _tail_keep(self, span: ReadableSpan, end_ns: int, recording: Recording) -> bool:
+        """The tail rule: slow and failed requests keep function spans; of the rest a ``keep_rate`` share, as far as
+        the span budget affords them."""
         settings = self.settings
-        saturated = self._worker.saturated()  # the span worker used more CPU than PYSTRUMENT_SPAN_BUDGET allows
-        if settings.keep_rate >= 1 and not saturated:
-            return True
         duration_ms = (end_ns - (span.start_time or end_ns)) / 1e6
-        if duration_ms >= settings.slow_ms or self._failed(span):
-            return True
-        if saturated:
+        must = duration_ms >= settings.slow_ms or self._failed(span)
+        if not must and settings.keep_rate < 1 and self._random.random() >= settings.keep_rate:
             return False
-        return self._random.random() < settings.keep_rate
+        if self._budget >= 1:
+            return True
+        return self._afford(must)
+
+    def _afford(self, must: bool) -> bool:
+        """Take the estimated cost of building a request's spans from the budget; False (nothing taken) when it does
+        not fit, unless the request ``must`` keep them (slow or failed: the budget goes into debt). Read and written
+        without a lock by the request threads: a lost update only makes the estimate a little off."""
+        now = time.perf_counter()
+        budget = self._budget
+        tokens = min(budget * BUDGET_BURST_S, self._tokens + (now - self._tokens_at) * budget)
+        self._tokens_at = now
+        cost = self.cost_per_request
+        if must or tokens >= cost:
+            self._tokens = tokens - cost
+            return True
+        self._tokens = tokens
+        log_once(
+            "span_budget",
+            f"pystrument: building function spans would take more than PYSTRUMENT_SPAN_BUDGET={budget:g} of a CPU "
+            "core; fast requests keep no function spans while it is spent (slow and failed requests keep theirs)",
+            exc_info=False,
+        )
+        return False
 
     @staticmethod
     def _failed(span: ReadableSpan) -> bool:
@@ -257,6 +285,7 @@ class PystrumentSpanProcessor(SpanProcessor):
     def _build(self, recording: Recording) -> None:
         """Build and emit the function spans of an ended request (on the span worker)."""
         span = recording.ended
+        cpu = time.thread_time() if recording.keep and self._budget < 1 else None
         try:
             if span is None:
                 return
@@ -281,6 +310,10 @@ class PystrumentSpanProcessor(SpanProcessor):
             )
         finally:
             recording.release()
+            if cpu is not None:  # the span budget's estimate of what a request costs to turn into spans
+                cost = time.thread_time() - cpu
+                previous = self.cost_per_request
+                self.cost_per_request = cost if not previous else 0.9 * previous + 0.1 * cost
 
     def _get_tracer(self) -> trace.Tracer:
         if self._tracer is None:

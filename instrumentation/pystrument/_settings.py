@@ -27,8 +27,8 @@ ENV_MIN_SPAN_MS = "PYSTRUMENT_MIN_SPAN_MS"
 ENV_MAX_SPANS = "PYSTRUMENT_MAX_SPANS"
 #: Share of fast, successful profiled requests that keep their function spans, 0..1 (default 1): the tail rule.
 ENV_KEEP_RATE = "PYSTRUMENT_KEEP_RATE"
-#: Share of one CPU core the span worker may spend building function spans (default 0.05). Above it, fast and
-#: successful requests keep no function spans until it is back under; slow and failed requests always keep theirs.
+#: Share of one CPU core the span worker may spend building function spans (default 0.05): a fast, successful
+#: request whose estimated cost does not fit what is left keeps none; slow and failed requests always keep theirs.
 ENV_SPAN_BUDGET = "PYSTRUMENT_SPAN_BUDGET"
 
 Sampler = Literal["default", "pyinstrument"]

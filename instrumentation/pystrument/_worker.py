@@ -12,15 +12,12 @@ from __future__ import annotations
 import collections
 import os
 import threading
-import time
 from collections.abc import Callable
 
 from pystrument._safety import log_once
 
 #: Seconds the worker collects jobs before running them.
 PERIOD = 0.05
-#: Seconds over which the worker measures its CPU share (at most this often).
-LOAD_WINDOW = 0.25
 _pid = os.getpid()
 
 
@@ -36,17 +33,10 @@ if hasattr(os, "register_at_fork"):
 class SpanWorker:
     """Runs submitted jobs on its own thread, a batch at a time; ``flush`` waits until everything queued ran."""
 
-    def __init__(self, maxsize: int = 256, period: float = PERIOD, budget: float = 1.0) -> None:
+    def __init__(self, maxsize: int = 256, period: float = PERIOD) -> None:
         self.maxsize = maxsize
         self.period = period
         self.dropped = 0
-        #: Share of one CPU core the jobs may use; ``over_budget`` says whether the last window used more (read by
-        #: the request threads, without a lock).
-        self.budget = budget
-        self.over_budget = budget <= 0
-        #: The jobs' CPU share over the last measured window.
-        self.load = 0.0
-        self._mark = (0.0, 0.0)  # (wall, thread CPU) at the start of the window
         self._jobs: collections.deque[Callable[[], None]] = collections.deque()
         self._wake = threading.Event()
         self._parked = False
@@ -115,7 +105,6 @@ class SpanWorker:
 
     def _run(self) -> None:
         self.thread_id = threading.get_ident()
-        self._mark = (time.perf_counter(), time.thread_time())
         try:
             self._loop()
         finally:
@@ -143,41 +132,6 @@ class SpanWorker:
                 except Exception:
                     log_once("worker.job", "pystrument: building function spans failed; carrying on")
             self._working = False
-            self._measure()
             if not jobs and not self._urgent:
                 self._wake.wait(self.period)
                 self._wake.clear()
-
-    def saturated(self) -> bool:
-        """Whether requests should leave their function spans out: the last window measured used more CPU than the
-        budget, and it is recent. A verdict one window old lapses (with no job queued the worker measures nothing,
-        so otherwise it would never be lifted)."""
-        if self.budget <= 0:
-            return True
-        if not self.over_budget:
-            return False
-        if time.perf_counter() - self._mark[0] < LOAD_WINDOW:
-            return True
-        self.over_budget = False
-        return False
-
-    def _measure(self) -> None:
-        """Update ``load`` and ``over_budget`` once a window has passed (the time parked counts as idle)."""
-        if self.budget >= 1:
-            return
-        wall, cpu = time.perf_counter(), time.thread_time()
-        start_wall, start_cpu = self._mark
-        if wall - start_wall < LOAD_WINDOW:
-            return
-        self.load = (cpu - start_cpu) / (wall - start_wall)
-        self._mark = (wall, cpu)
-        over = self.load > self.budget
-        if over and not self.over_budget:
-            log_once(
-                "worker.budget",
-                f"pystrument: building function spans took {self.load:.0%} of a CPU core, above "
-                f"PYSTRUMENT_SPAN_BUDGET={self.budget:g}; fast requests keep no function spans until it is back under "
-                "(slow and failed requests keep theirs)",
-                exc_info=False,
-            )
-        self.over_budget = over
