@@ -243,20 +243,25 @@ class PystrumentSpanProcessor(SpanProcessor):
         """The tail rule: slow and failed requests keep function spans; of the rest a ``keep_rate`` share, as far as
         the span budget affords them."""
         settings = self.settings
+        if settings.keep_rate < 1:
+            if self._must_keep(span, end_ns):
+                return self._afford(True)
+            return self._random.random() < settings.keep_rate and self._afford(False)
+        return self._afford(False) or (self._must_keep(span, end_ns) and self._afford(True))
+
+    def _must_keep(self, span: ReadableSpan, end_ns: int) -> bool:
+        """Slow or failed: the request keeps its function spans whatever the sampling and the budget say."""
         duration_ms = (end_ns - (span.start_time or end_ns)) / 1e6
-        must = duration_ms >= settings.slow_ms or self._failed(span)
-        if not must and settings.keep_rate < 1 and self._random.random() >= settings.keep_rate:
-            return False
-        if self._budget >= 1:
-            return True
-        return self._afford(must)
+        return duration_ms >= self.settings.slow_ms or self._failed(span)
 
     def _afford(self, must: bool) -> bool:
         """Take the estimated cost of building a request's spans from the budget; False (nothing taken) when it does
         not fit, unless the request ``must`` keep them (slow or failed: the budget goes into debt). Read and written
         without a lock by the request threads: a lost update only makes the estimate a little off."""
-        now = time.perf_counter()
         budget = self._budget
+        if budget >= 1:
+            return True
+        now = time.perf_counter()
         tokens = min(budget * BUDGET_BURST_S, self._tokens + (now - self._tokens_at) * budget)
         self._tokens_at = now
         cost = self.cost_per_request
