@@ -237,7 +237,10 @@ def check_trace(case: Case, route: str, spans: list[dict[str, Any]]) -> bool:
         assert attributes[SAMPLES] < STARVED_SAMPLES, f"{route}: {sorted(names)} from {attributes[SAMPLES]} samples"
         return False  # starved: nothing mixed in, but too few samples to say more
     assert routes_seen == {route}, sorted(names)
-    assert {f"{route}_load", f"{route}_await", f"{route}_crunch"} & names.keys(), sorted(names)
+    # A garbage collection in the middle may take most of the time of the sleep and the loop around it: it shows
+    # in their place (under the calls on both sides of it).
+    paused = any(name.startswith("garbage collection (generation") for name in names)
+    assert {f"{route}_load", f"{route}_await", f"{route}_crunch"} & names.keys() or paused, sorted(names)
 
     def ancestors(span: dict[str, Any]) -> list[str]:
         chain = []
