@@ -262,9 +262,10 @@ class PystrumentSpanProcessor(SpanProcessor):
         if budget >= 1:
             return True
         now = time.perf_counter()
-        tokens = min(budget * BUDGET_BURST_S, self._tokens + (now - self._tokens_at) * budget)
-        self._tokens_at = now
         cost = self.cost_per_request
+        # Up to one burst's worth is kept, or one request's cost if that is more (else such requests never fit).
+        tokens = min(max(budget * BUDGET_BURST_S, cost), self._tokens + (now - self._tokens_at) * budget)
+        self._tokens_at = now
         if must or tokens >= cost:
             self._tokens = tokens - cost
             return True

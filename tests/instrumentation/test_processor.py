@@ -114,9 +114,12 @@ def test_a_collapsed_library_call_keeps_its_time_as_self_time(
     """``json.dumps`` with ``indent`` runs Python frames several levels down in the json package: its one span must
     carry their time as self time."""
     t = tracing(sampler=sampler, min_span_ms=0)
-    t0 = time.perf_counter()
-    json.dumps(report_rows(1000), indent=1)
-    rows = report_rows(max(1000, int(1000 * 0.08 / (time.perf_counter() - t0))))  # about 80 ms of encoding
+    timings = []
+    for _ in range(3):  # the fastest of three: a garbage collection in one would make the estimate too slow
+        t0 = time.perf_counter()
+        json.dumps(report_rows(1000), indent=1)
+        timings.append(time.perf_counter() - t0)
+    rows = report_rows(max(1000, int(1000 * 0.08 / min(timings))))  # about 80 ms of encoding
     with t.tracer.start_as_current_span("GET /report", kind=SpanKind.SERVER):
         json.dumps(rows, indent=1)
     spans = t.functions()
@@ -225,15 +228,20 @@ def test_span_budget_leaves_fast_requests_out_when_spent(tracing: Any) -> None:
     """Building function spans costs CPU in the app's process (~25 us per span here). The span worker measures what a
     request costs to build; a fast, successful request whose estimated cost does not fit the budget left
     (PYSTRUMENT_SPAN_BUDGET of one core, accrued over time) keeps none; slow and failed requests keep theirs."""
-    t = tracing(span_budget=0.01, slow_ms=150, min_span_ms=0)
+    budget = 0.002
+    t = tracing(span_budget=budget, slow_ms=150, min_span_ms=0)
     kept = []
-    for _ in range(12):  # ~40 spans per 30 ms request: ~1 ms to build, against 0.3 ms of budget accrued per request
+    started = time.perf_counter()
+    for _ in range(12):  # ~40 spans per 30 ms request, ~1 ms to build, against 0.06 ms of budget accrued per request
         with t.tracer.start_as_current_span("GET /deep", kind=SpanKind.SERVER) as span:
             deep(40)
         t.provider.force_flush()
         kept.append(span.attributes["pystrument.function_spans"])
-    assert t.processor.cost_per_request > 0
-    assert kept[0] is True and kept.count(False) >= 6, kept  # the burst allowance (10 ms) goes first
+    cost = t.processor.cost_per_request
+    assert cost > 0
+    assert kept[0] is True and False in kept, kept  # the first is free (nothing measured yet)
+    # What was kept fits the budget: its one-second burst allowance plus what accrued, give or take the estimate.
+    assert (kept.count(True) - 2) * cost <= budget * (1 + time.perf_counter() - started), (kept, cost)
     with t.tracer.start_as_current_span("GET /slow", kind=SpanKind.SERVER):
         deep(3)
         time.sleep(0.15)
@@ -243,11 +251,16 @@ def test_span_budget_leaves_fast_requests_out_when_spent(tracing: Any) -> None:
     requests = {r.name: r for r in t.requests()}
     assert requests["GET /slow"].attributes["pystrument.function_spans"] is True and t.functions(requests["GET /slow"])
     assert t.functions(requests["GET /fail"])
-    time.sleep(1.0)  # the budget fills up again
-    t.exporter.clear()
-    with t.tracer.start_as_current_span("GET /later", kind=SpanKind.SERVER):
-        deep(3)
-    (later,) = t.requests()
+    # The budget fills up again (how soon depends on the measured cost and on the debt of the two above).
+    deadline = time.monotonic() + 10
+    while True:
+        time.sleep(0.25)
+        t.exporter.clear()
+        with t.tracer.start_as_current_span("GET /later", kind=SpanKind.SERVER):
+            deep(3)
+        (later,) = t.requests()
+        if later.attributes["pystrument.function_spans"] or time.monotonic() > deadline:
+            break
     assert later.attributes["pystrument.function_spans"] is True and t.functions(later)
     # Without a budget every request keeps its spans.
     free = tracing(span_budget=1, min_span_ms=0)
