@@ -615,26 +615,29 @@ def detect_cpu(trace: Trace) -> list[Finding]:
     return findings
 
 
-def _merge_loop_work(trace: Trace, repeated: list[Finding], cpu: list[Finding]) -> list[Finding]:
-    """A function that runs an N+1 loop and is also a CPU hotspot: its own time is mostly the loop's
-    per-item work (fetching rows, ORM hydration, building requests), which batching removes too."""
-    by_function = {f.function: f for f in cpu}
+def _merge_loop_work(trace: Trace, repeated: list[Finding], work: list[Finding]) -> list[Finding]:
+    """A function that runs an N+1 loop and is also a CPU hotspot or waits: its own time is mostly the loop's per-item
+    work (fetching rows, ORM hydration, building requests; with sqlite, the scan runs in ``fetchall`` outside the
+    query's span, and under load that shows partly as waiting for the GIL), which batching removes too."""
+    merged: set[int] = set()
     for finding in repeated:
         if not finding.detector.startswith("n_plus_one"):
             continue
-        work = by_function.pop(finding.function, None)
-        if work is None:
+        mine = [w for w in work if w.function == finding.function and id(w) not in merged]
+        if not mine:
             continue
         finding.detail["calls_ms"] = f"{finding.time_ms:.0f}"
-        finding.time_ms += work.time_ms
+        for w in mine:
+            finding.time_ms += w.time_ms
+            merged.add(id(w))
         finding.impact = min(1.0, finding.time_ms / trace.duration_ms)
-    return [f for f in cpu if f.function in by_function]
+    return [w for w in work if id(w) not in merged]
 
 
 def detect_all(trace: Trace) -> list[Finding]:
     """Run every detector; biggest impact first."""
     repeated = [*detect_database(trace), *detect_http(trace)]
-    cpu = _merge_loop_work(trace, repeated, detect_cpu(trace))
-    findings = [*repeated, *detect_library_work(trace), *cpu, *detect_waits(trace), *detect_gc(trace)]
+    work = _merge_loop_work(trace, repeated, [*detect_cpu(trace), *detect_waits(trace)])
+    findings = [*repeated, *detect_library_work(trace), *work, *detect_gc(trace)]
     findings.sort(key=lambda f: (-f.impact, f.detector, f.function))
     return findings
