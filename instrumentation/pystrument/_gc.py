@@ -9,7 +9,7 @@ bounded ring; the young generation's collections take microseconds and are not k
 Each request then carries the pauses that overlapped it (``pystrument.gc.pause_ms``,
 ``pystrument.gc.collections``), and its timeline shows each pause as a call of its own, ``garbage collection
 (generation N)``, placed where the pause happened, below the calls that were on the stack on both sides of it.
-The callback costs about a microsecond per collection; a request triggers about one.
+The callback costs about a microsecond per collection; a request of the benchmark app triggers 0.01–0.15 of them.
 """
 
 from __future__ import annotations
