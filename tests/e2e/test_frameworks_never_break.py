@@ -116,7 +116,8 @@ def gunicorn_app(tmp_path: Path, get_free_port: Callable[[], int]) -> Iterator[C
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+        if proc.stdout is not None and not proc.stdout.closed:
+            print(proc.communicate()[0])  # the app's log: shown by pytest when the test failed
 
 
 def hit_routes(url: str, rounds: int = 2) -> list[float]:
