@@ -17,7 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind
 from pyinstrument.frame_ops import FrameRecordType
 from pyinstrument.session import Session
 
-from pystrument._gc import with_pauses
+from pystrument._gc import unmarked, with_pauses
 from pystrument._lanes import thread_name
 from pystrument._recording import Recording
 from pystrument._tree import Call, attach_lanes, build_calls, collapse_library, prune
@@ -43,19 +43,33 @@ FUNCTION_SPANS = "pystrument.function_spans"
 ASYNC = "pystrument.async"
 GC_PAUSE_MS = "pystrument.gc.pause_ms"
 GC_COLLECTIONS = "pystrument.gc.collections"
+#: On a function span: the real spans (DB, HTTP, ...) that started while it was the innermost call on the request's
+#: stack, as 16-hex span ids: where they belong, as the request's own code saw it (not guessed from times).
+CHILD_SPAN_IDS = "pystrument.child_span_ids"
+#: On a function span rendering a template: the template's name.
+TEMPLATE = "pystrument.template"
+#: Time a coroutine was ready to run but another task held the event loop (function spans and the request span).
+LOOP_WAIT_MS = "pystrument.loop_wait_ms"
+#: On an event-loop request span: which loop ran it (``host:pid:loop``), to find who held it.
+LOOP = "pystrument.loop"
+#: On a request span that could not be sampled: why.
+STARVED = "pystrument.profile.starved"
 
 
 def build(recording: Recording, min_duration: float, max_calls: int) -> list[Call]:
     """The request's call tree, ready to emit: per-lane timelines, library chains collapsed, worker lanes
     nested under the call that waited for them, then pruned."""
     main: list[Call] = []
-    others: list[Call] = []
+    others: list[tuple[str, list[Call]]] = []
     for lane in recording.lanes:
         records = with_pauses(lane.records(), lane.start, lane.end, recording.gc_pauses)
         calls = collapse_library(build_calls(records, lane.start, "" if lane.main else lane.name))
         if lane.bridge:  # only framework plumbing between the waiting thread and the code it calls back: no news
             calls = [call for call in calls if not call.library or call.children]
-        (main if lane.main else others).extend(calls)
+        if lane.main:
+            main.extend(calls)
+        else:
+            others.append((lane.token, calls))
     return prune(attach_lanes(main, others), min_duration, max_calls)
 
 
@@ -67,7 +81,7 @@ def session(recording: Recording) -> Session:
     for lane in recording.lanes:
         lane_root = f"{lane.name or thread_name(getattr(lane, 'thread_id', 0))}\x00<{lane.kind}>\x000"
         lane_records = with_pauses(lane.records(), lane.start, lane.end, recording.gc_pauses)
-        records.extend(([root, lane_root, *stack], dt) for stack, dt in lane_records)
+        records.extend(([root, lane_root, *unmarked(stack)], dt) for stack, dt in lane_records)
     end = recording.end_perf if recording.end_perf is not None else time.perf_counter()
     return Session(
         frame_records=records,
@@ -117,6 +131,16 @@ def emit_calls(
                 attributes[AWAIT_TIME_MS] = round(call.await_time * 1000, 3)
             if call.wait_time > 0:
                 attributes[WAIT_TIME_MS] = round(call.wait_time * 1000, 3)
+            if call.loop_wait_time > 0:
+                attributes[LOOP_WAIT_MS] = round(call.loop_wait_time * 1000, 3)
+            if call.claims:
+                children = [claim for claim in call.claims if len(claim) == 16]
+                if children:
+                    attributes[CHILD_SPAN_IDS] = children
+            if call.template:
+                attributes[TEMPLATE] = call.template
+            if call.pause:
+                attributes[GC_PAUSE_MS] = round(call.pause * 1000, 3)
             if call.lane:
                 attributes[THREAD] = call.lane
             span = tracer.start_span(

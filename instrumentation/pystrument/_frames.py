@@ -9,6 +9,7 @@ different lines stay apart.
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 import types
 from collections.abc import Iterable
@@ -17,11 +18,21 @@ from pyinstrument.frame import AWAIT_FRAME_IDENTIFIER, OUT_OF_CONTEXT_FRAME_IDEN
 from pyinstrument.frame_info import ATTRIBUTE_MARKER_CLASS_NAME, ATTRIBUTES_SEP, IDENTIFIER_SEP
 
 ATTRIBUTE_MARKER_CALL_SITE = "s"
+#: ``o1``/``o0``: the frame's owner is library/app code, whatever its file says (generated code, compiled templates).
+ATTRIBUTE_MARKER_OWNER = "o"
+#: ``t`` + a template's name: the frame renders that template (a call kept visible, named after it).
+ATTRIBUTE_MARKER_TEMPLATE = "t"
 AWAIT = AWAIT_FRAME_IDENTIFIER
 OUT_OF_CONTEXT = OUT_OF_CONTEXT_FRAME_IDENTIFIER
 #: Leaf marker of the part of a thread's sample interval in which the thread did not run (its CPU clock stood
 #: still): it waited in a C call (sleep, I/O, a lock) or for the GIL. Like ``[await]``, it is time of the frame above.
 WAIT = "[wait]"
+#: Leaf marker of a waiting task whose awaited result is in (or that yielded): ready to run, it waits for the loop,
+#: which another task holds. Time of the frame above, counted as its loop-wait time.
+READY = "[ready]"
+#: Leaf prefix of a mark: a stack seen by the request's own code at an instant (a child span starting, work handed
+#: to another thread), not by the sampler; what follows the prefix names what the innermost call there claims.
+MARK = "[mark]"
 #: The file of the pseudo-frame a garbage-collection pause shows as (``_gc.py``): never library code, so a pause is
 #: not folded into a library call.
 GC_FILE = "<gc>"
@@ -46,7 +57,7 @@ def call_line(frame: types.FrameType) -> int:
     """``frame.f_lineno``, cached per code object and instruction offset: ``f_lasti`` is read in constant time,
     while ``f_lineno`` decodes the line table up to the offset (microseconds in a long function such as a compiled
     template), and the sampler needs the call site of every frame of every sample."""
-    lines = _entry(frame.f_code)[4]
+    lines = _entry(frame.f_code, frame)[4]
     lasti = frame.f_lasti
     line = lines.get(lasti)
     if line is None:
@@ -54,9 +65,10 @@ def call_line(frame: types.FrameType) -> int:
     return line
 
 
-def frame_info(code: types.CodeType, caller: types.FrameType | None) -> str:
-    """Frame info of a call of ``code`` made from ``caller``'s current line (cached; cheap per sample)."""
-    sites = _entry(code)[2]
+def frame_info(code: types.CodeType, caller: types.FrameType | None, frame: types.FrameType | None = None) -> str:
+    """Frame info of a call of ``code`` made from ``caller``'s current line (cached; cheap per sample). ``frame``, the
+    call's own frame, lets generated code and compiled templates be classed by their owner."""
+    sites = _entry(code, frame)[2]
     line = call_line(caller) if caller is not None else 0
     info = sites.get(line)
     if info is None:
@@ -64,15 +76,65 @@ def frame_info(code: types.CodeType, caller: types.FrameType | None) -> str:
     return info
 
 
-def _entry(code: types.CodeType) -> Entry:
+def _entry(code: types.CodeType, frame: types.FrameType | None = None) -> Entry:
     entry = _code_ids.get(id(code))
     if entry is not None and entry[0] is code:
         return entry
     identifier = f"{code.co_qualname}{IDENTIFIER_SEP}{code.co_filename}{IDENTIFIER_SEP}{code.co_firstlineno}"
+    if frame is not None and code.co_filename.startswith("<") and code.co_filename != GC_FILE:
+        identifier = _generated_identifier(code, frame, identifier)
+    elif frame is not None and not code.co_filename.endswith(".py"):
+        identifier = _template_identifier(code, frame, identifier)
     if len(_code_ids) >= _CACHE_LIMIT:
         _code_ids.clear()
     entry = _code_ids[id(code)] = (code, identifier, {}, code.co_filename.startswith(_OWN_DIR), {})
     return entry
+
+
+def _module_file(globals_: dict[str, object]) -> str | None:
+    """The file of the module whose globals these are (generated code runs in its owner's globals)."""
+    name = globals_.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    path = getattr(module, "__file__", None) or globals_.get("__file__")
+    return path if isinstance(path, str) else None
+
+
+def _generated_identifier(code: types.CodeType, frame: types.FrameType, identifier: str) -> str:
+    """Generated code (``<string>``: dataclass and SQLAlchemy constructors, namedtuples) is its owner's: the module
+    whose globals it runs in, library or app; code with no module of its own is the machinery's (library)."""
+    template = _template_identifier(code, frame, identifier)
+    if template is not identifier:
+        return template
+    owner = _module_file(frame.f_globals)
+    library = owner is None or is_library_path(owner)
+    return f"{identifier}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_OWNER}{int(library)}"
+
+
+def _template_identifier(code: types.CodeType, frame: types.FrameType, identifier: str) -> str:
+    """A compiled Jinja template's functions named after the template (``template index.html``, ``block body
+    (index.html)``), classed by the template's file (the app's templates or a package's); else ``identifier``."""
+    template = frame.f_globals.get("__jinja_template__")
+    if template is None:
+        return identifier
+    name = str(getattr(template, "name", None) or frame.f_globals.get("name") or code.co_filename)
+    path = getattr(template, "filename", None) or code.co_filename
+    library = str(path).startswith("<") or is_library_path(str(path))
+    if code.co_name == "root":
+        label = f"template {name}"
+    elif code.co_name.startswith("block_"):
+        label = f"block {code.co_name[6:]} ({name})"
+    else:
+        label = f"{code.co_qualname} ({name})"
+    marker = f"{ATTRIBUTE_MARKER_TEMPLATE}{name}" if code.co_name == "root" else ""
+    attributes = f"{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_OWNER}{int(library)}"
+    if marker:
+        attributes += f"{ATTRIBUTES_SEP}{marker}"
+    return f"{label}{IDENTIFIER_SEP}{path}{IDENTIFIER_SEP}{code.co_firstlineno}{attributes}"
+
+
+#: id(frame of a pystrument wrapper) -> the frame identifier it stands for while it runs (a Django template being
+#: rendered): the sampler shows it in place of the wrapper, which is otherwise left out as pystrument's own.
+virtual_frames: dict[int, str] = {}
 
 
 def is_own(code: types.CodeType) -> bool:
@@ -92,7 +154,11 @@ def await_chain(frames: list[types.FrameType], after: types.FrameType | None) ->
     caller = after
     for frame in frames:
         if not is_own(frame.f_code):
-            out.append(frame_info(frame.f_code, caller))
+            out.append(frame_info(frame.f_code, caller, frame))
+        else:
+            virtual = virtual_frames.get(id(frame))
+            if virtual is not None:
+                out.append(f"{virtual}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_CALL_SITE}{call_line(caller) if caller else 0}")
         caller = frame
     return tuple(out)
 
@@ -110,19 +176,20 @@ def stack_below(
     out: list[str] = []
     append = out.append
     cache = _code_ids
+    virtual = virtual_frames
     frame = leaf
     if frame is None:
         return None
     code = frame.f_code
     entry = cache.get(id(code))
     if entry is None or entry[0] is not code:
-        entry = _entry(code)
+        entry = _entry(code, frame)
     while True:
         if id(frame) in anchors:
             break
         if frame is root:  # a task's outermost coroutine: its caller is loop machinery, no call site
             if not entry[3]:
-                append(frame_info(code, None))
+                append(frame_info(code, None, frame))
             break
         # The caller's entry gives this call's line (cached by offset) and is the next step's entry.
         back = frame.f_back
@@ -130,14 +197,18 @@ def stack_below(
             back_code = back.f_code
             back_entry = cache.get(id(back_code))
             if back_entry is None or back_entry[0] is not back_code:
-                back_entry = _entry(back_code)
+                back_entry = _entry(back_code, back)
+            lasti = back.f_lasti
+            line = back_entry[4].get(lasti)
+            if line is None:
+                line = back_entry[4][lasti] = back.f_lineno or 0
             if not entry[3]:
-                lasti = back.f_lasti
-                line = back_entry[4].get(lasti)
-                if line is None:
-                    line = back_entry[4][lasti] = back.f_lineno or 0
                 info = entry[2].get(line)
-                append(info if info is not None else frame_info(code, back))
+                append(info if info is not None else frame_info(code, back, frame))
+            elif virtual:
+                label = virtual.get(id(frame))
+                if label is not None:  # pystrument's wrapper standing for something the stack does not show
+                    append(f"{label}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_CALL_SITE}{line}")
             frame, code, entry = back, back_code, back_entry
         else:
             return None  # the stack's outermost frame, and no anchor met: not the request's stack
@@ -284,3 +355,26 @@ def is_library_info(info: str) -> bool:
 
 def anchor_ids(frames: Iterable[types.FrameType]) -> frozenset[int]:
     return frozenset(map(id, frames))
+
+
+_packages: dict[str, str] = {}
+
+
+def library_package(path: str) -> str:
+    """The distribution-level package a library file belongs to (``django``, ``PIL``), ``stdlib`` for the standard
+    library, or ``""`` for anything else: a call into another package stays visible when library frames collapse."""
+    found = _packages.get(path)
+    if found is None:
+        found = ""
+        for part in _LIBRARY_PARTS:
+            i = path.rfind(part)
+            if i >= 0:
+                found = path[i + len(part) :].split(os.sep, 1)[0].removesuffix(".py")
+                break
+        else:
+            if path.startswith(_LIBRARY_ROOTS[:-1]) or path.startswith("<"):
+                found = "stdlib"
+        if len(_packages) >= _CACHE_LIMIT:
+            _packages.clear()
+        _packages[path] = found
+    return found

@@ -27,7 +27,7 @@ from typing import Any
 
 from pyinstrument.frame_ops import FrameRecordType
 
-from pystrument._frames import AWAIT, GC_FILE, OUT_OF_CONTEXT, WAIT, call_key
+from pystrument._frames import AWAIT, GC_FILE, MARK, OUT_OF_CONTEXT, READY, WAIT, call_key
 from pystrument._safety import log_once
 
 #: Shortest pause kept, in seconds.
@@ -38,9 +38,28 @@ KEEP = 256
 Pause = tuple[float, float, int]  # (start, end, generation) on the perf_counter clock
 
 
-def pause_frame(generation: int) -> str:
-    """The pyinstrument frame identifier a pause of ``generation`` shows as."""
-    return f"garbage collection (generation {generation})\x00{GC_FILE}\x000"
+def pause_frame(generation: int, start: float = 0.0, length: float = 0.0) -> str:
+    """The pyinstrument frame info a pause of ``generation`` shows as: each pause a call of its own (its start as the
+    call site), carrying its length (``p`` + microseconds), so that two pauses in a row never merge into one call."""
+    return (
+        f"garbage collection (generation {generation})\x00{GC_FILE}\x000"
+        f"\x01s{round(start * 1e6)}\x01{PAUSE_MARKER}{round(length * 1e6)}"
+    )
+
+
+#: Attribute marker of a pause frame's length in microseconds.
+PAUSE_MARKER = "p"
+
+
+def pause_length(frame_info: str) -> float:
+    """The length in seconds a pause frame carries (0 when it carries none)."""
+    for attribute in frame_info.split("\x01")[1:]:
+        if attribute.startswith(PAUSE_MARKER):
+            try:
+                return int(attribute[1:]) / 1e6
+            except ValueError:
+                return 0.0
+    return 0.0
 
 
 class GcPauses:
@@ -110,6 +129,11 @@ class GcPauses:
         if self.sample is not None and frame is not None:
             self.sample(frame, now)
 
+    @property
+    def collecting_thread(self) -> int:
+        """The thread running the collection under way (meaningful while ``open_start`` is set)."""
+        return self._thread
+
     def observe(self, now: float) -> None:
         """Called by a thread that runs Python code at ``now``: a collection under way in another thread has ended
         by then (its thread has yet to run the stop callback)."""
@@ -151,33 +175,39 @@ def with_pauses(
     for stack, dt in records:
         t0, t1 = t, t + dt
         t = t1
-        inside = [(max(a, t0), min(b, t1), g) for a, b, g in pauses if b > t0 and a < t1]
+        inside = [((max(a, t0), min(b, t1), g), (a, b, g)) for a, b, g in pauses if b > t0 and a < t1]
         if not inside:
             out.append((stack, dt))
             previous = stack
             continue
-        before = previous if previous is not None else stack
+        before = unmarked(previous if previous is not None else stack)
         shared = _shared(before, stack)
         cursor = t0
-        for a, b, generation in inside:
+        for (a, b, generation), (pa, pb, _) in inside:
             if a > cursor:
                 out.append((before, a - cursor))
-            out.append(([*shared, pause_frame(generation)], b - a))
+            out.append(([*shared, pause_frame(generation, pa, pb - pa)], b - a))
             cursor = b
         if t1 > cursor:
             out.append((stack, t1 - cursor))
         previous = stack
     if end is not None and previous is not None:
         cursor = t
-        for a, b, generation in pauses:
-            a, b = max(a, cursor), min(b, end)
+        previous = unmarked(previous)
+        for pa, pb, generation in pauses:
+            a, b = max(pa, cursor), min(pb, end)
             if b - a <= 0:
                 continue
             if a > cursor:
                 out.append((previous, a - cursor))
-            out.append(([*_shared(previous, previous), pause_frame(generation)], b - a))
+            out.append(([*_shared(previous, previous), pause_frame(generation, pa, pb - pa)], b - a))
             cursor = b
     return out
+
+
+def unmarked(stack: list[str]) -> list[str]:
+    """``stack`` without a mark's leaf: a mark's claim is made once, by the mark's own record."""
+    return stack[:-1] if stack and stack[-1].startswith(MARK) else stack
 
 
 def _shared(a: list[str], b: list[str]) -> list[str]:
@@ -185,7 +215,7 @@ def _shared(a: list[str], b: list[str]) -> list[str]:
     differs between samples); markers such as ``[await]`` excluded."""
     n = 0
     for x, y in zip(a, b, strict=False):
-        if x in (AWAIT, OUT_OF_CONTEXT, WAIT) or (x != y and call_key(x) != call_key(y)):
+        if x in (AWAIT, OUT_OF_CONTEXT, WAIT, READY) or x.startswith(MARK) or (x != y and call_key(x) != call_key(y)):
             break
         n += 1
     return list(a[:n])

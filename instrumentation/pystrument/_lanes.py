@@ -6,6 +6,8 @@ its timed samples into pyinstrument frame records ``(stack, seconds since the pr
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 import threading
 import time
@@ -18,6 +20,9 @@ from pyinstrument.frame_ops import FrameRecordType
 from pystrument._frames import (
     ANCHOR_DEPTH,
     AWAIT,
+    IDENTIFIER_SEP,
+    MARK,
+    READY,
     WAIT,
     anchor_ids,
     await_chain,
@@ -26,11 +31,18 @@ from pystrument._frames import (
     frame_chain,
     is_library_info,
     is_running,
+    library_package,
     stack_below,
 )
 
+#: Which request owns which task (the registry's; here so that a lane can tell its request's tasks from others').
+task_owners: dict[Any, object] = {}
+#: asyncio's running task per loop (read from the sampler thread), where the interpreter keeps such a dict.
+_current_tasks: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
 #: Samples kept per lane; a request running longer keeps its first samples (about 8 minutes at 5 ms).
 MAX_SAMPLES = 100_000
+#: Marks kept per lane (two per child span): a request making more child spans keeps the first ones' places.
+MAX_MARKS = 20_000
 #: A sample interval in which a thread ran less than this share of the time is split into run and wait parts.
 WAIT_MIN_SHARE = 0.1
 
@@ -67,9 +79,15 @@ class Lane:
     bridge = False
     # Time the lane spent running rather than awaiting (meaningful for tasks: their share of the loop).
     busy = 0.0
+    #: Time the lane's task was ready to run while another task held the loop.
+    ready = 0.0
     #: CPU seconds the lane's thread ran in each sample's interval, aligned with ``samples`` (-1: not known); None
     #: when not measured (tasks share their thread's clock).
     cpu: list[float] | None = None
+    #: Stacks seen by the request's own code at an instant: (time, stack, claim) (see ``mark``).
+    marks: list[tuple[float, Stack, str]] | None = None
+    #: The claim a hand-off mark makes for this lane (set by whoever hands the lane its work).
+    token = ""
 
     def __init__(self, name: str, start: float, *, main: bool = False, worker: bool = False) -> None:
         self.name = name
@@ -101,8 +119,10 @@ class Lane:
     def record(self, now: float, stack: Stack) -> None:
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append((now, stack))
-        if not stack or stack[-1] is not AWAIT:
+        if not stack or (stack[-1] is not AWAIT and stack[-1] is not READY):
             self.busy += max(0.0, now - self._last_t)
+        elif stack[-1] is READY:
+            self.ready += max(0.0, now - self._last_t)
         self._last_t = now
 
     def sample_count(self) -> int:
@@ -112,7 +132,7 @@ class Lane:
         """The part of ``busy`` that falls inside ``pauses`` (the intervals ``record`` counted as running)."""
         inside, previous = 0.0, self.start
         for t, stack in self.samples[:]:
-            if not stack or stack[-1] is not AWAIT:
+            if not stack or (stack[-1] is not AWAIT and stack[-1] is not READY):
                 inside += sum(max(0.0, min(b, t) - max(a, previous)) for a, b, _ in pauses)
             previous = t
         return inside
@@ -121,26 +141,52 @@ class Lane:
         """The request's part of this lane's stack now; ``()`` if outside the request, None if gone."""
         raise NotImplementedError
 
+    def stack_at(self, frame: types.FrameType) -> Stack | None:
+        """The request's part of the stack below ``frame``, a frame of the lane's own running code (called there)."""
+        raise NotImplementedError
+
+    def mark(self, now: float, stack: Stack, claim: str) -> None:
+        """Record that ``stack`` was on the lane at ``now`` (seen by the lane's own code, so exact): the timeline holds
+        its calls then, and the innermost one claims ``claim`` (a child span's id, a lane's token; "" for none)."""
+        marks = self.marks
+        if marks is None:
+            marks = self.marks = []
+        if len(marks) < MAX_MARKS:
+            marks.append((now, stack, claim))
+
     def records(self) -> list[FrameRecordType]:
-        """pyinstrument frame records of this lane's samples up to its end. A worker lane's last stack runs on to
-        the lane's end (its function returns just before the lane closes); other lanes stop at their last sample."""
+        """pyinstrument frame records of this lane's samples and marks up to its end. A mark splits the interval of
+        the sample after it (each record's time ends at the record), its share of the thread's CPU time pro rata; its
+        record ends in a ``MARK`` leaf. A worker lane's last stack runs on to the lane's end (its function returns
+        just before the lane closes); other lanes stop at their last sample."""
         out: list[FrameRecordType] = []
         previous = self.start
         end = self.end if self.end is not None else float("inf")
         cpu = self.cpu
+        marks = sorted(self.marks, key=_first) if self.marks else ()
+        m = 0
         for i, (t, stack) in enumerate(self.samples[:]):
             if t > end:
                 break
             dt = max(0.0, t - previous)
             ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
-            wait = dt - ran
-            if ran >= 0.0 and stack and wait > WAIT_MIN_SHARE * dt:
-                # The wait first: its record does not count as a sample (``build_calls``), the run part does.
-                out.append(([*stack, WAIT], wait))
-                out.append((list(stack), ran))
-            else:
-                out.append((list(stack), dt))
+            while m < len(marks) and marks[m][0] <= t:
+                at, mstack, claim = marks[m]
+                m += 1
+                piece = max(0.0, at - previous)
+                mran = ran * piece / dt if ran >= 0.0 and dt > 0 else -1.0
+                _append(out, mstack, piece, mran, MARK + claim)
+                previous = max(previous, at)
+                dt = max(0.0, t - previous)
+                if ran >= 0.0:
+                    ran = max(0.0, ran - mran)
+            _append(out, stack, dt, ran, None)
             previous = t
+        for at, mstack, claim in marks[m:]:
+            if at > end:
+                break
+            out.append(([*mstack, MARK + claim], max(0.0, at - previous)))
+            previous = max(previous, at)
         if self.worker:
             out = self._worker_records(out, end, previous)
         return out
@@ -158,8 +204,47 @@ class Lane:
         if end != float("inf") and end > last:
             tail += end - last
         if tail > 0:
-            body.append((list(body[-1][0]), tail))
+            stack = body[-1][0]
+            body.append((stack[:-1] if stack[-1].startswith(MARK) else list(stack), tail))
         return body
+
+
+def _first(mark: tuple[float, Stack, str]) -> float:
+    return mark[0]
+
+
+def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, leaf: str | None) -> None:
+    """One record of ``dt`` seconds, split into a wait part and a run part when the thread ran less than it could."""
+    wait = dt - ran
+    if ran >= 0.0 and stack and wait > WAIT_MIN_SHARE * dt:
+        # The wait first: its record does not count as a sample (``build_calls``), the run part does.
+        out.append(([*stack, WAIT], wait))
+        dt = ran
+    out.append(([*stack, leaf] if leaf is not None else list(stack), dt))
+
+
+#: Frame infos of the tracing machinery that starts a span (the OpenTelemetry API and SDK, the context managers
+#: around it): left out of a child span's mark, which is taken inside it but belongs to its caller.
+_machinery: dict[str, bool] = {}
+_MACHINERY_PARTS = (f"{os.sep}opentelemetry{os.sep}", f"{os.sep}contextlib.py", f"{os.sep}functools.py")
+
+
+def strip_machinery(stack: Stack, stdlib: bool = False) -> Stack:
+    """``stack`` without the tracing machinery at its leaf end (and with ``stdlib``, the standard library's: the
+    executor or task plumbing between the code that handed work off and pystrument's hook)."""
+    n = len(stack)
+    while n:
+        info = stack[n - 1]
+        found = _machinery.get(info)
+        if found is None:
+            parts = info.split(IDENTIFIER_SEP, 2)
+            found = _machinery[info] = len(parts) > 1 and any(part in parts[1] for part in _MACHINERY_PARTS)
+            if len(_machinery) > 50_000:
+                _machinery.clear()
+        if not found and not (stdlib and library_package(info.split(IDENTIFIER_SEP, 2)[1]) == "stdlib"):
+            break
+        n -= 1
+    return stack if n == len(stack) else stack[:n]
 
 
 class ThreadLane(Lane):
@@ -198,14 +283,22 @@ class ThreadLane(Lane):
         # caller's frame object), so the request thread does not create a frame object for every caller.
         self._anchor_frames = eager_chain(anchor)
 
-    def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
-        leaf = frames.get(self.thread_id)
+    def _anchor_ids(self) -> frozenset[int]:
         anchors = self._anchors
         if anchors is None:
             chain = self._anchor_frames
             if chain:
                 chain = self._anchor_frames = chain + frame_chain(chain[-1].f_back, ANCHOR_DEPTH - len(chain))
             anchors = self._anchors = anchor_ids(chain)
+        return anchors
+
+    def stack_at(self, frame: types.FrameType) -> Stack | None:
+        anchors = self._anchor_ids()
+        return stack_below(frame, anchors) if anchors else None
+
+    def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
+        leaf = frames.get(self.thread_id)
+        anchors = self._anchor_ids()
         if leaf is None or not anchors:
             return None
         last = self._last
@@ -281,6 +374,9 @@ class TaskLane(Lane):
         super().__init__(name, start, main=main, worker=worker)
         self.task = task
         self.thread_id = thread_id
+        self._loop = task.get_loop()
+        #: The request the lane belongs to (its tasks holding the loop are not a wait for it).
+        self.owner: object = None
         self._coro = task.get_coro()
         self._root = getattr(self._coro, "cr_frame", None) or getattr(self._coro, "gi_frame", None)
         # The task's own frames at the start (below the loop machinery, whose frames are renewed every step); taken
@@ -291,6 +387,7 @@ class TaskLane(Lane):
         self._last = _LastStack()
         self._waiter: object = None
         self._waiting: Stack | None = None
+        self._ready: Stack | None = None
 
     def record(self, now: float, stack: Stack) -> None:
         super().record(now, stack)
@@ -307,6 +404,11 @@ class TaskLane(Lane):
                 return own
             frame = frame.f_back
         return []
+
+    def stack_at(self, frame: types.FrameType) -> Stack | None:
+        if self._root is None:
+            return None
+        return stack_below(frame, self._anchors, self._root)
 
     def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
         task, coro, root = self.task, self._coro, self._root
@@ -328,9 +430,17 @@ class TaskLane(Lane):
                 return resuming[:-1]
             return self._last.put(leaf, stack if stack is not None else ())
         # Suspended: while it awaits the same future (held, so it is not a recycled one) it has not moved.
+        # Loop wait: it could not run, since another request's task held the loop (sampled mid-step), or it was
+        # ready (what it awaited is done, or it yielded) and waited for its turn.
         waiter = getattr(task, "_fut_waiter", None)
+        holder = _current_tasks.get(self._loop) if _current_tasks is not None else None
+        ready = (
+            (holder is not None and holder is not task and task_owners.get(holder) is not self.owner)
+            or waiter is None
+            or waiter.done()
+        )
         if waiter is not None and waiter is self._waiter and self._waiting is not None:
-            return self._waiting
+            return self._ready_stack() if ready else self._waiting
         chain = coroutine_frames(coro)
         cut = 0
         for i, frame in enumerate(chain):
@@ -338,7 +448,14 @@ class TaskLane(Lane):
                 cut = i + 1
         self._waiter = waiter
         self._waiting = (*await_chain(chain[cut:], chain[cut - 1] if cut else None), AWAIT)
-        return self._waiting
+        self._ready = None
+        return self._ready_stack() if ready else self._waiting
+
+    def _ready_stack(self) -> Stack:
+        ready = self._ready
+        if ready is None:
+            ready = self._ready = (*(self._waiting or (AWAIT,))[:-1], READY)
+        return ready
 
     def _forget(self) -> None:
         self._last.clear()
@@ -352,6 +469,7 @@ class TaskLane(Lane):
         self._root = None
         self._coro = None
         self.task = None
+        self.owner = None
 
 
 class _LastStack:

@@ -8,7 +8,9 @@ attributes; ``on_end`` then hands the recording to the span worker.
 
 from __future__ import annotations
 
+import os
 import random
+import socket
 import sys
 import time
 from asyncio import current_task
@@ -34,12 +36,15 @@ from pystrument._emit import (
     GC_COLLECTIONS,
     GC_PAUSE_MS,
     INTERVAL_MS,
+    LOOP,
+    LOOP_WAIT_MS,
     SAMPLE_COUNT,
     SAMPLER,
+    STARVED,
 )
 from pystrument._gc import gc_pauses, paused
 from pystrument._propagation import install_hooks, install_task_factory
-from pystrument._recording import Recording, registry
+from pystrument._recording import Recording, _running_task, registry
 from pystrument._safety import log_once
 from pystrument._sampler import get_sampler
 from pystrument._settings import Settings
@@ -48,8 +53,35 @@ from pystrument._worker import SpanWorker
 _VERSION = "0.1.0"
 #: Most requests waiting for their spans to be built; beyond it a request's function spans are dropped.
 QUEUE_SIZE = 256
+#: Most child spans whose end is awaited at once (those of requests that never end them are forgotten past it).
+MAX_OPEN_CHILDREN = 10_000
 #: Seconds of span budget that may build up while few requests keep spans (a burst allowance).
 BUDGET_BURST_S = 1.0
+
+
+_loop_ids: dict[int, str] = {}
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+    _loop_ids.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def loop_id(loop: Any) -> str:
+    """``host:pid:loop``: which event loop ran a request, so that an analysis can find who else held it."""
+    key = id(loop)
+    found = _loop_ids.get(key)
+    if found is None:
+        if len(_loop_ids) > 1000:
+            _loop_ids.clear()
+        found = _loop_ids[key] = f"{socket.gethostname()}:{_pid}:{key:x}"
+    return found
 
 
 def set_valid_attributes(span: Span, attributes: dict[str, Any]) -> None:
@@ -97,6 +129,8 @@ class PystrumentSpanProcessor(SpanProcessor):
         self._on_session = on_session
         self._worker = SpanWorker(QUEUE_SIZE)
         self._recordings: dict[int, Recording] = {}
+        #: Child spans under way (span id -> their request and the stack they started on), to mark their end.
+        self._children: dict[int, tuple[Recording, tuple[str, ...]]] = {}
         self._closed = not self.settings.enabled
         # Precise mode only (imported lazily, like pyinstrument's profiler): profilers left by spans ended elsewhere.
         self._stop_orphans: Callable[[], None] | None = None
@@ -144,6 +178,10 @@ class PystrumentSpanProcessor(SpanProcessor):
             return
         recording = self._recordings.pop(context.span_id, None)
         if recording is None:
+            if self._children:
+                child = self._children.pop(context.span_id, None)
+                if child is not None:
+                    self._end_child(*child)
             return
         try:
             if recording.active:  # the end() hook did not run: stop here, without the end attributes
@@ -161,6 +199,17 @@ class PystrumentSpanProcessor(SpanProcessor):
         except Exception:
             log_once("on_end", "pystrument: finishing a request profile failed; carrying on")
 
+    @staticmethod
+    def _end_child(owner: Recording, stack: tuple[str, ...]) -> None:
+        """A child span ended: its caller's calls were still on the stack (the start's stack, marked again)."""
+        try:
+            if owner.active:
+                lane = owner.lane_of(_running_task(), get_ident())
+                if lane is not None:
+                    lane.mark(time.perf_counter(), stack, "")
+        except Exception:
+            log_once("on_end.child", "pystrument: marking a child span's end failed; carrying on")
+
     def shutdown(self) -> None:
         self._closed = True
         self._worker.shutdown(timeout=5)
@@ -176,6 +225,8 @@ class PystrumentSpanProcessor(SpanProcessor):
         if span.kind is not SpanKind.SERVER:
             parent = span.parent
             if parent is not None and not parent.is_remote:
+                if registry.by_thread or registry.by_task:
+                    self._mark_child(span)
                 return
         thread_id = get_ident()
         if thread_id == self._worker.thread_id:
@@ -216,11 +267,33 @@ class PystrumentSpanProcessor(SpanProcessor):
         recording.on_ending = self._finish_recording
         span.end = recording.end_hook  # type: ignore[method-assign]
         if not self._precise:
-            get_sampler().add(recording)
+            sampler = get_sampler()
+            recording.ticks_at_start = sampler.ticks
+            sampler.add(recording)
+
+    def _mark_child(self, span: Span) -> None:
+        """A span starting inside a request (a query, an HTTP call, a template): mark the request's stack, so the
+        function span of the call that started it claims it (``pystrument.child_span_ids``), and again at its end."""
+        owner = registry.lane_owner()
+        if owner is None or owner.precise:
+            return
+        context = span.get_span_context()
+        if owner.span_context.trace_id != context.trace_id:
+            return
+        span_id = format(context.span_id, "016x")
+        stack = owner.mark_here(sys._getframe(1), span_id)
+        if stack is not None:
+            children = self._children
+            if len(children) >= MAX_OPEN_CHILDREN:
+                children.clear()
+            children[context.span_id] = (owner, stack)
 
     def _finish_recording(self, recording: Recording, span: Span | None) -> None:
+        ticks = 0
         if not recording.precise:
-            get_sampler().remove(recording)
+            sampler = get_sampler()
+            sampler.remove(recording)
+            ticks = sampler.ticks - recording.ticks_at_start
         recording.stop()
         if span is not None:
             keep = recording.keep = True if self._keep_all else self._tail_keep(span, time.time_ns(), recording)
@@ -232,6 +305,14 @@ class PystrumentSpanProcessor(SpanProcessor):
             if cpu_time is not None:
                 attributes[CPU_TIME_MS] = round(cpu_time * 1e6) / 1000  # round(x, 3) formats the float: slower
                 attributes[CPU_TIME_SOURCE] = recording.cpu_source
+            if recording.task is not None:
+                attributes[LOOP] = loop_id(recording.loop)
+            loop_wait = recording.loop_wait()
+            if loop_wait > 0:
+                attributes[LOOP_WAIT_MS] = round(loop_wait * 1000, 3)
+            starved = recording.starved(ticks) if not recording.precise else ""
+            if starved:
+                attributes[STARVED] = starved
             pauses = recording.gc_pauses
             if pauses:
                 end = recording.end_perf or recording.start_perf

@@ -30,6 +30,7 @@ _lock = threading.Lock()
 _executor_patched = False
 _anyio_patched = False
 _asgiref_patched = False
+_django_templates_patched = False
 
 
 def propagate(fn: Callable[..., T]) -> Callable[..., T]:
@@ -49,7 +50,7 @@ _modules_seen = -1
 def install_hooks() -> None:
     """Install the hand-off wrappers that are not installed yet (cheap when they are: rechecked only once modules
     were imported since)."""
-    global _executor_patched, _anyio_patched, _asgiref_patched, _modules_seen
+    global _executor_patched, _anyio_patched, _asgiref_patched, _django_templates_patched, _modules_seen
     modules = len(sys.modules)
     if modules == _modules_seen:
         return
@@ -64,6 +65,13 @@ def install_hooks() -> None:
             if not _anyio_patched:
                 _patch_anyio()
                 _anyio_patched = True
+    if not _django_templates_patched and "django.template.base" in sys.modules:
+        with _lock:
+            if not _django_templates_patched:
+                from pystrument._templates import patch_django_templates
+
+                patch_django_templates()
+                _django_templates_patched = True
     if not _asgiref_patched and "asgiref.sync" in sys.modules:
         with _lock:
             if not _asgiref_patched:

@@ -10,6 +10,7 @@ the OTel current span's trace.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sys
 import threading
@@ -24,10 +25,12 @@ from opentelemetry.trace import SpanContext
 
 from pystrument._frames import MAX_DEPTH
 from pystrument._gc import Pause, gc_pauses
-from pystrument._lanes import Lane, TaskLane, ThreadLane
+from pystrument._lanes import Lane, TaskLane, ThreadLane, strip_machinery, task_owners
 from pystrument._safety import log_once
 
 T = TypeVar("T")
+Stack = tuple[str, ...]
+_tokens = itertools.count(1)
 
 
 def _running_task() -> Any:
@@ -60,6 +63,8 @@ class Recording:
     samples_at_end = 0
     #: The garbage-collection pauses that overlapped the request (``stop``).
     gc_pauses: list[Pause] | tuple[()] = ()
+    #: The sampler's tick count when the request started (to tell why a request got no samples).
+    ticks_at_start = 0
     #: The ended request span, as ``on_end`` got it (set when the recording goes to the span worker).
     ended: ReadableSpan | None = None
     #: Called with (this recording, the span) by ``end_hook`` just before the span ends (the processor's).
@@ -140,7 +145,9 @@ class Recording:
                 main=True,
             )
         if self.task is not None:
-            return TaskLane(self.task.get_name(), self.start_perf, self.task, self.thread_id, caller, main=True)
+            lane = TaskLane(self.task.get_name(), self.start_perf, self.task, self.thread_id, caller, main=True)
+            lane.owner = self
+            return lane
         # The main thread lane's name is looked up when a session is built (``thread_name``), off the request thread.
         return ThreadLane("", self.start_perf, self.thread_id, caller, main=True)
 
@@ -221,6 +228,32 @@ class Recording:
             self.cpu_time = self._sampled_busy(loop_lanes) + self.worker_cpu
             self.cpu_source = "samples"
 
+    def loop_wait(self) -> float:
+        """Seconds the request's tasks were ready to run while another task held the event loop."""
+        lanes = self.lanes
+        if self.task is None and len(lanes) == 1:
+            return 0.0
+        return sum(lane.ready for lane in lanes)
+
+    def starved(self, ticks: int) -> str:
+        """Why a request of at least four intervals got fewer than two samples ("" when it did not), given the
+        sampler's ticks while it ran."""
+        end = self.end_perf if self.end_perf is not None else time.perf_counter()
+        duration = end - self.start_perf
+        samples = self.samples_at_end
+        if duration < 4 * self.interval or samples >= 2:
+            return ""
+        ms = duration * 1000
+        pause = sum(max(0.0, min(b, end) - max(a, self.start_perf)) for a, b, _ in self.gc_pauses)
+        if pause >= 0.5 * duration:
+            return f"gc: garbage collection stopped every thread for {pause * 1000:.0f} of its {ms:.0f} ms"
+        if ticks < 2:
+            return (
+                f"gil: the sampler thread ran {ticks} times in {ms:.0f} ms; other threads held the GIL "
+                f"(CPU-bound requests in parallel), {samples} samples"
+            )
+        return f"unseen: {samples} samples in {ticks} sampler ticks over {ms:.0f} ms; the request's stack was not found"
+
     def _sampled_busy(self, lanes: Sequence[Lane]) -> float:
         """Time the lanes' tasks were sampled running, less the garbage-collection pauses in it (the sample after a
         pause carries the pause's time, while every thread stood still)."""
@@ -245,12 +278,45 @@ class Recording:
 
     # -- worker threads and child tasks ------------------------------------------------------------
 
+    def lane_of(self, task: Any, thread_id: int) -> Lane | None:
+        """The open lane running the calling code: the task's (on a loop), else the thread's."""
+        lanes = self.lanes
+        if task is not None:
+            for lane in reversed(lanes):
+                if lane.end is None and getattr(lane, "task", None) is task:
+                    return lane
+        for lane in reversed(lanes):
+            if lane.end is None and lane.kind == "thread" and getattr(lane, "thread_id", None) == thread_id:
+                return lane
+        return None
+
+    def mark_here(self, frame: types.FrameType, claim: str, handoff: bool = False) -> Stack | None:
+        """Mark the calling lane's stack below ``frame`` now, the tracing machinery left out (see ``Lane.mark``);
+        returns the stack marked (None: the calling code is not on a lane of this request)."""
+        if self.precise or not self.active:
+            return None
+        lane = self.lane_of(_running_task(), threading.get_ident())
+        if lane is None:
+            return None
+        stack = lane.stack_at(frame)
+        if stack is None:
+            return None
+        stack = strip_machinery(stack, stdlib=handoff)
+        lane.mark(time.perf_counter(), stack, claim)
+        return stack
+
     def bind(self, fn: Callable[..., T]) -> Callable[..., T]:
-        """``fn`` wrapped so the thread that runs it is attributed to this request while it runs."""
+        """``fn`` wrapped so the thread that runs it is attributed to this request while it runs; the caller's stack
+        is marked, so the worker's calls nest under the call that handed the work off."""
         recording = self
+        token = f"lane:{next(_tokens)}"
+        try:
+            self.mark_here(sys._getframe(1), token, handoff=True)
+        except Exception:
+            log_once("bind.mark", "pystrument: marking a hand-off failed; carrying on")
 
         def pystrument_bound_call(*args: Any, **kwargs: Any) -> T:
-            lane = recording._enter_worker(sys._getframe())
+            lane = recording._enter_worker(sys._getframe(), token)
             try:
                 return fn(*args, **kwargs)
             finally:
@@ -259,7 +325,9 @@ class Recording:
 
         return pystrument_bound_call
 
-    def _enter_worker(self, frame: types.FrameType) -> tuple[Lane, int, Recording | None, float] | None:
+    def _enter_worker(
+        self, frame: types.FrameType, token: str = ""
+    ) -> tuple[Lane, int, Recording | None, float] | None:
         try:
             if not self.active:
                 return None
@@ -272,6 +340,8 @@ class Recording:
                 lane = PyinstrumentLane(name, self.interval, frame, on_loop=False)
             else:
                 lane = ThreadLane(name, time.perf_counter(), tid, frame, worker=True)
+            if token:
+                lane.token = token
             previous = registry.by_thread.get(tid)
             registry.by_thread[tid] = self
             self.lanes.append(lane)
@@ -330,6 +400,10 @@ class Recording:
         self.adopted_tasks.append(task)
         # Tasks are created on their loop's thread: the request's own thread, or the main loop's for async_to_sync.
         lane = TaskLane(task.get_name(), time.perf_counter(), task, tid, None, worker=True)
+        lane.owner = self
+        if not bridge:  # created by the request's running code: it nests under the call that created it
+            lane.token = f"lane:{next(_tokens)}"
+            self.mark_here(sys._getframe(1), lane.token, handoff=True)
         lane.bridge = bridge
         lane.cpu_counted = cpu_counted
         self.lanes.append(lane)
@@ -342,7 +416,7 @@ class Registry:
 
     def __init__(self) -> None:
         self.by_thread: dict[int, Recording] = {}
-        self.by_task: dict[Any, Recording] = {}
+        self.by_task: dict[Any, Recording] = task_owners  # type: ignore[assignment]
 
     def lane_owner(self) -> Recording | None:
         """The request owning the calling task (on a loop) or thread, if it is still active."""

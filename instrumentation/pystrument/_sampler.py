@@ -97,9 +97,14 @@ class StackSampler:
         active = self.active()
         if not active:
             return
-        frames = sys._current_frames()
         now = self.clock() if now is None else now
         gc_pauses.observe(now)
+        if gc_pauses.open_start and gc_pauses.collecting_thread != threading.get_ident():
+            # A collection under way on another thread handed the GIL over from Python code it runs (its callbacks,
+            # finalizers): that thread's frames may be half made (a frame being set up allocated and collected).
+            # Reading them gave objects that are not frames; the pause is shown as such instead.
+            return
+        frames = sys._current_frames()
         try:
             for recording in active:
                 key = id(recording)

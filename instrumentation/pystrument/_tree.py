@@ -10,17 +10,37 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from pyinstrument.frame_info import ATTRIBUTES_SEP
 from pyinstrument.frame_ops import FrameRecordType
 
 from pystrument._frames import (
+    ATTRIBUTE_MARKER_OWNER,
+    ATTRIBUTE_MARKER_TEMPLATE,
     AWAIT,
     GC_FILE,
+    MARK,
     OUT_OF_CONTEXT,
+    READY,
     WAIT,
     call_key,
     is_library_path,
+    library_package,
     qualified_name,
     split_identifier,
+)
+from pystrument._gc import pause_length
+
+#: Framework functions that call the view: what they call stays a visible call even inside the framework's own
+#: package (Django's admin views are Django's code), so the request's time is never the dispatcher's own.
+DISPATCHERS = frozenset(
+    {
+        ("BaseHandler._get_response", "django/core/handlers/base.py"),
+        ("BaseHandler._get_response_async", "django/core/handlers/base.py"),
+        ("Flask.dispatch_request", "flask/app.py"),
+        ("Flask.full_dispatch_request", "flask/app.py"),
+        ("run_endpoint_function", "fastapi/routing.py"),
+        ("request_response.<locals>.app.<locals>.app", "starlette/routing.py"),
+    }
 )
 
 
@@ -39,9 +59,29 @@ class Call:
     self_time: float = 0.0
     await_time: float = 0.0
     wait_time: float = 0.0  # self time in which its thread did not run (``[wait]``)
+    loop_wait_time: float = 0.0  # self time in which its task was ready to run but another held the loop
     samples: int = 0
     lane: str = ""
     children: list[Call] = field(default_factory=list)
+    #: What marks taken while this call was the innermost one claim: child span ids, lanes handed work.
+    claims: list[str] = field(default_factory=list)
+    #: The template this call renders (a visible call whatever its owner), or "".
+    template: str = ""
+    #: The garbage-collection pause this call stands for, in seconds (0: not a pause).
+    pause: float = 0.0
+
+    @property
+    def keep(self) -> bool:
+        """Never folded into the library call around it: a template render, a garbage-collection pause."""
+        return bool(self.template) or self.file == GC_FILE
+
+    @property
+    def package(self) -> str:
+        return library_package(self.file) if self.library else ""
+
+    @property
+    def dispatcher(self) -> bool:
+        return self.library and any(self.name == n and self.file.endswith(f) for n, f in DISPATCHERS)
 
     @property
     def duration(self) -> float:
@@ -53,18 +93,26 @@ class Call:
             yield from child.walk()
 
 
-# Frame info -> (call key, name, file, line, library) for the default library test: the same frames (the
+# Frame info -> (call key, name, file, line, library, template) for the default library test: the same frames (the
 # framework's, the app's) come back in every request, so the span worker parses each once.
-_parsed: dict[str, tuple[str, str, str, int, bool]] = {}
+Parsed = tuple[str, str, str, int, bool, str]
+_parsed: dict[str, Parsed] = {}
 _PARSED_LIMIT = 50_000
 
 
-def _parse(frame_info: str, is_library: Callable[[str], bool]) -> tuple[str, str, str, int, bool]:
+def _parse(frame_info: str, is_library: Callable[[str], bool]) -> Parsed:
     parsed = _parsed.get(frame_info) if is_library is is_library_path else None
     if parsed is None:
         function, file, line, class_name = split_identifier(frame_info)
         library = file != GC_FILE and is_library(file)
-        parsed = (call_key(frame_info), qualified_name(function, class_name), file, line, library)
+        template = ""
+        _, _, attributes = frame_info.partition(ATTRIBUTES_SEP)
+        for attribute in attributes.split(ATTRIBUTES_SEP) if attributes else ():
+            if attribute.startswith(ATTRIBUTE_MARKER_OWNER):
+                library = attribute[1:] == "1"
+            elif attribute.startswith(ATTRIBUTE_MARKER_TEMPLATE):
+                template = attribute[1:]
+        parsed = (call_key(frame_info), qualified_name(function, class_name), file, line, library, template)
         if is_library is is_library_path:
             if len(_parsed) >= _PARSED_LIMIT:
                 _parsed.clear()
@@ -73,9 +121,29 @@ def _parse(frame_info: str, is_library: Callable[[str], bool]) -> tuple[str, str
 
 
 def new_call(frame_info: str, start: float, lane: str, is_library: Callable[[str], bool] = is_library_path) -> Call:
-    identifier, name, file, line, library = _parse(frame_info, is_library)
+    identifier, name, file, line, library, template = _parse(frame_info, is_library)
+    if file == GC_FILE:  # each pause its own call: its start is its call site
+        return Call(
+            identifier=identifier,
+            name=name,
+            file=file,
+            line=line,
+            library=False,
+            start=start,
+            end=start,
+            lane=lane,
+            pause=pause_length(frame_info),
+        )
     return Call(
-        identifier=identifier, name=name, file=file, line=line, library=library, start=start, end=start, lane=lane
+        identifier=identifier,
+        name=name,
+        file=file,
+        line=line,
+        library=library,
+        start=start,
+        end=start,
+        lane=lane,
+        template=template,
     )
 
 
@@ -104,8 +172,12 @@ def build_calls(
     t = start
     for stack, dt in records:
         t0, t = t, t + dt
+        claim: str | None = None
+        if stack and stack[-1].startswith(MARK):  # seen by the request's code, not sampled: no sample counted
+            claim = stack[-1][len(MARK) :]
+            stack = stack[:-1]
         marker = key(stack[-1]) if stack else None
-        if marker not in (AWAIT, OUT_OF_CONTEXT, WAIT):
+        if marker not in (AWAIT, OUT_OF_CONTEXT, WAIT, READY):
             marker = None
         if marker != OUT_OF_CONTEXT:
             infos = stack[:-1] if marker else stack
@@ -117,70 +189,95 @@ def build_calls(
                 call = new_call(info, t0, lane, is_library)
                 (open_calls[-1].children if open_calls else roots).append(call)
                 open_calls.append(call)
-        counted = marker != WAIT  # a wait record is the first part of a sample whose run part follows
+        counted = marker != WAIT and claim is None  # a wait record is the first part of a sample whose run part follows
         for call in open_calls:
             call.end = t
             call.time += dt
             if counted:
                 call.samples += 1
         if open_calls:
-            open_calls[-1].self_time += dt
+            innermost = open_calls[-1]
+            innermost.self_time += dt
             if marker == WAIT:
-                open_calls[-1].wait_time += dt
+                innermost.wait_time += dt
+            elif marker == READY:
+                innermost.await_time += dt
+                innermost.loop_wait_time += dt
             elif marker is not None:
-                open_calls[-1].await_time += dt
+                innermost.await_time += dt
+            if claim:
+                innermost.claims.append(claim)
     return roots
 
 
 def collapse_library(calls: list[Call]) -> list[Call]:
     """A chain of library calls becomes one call named after the first library function entered.
 
-    Library calls below it are merged into it (their time becomes its self time); application calls
-    below the chain (callbacks, views called by a framework) stay as its children. Mutates and returns.
+    Library calls below it are merged into it (their time becomes its self time, their claims its claims), except
+    calls that say something of their own, which stay its children: application code (callbacks, views called by a
+    framework), a call into another package than the chain's (the standard library excepted: it works for its
+    caller), what a framework's dispatcher calls (the view), template renders and garbage-collection pauses.
+    Mutates and returns.
     """
     for call in calls:
-        if call.library:
-            call.children = _absorb_library_children(call)
+        if call.library and not call.keep:
+            call.children = _absorb_library_children(call, call)
         else:
             call.children = collapse_library(call.children)
     return calls
 
 
-def _absorb_library_children(owner: Call) -> list[Call]:
+def _stays(child: Call, caller: Call, owner: Call) -> bool:
+    if not child.library or child.keep or caller.dispatcher:
+        return True
+    package = child.package
+    return package not in ("stdlib", owner.package)
+
+
+def _absorb_library_children(owner: Call, caller: Call) -> list[Call]:
     kept: list[Call] = []
-    for child in owner.children:
-        if child.library:
+    for child in caller.children:
+        if _stays(child, caller, owner):
+            if child.library and not child.keep:
+                child.children = _absorb_library_children(child, child)
+            else:
+                child.children = collapse_library(child.children)
+            kept.append(child)
+        else:
             # Absorb the child's own library descendants first, so their time reaches the owner through it.
-            kept.extend(_absorb_library_children(child))
+            kept.extend(_absorb_library_children(owner, child))
             owner.self_time += child.self_time
             owner.await_time += child.await_time
             owner.wait_time += child.wait_time
-        else:
-            child.children = collapse_library(child.children)
-            kept.append(child)
+            owner.loop_wait_time += child.loop_wait_time
+            owner.claims.extend(child.claims)
     return kept
 
 
-def attach_lanes(main: list[Call], others: list[Call]) -> list[Call]:
-    """Nest calls from other lanes (worker threads, child tasks) under the main-lane call that overlaps them most,
-    descending while a child overlaps them too (the call that handed the work off and waited), else at the top.
-    The enclosing calls are stretched to cover them; the encloser's self time no longer counts the nested time."""
+def attach_lanes(main: list[Call], others: Sequence[tuple[str, list[Call]]]) -> list[Call]:
+    """Nest the calls of other lanes (worker threads, child tasks; each given with the claim its hand-off mark left)
+    under the call that handed the work off: the innermost call of the mark taken then, on whichever lane. Without a
+    mark (work adopted rather than handed off), under the main-lane call that overlaps it most, descending while a
+    child overlaps it too, else at the top; a garbage-collection pause is never a parent. The enclosing calls are
+    stretched to cover them; the parent's self time no longer counts the nested time."""
     roots = list(main)
-    eligible = {id(c) for root in main for c in root.walk()}
-    for call in sorted(others, key=lambda c: c.start):
-        path = _most_overlapping(roots, call, eligible)
-        if not path:
-            roots.append(call)
-            continue
-        parent = path[-1]
-        parent.children.append(call)
-        parent.children.sort(key=lambda c: c.start)
-        parent.self_time = max(0.0, parent.self_time - call.time)
-        parent.await_time = max(0.0, parent.await_time - call.time)
-        parent.wait_time = max(0.0, parent.wait_time - call.time)
-        for encloser in path:
-            encloser.start = min(encloser.start, call.start)
-            encloser.end = max(encloser.end, call.end)
+    eligible = {id(c) for root in main for c in root.walk() if not c.pause and c.file != GC_FILE}
+    for token, calls in sorted(others, key=lambda item: min((c.start for c in item[1]), default=0.0)):
+        claimed = _claimer_path(roots, token)
+        for call in sorted(calls, key=lambda c: c.start):
+            path = claimed or _most_overlapping(roots, call, eligible)
+            if not path:
+                roots.append(call)
+                continue
+            parent = path[-1]
+            parent.children.append(call)
+            parent.children.sort(key=lambda c: c.start)
+            parent.self_time = max(0.0, parent.self_time - call.time)
+            parent.await_time = max(0.0, parent.await_time - call.time)
+            parent.wait_time = max(0.0, parent.wait_time - call.time)
+            for encloser in path:
+                encloser.start = min(encloser.start, call.start)
+                encloser.end = max(encloser.end, call.end)
     roots.sort(key=lambda c: c.start)
     return roots
 
@@ -195,6 +292,18 @@ def _most_overlapping(calls: list[Call], target: Call, eligible: set[int]) -> li
     if best is None:
         return []
     return [best, *_most_overlapping(best.children, target, eligible)]
+
+
+def _claimer_path(roots: list[Call], token: str) -> list[Call]:
+    """The calls from a root down to the one whose claims hold ``token`` (empty when none does)."""
+    stack: list[tuple[Call, list[Call]]] = [(root, [root]) for root in reversed(roots)]
+    while stack:
+        call, path = stack.pop()
+        if token in call.claims:
+            call.claims.remove(token)
+            return path
+        stack.extend((child, [*path, child]) for child in reversed(call.children))
+    return []
 
 
 def prune(calls: list[Call], min_duration: float, max_calls: int) -> list[Call]:
@@ -221,7 +330,10 @@ def _drop(calls: list[Call], doomed: Callable[[Call], bool], parent: Call | None
         if doomed(call):
             if parent is not None:
                 parent.self_time += call.time
-                parent.wait_time += sum(c.wait_time for c in call.walk())
+                dropped = list(call.walk())
+                parent.wait_time += sum(c.wait_time for c in dropped)
+                parent.loop_wait_time += sum(c.loop_wait_time for c in dropped)
+                parent.claims.extend(claim for c in dropped for claim in c.claims)
         else:
             call.children = _drop(call.children, doomed, call)
             kept.append(call)

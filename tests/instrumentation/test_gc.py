@@ -16,7 +16,11 @@ from pystrument._frames import AWAIT
 from pystrument._gc import MIN_PAUSE, GcPauses, pause_frame, paused, with_pauses
 from pystrument._lanes import Lane
 
-GC2 = pause_frame(2)
+
+def GC2(start: float, length: float) -> str:
+    return pause_frame(2, start, length)
+
+
 INTERVAL = 0.005
 
 
@@ -30,7 +34,7 @@ def test_a_pause_between_two_samples_sits_below_the_frames_they_share() -> None:
     assert out == [
         (["app", "view", "load"], 0.01),
         (["app", "view", "load"], pytest.approx(0.04)),  # the earlier sample's stack runs up to the pause
-        (["app", "view", GC2], pytest.approx(0.1)),
+        (["app", "view", GC2(0.05, 0.1)], pytest.approx(0.1)),
         (["app", "view", "crunch"], pytest.approx(0.06)),
     ]
     assert total(out) == pytest.approx(total(records))
@@ -42,14 +46,14 @@ def test_records_without_a_pause_stay_as_they_are() -> None:
     assert with_pauses(records, 0.0, 1.0, [(0.5, 0.6, 2)]) == [
         *records,
         (["a", "b"], pytest.approx(0.48)),
-        (["a", "b", GC2], pytest.approx(0.1)),
+        (["a", "b", GC2(0.5, 0.1)], pytest.approx(0.1)),
     ]
 
 
 def test_an_await_marker_is_not_a_parent_of_the_pause() -> None:
     records = [(["app", "handler", AWAIT], 0.01), (["app", "handler", AWAIT], 0.1)]
     out = with_pauses(records, 0.0, None, [(0.02, 0.08, 1)])
-    assert (["app", "handler", pause_frame(1)], pytest.approx(0.06)) in out
+    assert (["app", "handler", pause_frame(1, 0.02, 0.06)], pytest.approx(0.06)) in out
     assert total(out) == pytest.approx(total(records))
 
 
@@ -59,14 +63,27 @@ def test_a_pause_after_the_last_sample_hangs_below_its_stack_until_the_lane_ends
     assert out == [
         (["app", "view"], 0.05),
         (["app", "view"], pytest.approx(0.05)),
-        (["app", "view", GC2], pytest.approx(0.2)),
+        (["app", "view", GC2(0.1, 0.3)], pytest.approx(0.2)),
     ]
 
 
 def test_a_request_with_no_sample_still_shows_its_pause() -> None:
     """Another thread's collection stopped the request for all of its life: no sample, the pause alone."""
     out = with_pauses([], 0.0, 0.2, [(0.05, 0.18, 2)])
-    assert [(stack, round(dt, 6)) for stack, dt in out if dt] == [([], 0.05), ([GC2], 0.13)]
+    assert [(stack, round(dt, 6)) for stack, dt in out if dt] == [([], 0.05), ([GC2(0.05, 0.13)], 0.13)]
+
+
+def test_two_pauses_in_a_row_stay_two_calls_each_as_long_as_its_pause() -> None:
+    """Back-to-back collections between two samples: each its own call, never one merged call longer than either."""
+    from pystrument._tree import build_calls
+
+    records = [(["app", "view"], 0.01), (["app", "view"], 0.1)]
+    out = with_pauses(records, 0.0, None, [(0.02, 0.05, 0), (0.05, 0.09, 1)])
+    (app,) = build_calls(out, 0.0)
+    (view,) = app.children
+    pauses = [c for c in view.children if c.file == "<gc>"]
+    assert [(round(c.duration, 6), round(c.pause, 6)) for c in pauses] == [(0.03, 0.03), (0.04, 0.04)]
+    assert all(not c.children for c in pauses)
 
 
 def test_a_pause_is_not_running_time_of_a_task() -> None:

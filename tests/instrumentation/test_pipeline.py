@@ -148,7 +148,7 @@ def test_attach_lanes_nests_worker_calls_under_the_waiting_call() -> None:
     worker = Call("w", "w", "f", 3, False, 0.3, 0.85, time=0.55, self_time=0.55, lane="pool-1")
     late = Call("z", "z", "f", 4, False, 1.5, 2.0, time=0.5, self_time=0.5, lane="pool-2")
     child_task = Call("t", "t", "f", 5, False, 0.4, 0.5, time=0.1, self_time=0.1, lane="Task-9")
-    roots = attach_lanes([a], [late, child_task, worker])
+    roots = attach_lanes([a], [("l1", [late]), ("l2", [child_task]), ("l3", [worker])])
     assert [c.name for c in roots] == ["a", "z"]
     assert b.children == [worker, child_task]  # other lanes never nest under each other
     assert b.self_time == pytest.approx(0.0) and b.await_time == pytest.approx(0.0)
@@ -158,8 +158,23 @@ def test_attach_lanes_nests_worker_calls_under_the_waiting_call() -> None:
     submit = Call("submit", "submit", "f", 6, True, 0.0, 0.1, time=0.1)
     result = Call("result", "result", "f", 7, True, 0.1, 0.6, time=0.5)
     early = Call("e", "e", "f", 8, False, 0.09, 0.58, time=0.49, lane="pool-3")
-    attach_lanes([submit, result], [early])
+    attach_lanes([submit, result], [("l4", [early])])
     assert submit.children == [] and result.children == [early] and result.start == pytest.approx(0.09)
+
+
+def test_attach_lanes_follows_the_hand_off_mark_and_never_nests_under_a_pause() -> None:
+    """A lane handed off by a mark nests under the call that made the mark, whatever overlaps it in time; without a
+    mark, the most overlapping call that is not a garbage-collection pause."""
+    a = Call("a", "a", "f", 1, False, 0.0, 1.0, time=1.0)
+    handed = Call("h", "h", "f", 2, False, 0.0, 0.1, time=0.1, claims=["lane:7"])
+    pause = Call("gc", "garbage collection (generation 0)", "<gc>", 0, False, 0.2, 0.9, time=0.7, pause=0.7)
+    a.children += [handed, pause]
+    worker = Call("w", "w", "f", 3, False, 0.25, 0.85, time=0.6, lane="pool-1")
+    stray = Call("s", "s", "f", 4, False, 0.86, 0.95, time=0.09, lane="pool-2")
+    attach_lanes([a], [("lane:7", [worker]), ("lane:8", [stray])])
+    assert handed.children == [worker] and handed.end == pytest.approx(0.85)
+    assert pause.children == [] and pause.duration == pytest.approx(0.7)
+    assert stray in a.children
 
 
 def test_prune_min_duration_and_cap_keep_the_longest_as_a_tree() -> None:

@@ -1,0 +1,255 @@
+"""Fidelity on code the SDK did not write: child spans claimed by the call that started them, templates named,
+generated code classed by its owner, framework wrappers that never hold the view's time, starvation said aloud,
+and loop wait told from awaiting."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from opentelemetry.trace import SpanKind
+from pystrument._frames import frame_info
+from pystrument._tree import build_calls, collapse_library
+
+INTERVAL = 0.005
+SITE = "/venv/lib/python3.11/site-packages"
+
+
+def attrs(span: Any) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def hex_id(span: Any) -> str:
+    return format(span.context.span_id, "016x")
+
+
+def claimer_of(t: Any, request: Any, child: Any) -> Any:
+    claimers = [s for s in t.functions(request) if hex_id(child) in attrs(s).get("pystrument.child_span_ids", ())]
+    assert len(claimers) == 1, [(s.name, attrs(s).get("pystrument.child_span_ids")) for s in t.functions(request)]
+    return claimers[0]
+
+
+def ancestor_names(spans: list[Any], leaf: str) -> list[str]:
+    """Names of the function spans above the one whose name ends with ``leaf``, innermost first."""
+    by_id = {s.context.span_id: s for s in spans}
+    (node,) = [s for s in spans if s.name.endswith(leaf)]
+    names = []
+    while node.parent is not None and node.parent.span_id in by_id:
+        node = by_id[node.parent.span_id]
+        names.append(node.name)
+    return names
+
+
+def test_a_child_span_is_claimed_by_the_call_that_started_it(tracing: Any, helpers: SimpleNamespace) -> None:
+    """Time overlap would put the query under whatever call the samples caught around it; the mark says who ran it."""
+    t = tracing(min_span_ms=0)
+    tracer = t.tracer
+
+    def load_user() -> None:
+        helpers.burn(0.02)
+        with tracer.start_as_current_span("SELECT user", kind=SpanKind.CLIENT):
+            time.sleep(0.002)
+
+    def quick_lookup() -> None:  # shorter than an interval: only the mark sees it
+        with tracer.start_as_current_span("SELECT flag", kind=SpanKind.CLIENT):
+            pass
+
+    def render_page() -> None:
+        quick_lookup()
+        helpers.burn(0.03)
+
+    with tracer.start_as_current_span("GET /page", kind=SpanKind.SERVER):
+        load_user()
+        render_page()
+    (request,) = t.requests()
+    children = {s.name: s for s in t.spans() if s.kind == SpanKind.CLIENT}
+    user = claimer_of(t, request, children["SELECT user"])
+    assert user.name.endswith("load_user")
+    assert user.start_time - INTERVAL * 1e9 <= children["SELECT user"].start_time
+    assert children["SELECT user"].end_time <= user.end_time + INTERVAL * 1e9
+    assert claimer_of(t, request, children["SELECT flag"]).name.endswith("quick_lookup")
+
+
+def test_a_pruned_claimer_hands_its_claim_to_its_caller(tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing()  # default minimum span duration: two intervals
+    tracer = t.tracer
+
+    def quick_lookup() -> None:
+        with tracer.start_as_current_span("SELECT flag", kind=SpanKind.CLIENT):
+            pass
+
+    def render_page() -> None:
+        helpers.burn(0.02)
+        quick_lookup()
+        helpers.burn(0.02)
+
+    with tracer.start_as_current_span("GET /page", kind=SpanKind.SERVER):
+        render_page()
+    (request,) = t.requests()
+    (child,) = [s for s in t.spans() if s.kind == SpanKind.CLIENT]
+    assert claimer_of(t, request, child).name.endswith("render_page")
+
+
+def test_jinja_templates_are_named_and_classed_by_their_file(
+    tracing: Any, helpers: SimpleNamespace, tmp_path: Path
+) -> None:
+    jinja2 = pytest.importorskip("jinja2")
+    (tmp_path / "page.html").write_text("<p>{{ slow() }}</p>")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tmp_path)))
+    t = tracing(min_span_ms=0)
+
+    def slow_value() -> str:
+        helpers.burn(0.03)
+        return "x"
+
+    with t.tracer.start_as_current_span("GET /jinja", kind=SpanKind.SERVER):
+        env.get_template("page.html").render(slow=slow_value)
+    (request,) = t.requests()
+    spans = helpers.by_name(t.functions(request))
+    (template,) = spans["template page.html"]
+    assert attrs(template)["pystrument.template"] == "page.html"
+    assert attrs(template)["pystrument.library"] is False
+    assert ancestor_names(t.functions(request), "slow_value")[:2] == ["Context.call", "template page.html"]
+
+
+def test_django_templates_are_named_calls_that_claim_their_queries(
+    tracing: Any, helpers: SimpleNamespace, tmp_path: Path
+) -> None:
+    pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        import django
+
+        settings.configure()
+        django.setup()
+    from django.template import Context, Engine
+
+    (tmp_path / "list.html").write_text("{% for x in rows %}{{ x }}{% endfor %}{{ slow }}")
+    engine = Engine(dirs=[str(tmp_path)])
+    template = engine.get_template("list.html")
+    t = tracing(min_span_ms=0)
+    tracer = t.tracer
+
+    def rows() -> list[int]:
+        with tracer.start_as_current_span("SELECT rows", kind=SpanKind.CLIENT):
+            return list(range(3))
+
+    def slow_value() -> str:
+        helpers.burn(0.03)
+        return "x"
+
+    with tracer.start_as_current_span("GET /warm", kind=SpanKind.SERVER):
+        pass  # the first request installs the hooks (Django's template engine is imported by now)
+    with tracer.start_as_current_span("GET /django", kind=SpanKind.SERVER):
+        template.render(Context({"rows": rows, "slow": slow_value}))
+    request = next(r for r in t.requests() if r.name == "GET /django")
+    (rendered,) = [s for s in t.functions(request) if attrs(s).get("pystrument.template") == "list.html"]
+    assert rendered.name == "template list.html" and attrs(rendered)["pystrument.library"] is False
+    assert "template list.html" in ancestor_names(t.functions(request), "slow_value")
+    (query,) = [s for s in t.spans() if s.name == "SELECT rows"]
+    assert claimer_of(t, request, query).name.endswith("<locals>.rows")  # called by the template, run by rows()
+
+
+def _generated(globals_: dict[str, Any]) -> Any:
+    exec("def generated():\n    return sys._getframe()\n", globals_)
+    return globals_["generated"]()
+
+
+@pytest.mark.parametrize(("module", "library"), [("json", True), (__name__, False), ("no.such.module", True)])
+def test_generated_code_is_classed_by_the_module_it_runs_for(module: str, library: bool) -> None:
+    frame = _generated({"__name__": module, "sys": sys})
+    assert frame.f_code.co_filename == "<string>"
+    (call,) = build_calls([([frame_info(frame.f_code, None, frame)], 0.01)], 0.0)
+    assert call.library is library
+
+
+def _info(name: str, path: str) -> str:
+    return f"{name}\x00{path}\x001"
+
+
+INNER = _info("convert_exception_to_response.<locals>.inner", f"{SITE}/django/core/handlers/exception.py")
+GET_RESPONSE = _info("BaseHandler._get_response", f"{SITE}/django/core/handlers/base.py")
+VIEW = _info("ModelAdmin.changelist_view", f"{SITE}/django/contrib/admin/options.py")
+QUERYSET = _info("QuerySet.__len__", f"{SITE}/django/db/models/query.py")
+COPY = _info("deepcopy", copy.__file__)
+SERVE = _info("serve", f"{SITE}/wagtail/views.py")
+RENDITION = _info("Image.get_rendition", f"{SITE}/wagtail/images/models.py")
+RESIZE = _info("Image.resize", f"{SITE}/PIL/Image.py")
+
+
+def test_the_framework_never_holds_the_view_s_time_as_its_own() -> None:
+    """Django's middleware chain and handler collapse into one call, but the view it dispatches to stays a call
+    of its own (Django's admin views are Django's code too), so the chain keeps only its own time."""
+    records = [
+        ([INNER], 0.005),
+        ([INNER, GET_RESPONSE], 0.005),
+        ([INNER, GET_RESPONSE, VIEW], 0.05),
+        ([INNER, GET_RESPONSE, VIEW, QUERYSET], 0.04),
+        ([INNER, GET_RESPONSE, VIEW, COPY], 0.02),
+    ]
+    (inner,) = collapse_library(build_calls(records, 0.0))
+    assert inner.self_time == pytest.approx(0.01)
+    (view,) = inner.children
+    assert view.name == "ModelAdmin.changelist_view" and view.self_time == pytest.approx(0.11)  # Django, stdlib
+
+
+def test_a_call_into_another_package_stays_visible() -> None:
+    records = [
+        ([INNER], 0.005),
+        ([INNER, SERVE], 0.01),
+        ([INNER, SERVE, RENDITION], 0.02),
+        ([INNER, SERVE, RENDITION, RESIZE], 0.5),
+    ]
+    (inner,) = collapse_library(build_calls(records, 0.0))
+    (serve,) = inner.children
+    assert serve.name == "serve" and [c.name for c in serve.children] == ["Image.resize"]
+    assert serve.self_time == pytest.approx(0.03)  # wagtail's own rendition code folded into wagtail's entry
+
+
+def test_a_request_without_samples_says_why(tracing: Any, helpers: SimpleNamespace) -> None:
+    """The sampler needs the GIL: a CPU-bound request that never lets it go gets no sample, and says so."""
+    t = tracing()
+    previous = sys.getswitchinterval()
+    with t.tracer.start_as_current_span("GET /ok", kind=SpanKind.SERVER):
+        helpers.burn(0.05)
+    sys.setswitchinterval(1.0)
+    try:
+        with t.tracer.start_as_current_span("GET /hog", kind=SpanKind.SERVER):
+            helpers.burn(0.06)
+    finally:
+        sys.setswitchinterval(previous)
+    requests = {r.name: attrs(r) for r in t.requests()}
+    assert "pystrument.profile.starved" not in requests["GET /ok"]
+    hog = requests["GET /hog"]
+    assert hog["pystrument.profile.samples"] < 2
+    assert hog["pystrument.profile.starved"].startswith("gil:"), hog
+
+
+def test_a_request_ready_while_another_holds_the_loop_counts_loop_wait(tracing: Any, helpers: SimpleNamespace) -> None:
+    t = tracing()
+
+    async def victim() -> None:
+        with t.tracer.start_as_current_span("GET /victim", kind=SpanKind.SERVER):
+            await asyncio.sleep(0.01)
+
+    async def culprit() -> None:
+        await asyncio.sleep(0.001)
+        with t.tracer.start_as_current_span("GET /culprit", kind=SpanKind.SERVER):
+            helpers.burn(0.12)  # holds the loop: the victim's sleep ends meanwhile
+
+    async def main() -> None:
+        await asyncio.gather(victim(), culprit())
+
+    asyncio.run(main())
+    requests = {r.name: attrs(r) for r in t.requests()}
+    victim_attrs, culprit_attrs = requests["GET /victim"], requests["GET /culprit"]
+    assert victim_attrs["pystrument.loop_wait_ms"] >= 60, victim_attrs
+    assert victim_attrs["pystrument.loop"] == culprit_attrs["pystrument.loop"]
+    assert culprit_attrs.get("pystrument.loop_wait_ms", 0) < 20
