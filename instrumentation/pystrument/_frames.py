@@ -218,6 +218,95 @@ def stack_below(
     return tuple(out)
 
 
+class MarkMemo:
+    """The frames of a lane's previous mark (outermost first, held so their ids stay theirs), each frame's
+    instruction then and the stack's length through it: a mark walks up only to the first frame that has not moved
+    since (same frame, same instruction: the frames above it cannot have moved either) and reuses the rest."""
+
+    __slots__ = ("ends", "frames", "index", "lastis", "stack")
+
+    def __init__(self) -> None:
+        self.frames: list[types.FrameType] = []
+        self.lastis: list[int] = []
+        self.ends: list[int] = []
+        self.index: dict[int, int] = {}
+        self.stack: tuple[str, ...] = ()
+
+
+def _machinery_entry(entry: Entry) -> bool:
+    path = entry[0].co_filename
+    found = _machinery_paths.get(path)
+    if found is None:
+        found = _machinery_paths[path] = entry[3] or any(part in path for part in MACHINERY_PARTS)
+    return found
+
+
+#: Files of the tracing machinery that starts a span (the OpenTelemetry API and SDK, the context managers around
+#: it): a child span's mark is taken inside it but belongs to its caller.
+MACHINERY_PARTS = (f"{os.sep}opentelemetry{os.sep}", f"{os.sep}contextlib.py", f"{os.sep}functools.py")
+_machinery_paths: dict[str, bool] = {}
+
+
+def mark_stack(
+    leaf: types.FrameType, anchors: frozenset[int], root: types.FrameType | None, memo: MarkMemo
+) -> tuple[str, ...] | None:
+    """``stack_below(leaf, anchors, root)`` less the tracing machinery at the leaf end, for a mark taken by the
+    lane's own code; reuses ``memo`` (the lane's previous mark), so a loop of queries walks a few frames each."""
+    frame: types.FrameType | None = leaf
+    while frame is not None and _machinery_entry(_entry(frame.f_code, frame)):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    walked: list[types.FrameType] = []
+    index, lastis = memo.index, memo.lastis
+    hit = -1
+    node: types.FrameType | None = frame
+    while node is not None:
+        if id(node) in anchors:
+            break
+        i = index.get(id(node))
+        if i is not None and node.f_lasti == lastis[i]:
+            hit = i
+            break
+        walked.append(node)
+        if node is root:
+            break
+        node = node.f_back
+    else:
+        return None  # the stack's outermost frame, and no anchor met: not the request's stack
+    if len(walked) > MAX_DEPTH:
+        return None
+    walked.reverse()
+    if hit >= 0:
+        frames, lastis, ends = memo.frames, memo.lastis, memo.ends
+        for f in frames[hit + 1 :]:
+            index.pop(id(f), None)
+        del frames[hit + 1 :], lastis[hit + 1 :], ends[hit + 1 :]
+        out = list(memo.stack[: ends[-1]])
+        caller: types.FrameType | None = frames[-1]
+    else:
+        frames, lastis, ends, out = [], [], [], []
+        index = {}
+        # The first frame's call site is its caller's line, as ``stack_below`` sees it (none for a task's root).
+        caller = node if node is not None and id(node) in anchors else None
+    for f in walked:
+        code = f.f_code
+        if not _entry(code, f)[3]:
+            out.append(frame_info(code, caller if f is not root else None, f))
+        else:
+            label = virtual_frames.get(id(f))
+            if label is not None:
+                out.append(f"{label}{ATTRIBUTES_SEP}{ATTRIBUTE_MARKER_CALL_SITE}{call_line(caller) if caller else 0}")
+        index[id(f)] = len(frames)
+        frames.append(f)
+        lastis.append(f.f_lasti)
+        ends.append(len(out))
+        caller = f
+    stack = tuple(out)
+    memo.frames, memo.lastis, memo.ends, memo.stack, memo.index = frames, lastis, ends, stack, index
+    return stack
+
+
 def coroutine_frames(coro: object) -> list[types.FrameType]:
     """Frames of a suspended coroutine's await chain, outermost first (coroutines, generators, async gens)."""
     frames: list[types.FrameType] = []

@@ -24,6 +24,7 @@ from pystrument._frames import (
     MARK,
     READY,
     WAIT,
+    MarkMemo,
     anchor_ids,
     await_chain,
     coroutine_frames,
@@ -32,6 +33,7 @@ from pystrument._frames import (
     is_library_info,
     is_running,
     library_package,
+    mark_stack,
     stack_below,
 )
 
@@ -88,6 +90,8 @@ class Lane:
     marks: list[tuple[float, Stack, str]] | None = None
     #: The claim a hand-off mark makes for this lane (set by whoever hands the lane its work).
     token = ""
+    #: The frames of the lane's previous mark (``mark_stack``), made at the first mark.
+    _memo: MarkMemo | None = None
 
     def __init__(self, name: str, start: float, *, main: bool = False, worker: bool = False) -> None:
         self.name = name
@@ -294,7 +298,12 @@ class ThreadLane(Lane):
 
     def stack_at(self, frame: types.FrameType) -> Stack | None:
         anchors = self._anchor_ids()
-        return stack_below(frame, anchors) if anchors else None
+        if not anchors:
+            return None
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = MarkMemo()
+        return mark_stack(frame, anchors, None, memo)
 
     def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
         leaf = frames.get(self.thread_id)
@@ -315,6 +324,7 @@ class ThreadLane(Lane):
         if self.end is None:
             self.end = now
         self._last = None
+        self._memo = None
 
     def record(self, now: float, stack: Stack) -> None:
         samples = self.samples
@@ -342,6 +352,7 @@ class ThreadLane(Lane):
 
     def _forget(self) -> None:
         self._last = None
+        self._memo = None
 
     def release(self) -> None:
         self._forget()
@@ -408,7 +419,10 @@ class TaskLane(Lane):
     def stack_at(self, frame: types.FrameType) -> Stack | None:
         if self._root is None:
             return None
-        return stack_below(frame, self._anchors, self._root)
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = MarkMemo()
+        return mark_stack(frame, self._anchors, self._root, memo)
 
     def capture(self, frames: dict[int, types.FrameType]) -> Stack | None:
         task, coro, root = self.task, self._coro, self._root
@@ -460,6 +474,7 @@ class TaskLane(Lane):
     def _forget(self) -> None:
         self._last.clear()
         self._waiter = self._waiting = None
+        self._memo = None
 
     def release(self) -> None:
         self._forget()

@@ -301,7 +301,8 @@ class Recording:
         stack = lane.stack_at(frame)
         if stack is None:
             return None
-        stack = strip_machinery(stack, stdlib=handoff)
+        if handoff:
+            stack = strip_machinery(stack, stdlib=True)
         lane.mark(time.perf_counter(), stack, claim)
         return stack
 
