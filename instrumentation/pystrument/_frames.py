@@ -13,9 +13,12 @@ import sys
 import sysconfig
 import types
 from collections.abc import Iterable
+from threading import get_ident
 
 from pyinstrument.frame import AWAIT_FRAME_IDENTIFIER, OUT_OF_CONTEXT_FRAME_IDENTIFIER
 from pyinstrument.frame_info import ATTRIBUTE_MARKER_CLASS_NAME, ATTRIBUTES_SEP, IDENTIFIER_SEP
+
+from pystrument import _greenlets as greenlets
 
 ATTRIBUTE_MARKER_CALL_SITE = "s"
 #: ``o1``/``o0``: the frame's owner is library/app code, whatever its file says (generated code, compiled templates).
@@ -36,6 +39,8 @@ MARK = "[mark]"
 #: The file of the pseudo-frame a garbage-collection pause shows as (``_gc.py``): never library code, so a pause is
 #: not folded into a library call.
 GC_FILE = "<gc>"
+#: Greenlets followed up per walk (nested ``greenlet_spawn``).
+MAX_HOPS = 8
 #: Deepest stack walked per sample; deeper stacks are cut at the top (recursion runaway guard).
 MAX_DEPTH = 512
 _CACHE_LIMIT = 50_000
@@ -164,19 +169,21 @@ def await_chain(frames: list[types.FrameType], after: types.FrameType | None) ->
 
 
 def stack_below(
-    leaf: types.FrameType | None, anchors: frozenset[int], root: types.FrameType | None = None
+    leaf: types.FrameType | None, anchors: frozenset[int], root: types.FrameType | None = None, thread_id: int = 0
 ) -> tuple[str, ...] | None:
     """Identifiers (outermost first) of the frames between ``leaf`` and the nearest anchor frame, both excluded.
 
     ``anchors`` holds ids of frames that were on the stack when the request started (kept alive by the
     caller, so ids are not reused). ``root`` stops the walk inclusively (a task's outermost coroutine).
     None when neither an anchor nor ``root`` is met: the stack does not belong to the request.
-    pystrument's own frames are left out. This runs for every sample while holding the GIL: kept tight.
+    pystrument's own frames are left out. A walk that ends in a greenlet (``thread_id`` running one) goes on in the
+    frame its parent is suspended in. This runs for every sample while holding the GIL: kept tight.
     """
     out: list[str] = []
     append = out.append
     cache = _code_ids
     virtual = virtual_frames
+    hops = 0
     frame = leaf
     if frame is None:
         return None
@@ -193,6 +200,9 @@ def stack_below(
             break
         # The caller's entry gives this call's line (cached by offset) and is the next step's entry.
         back = frame.f_back
+        if back is None and thread_id and greenlets.running and hops < MAX_HOPS:
+            back = greenlets.parent_frame(thread_id, hops)
+            hops += 1
         if back is not None:
             back_code = back.f_code
             back_entry = cache.get(id(back_code))
@@ -258,6 +268,7 @@ def mark_stack(
     if frame is None:
         return None
     walked: list[types.FrameType] = []
+    hops = 0
     index, lastis = memo.index, memo.lastis
     hit = -1
     node: types.FrameType | None = frame
@@ -271,7 +282,11 @@ def mark_stack(
         walked.append(node)
         if node is root:
             break
-        node = node.f_back
+        back = node.f_back
+        if back is None and greenlets.running and hops < MAX_HOPS:
+            back = greenlets.parent_frame(get_ident(), hops)
+            hops += 1
+        node = back
     else:
         return None  # the stack's outermost frame, and no anchor met: not the request's stack
     if len(walked) > MAX_DEPTH:

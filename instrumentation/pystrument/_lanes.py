@@ -317,7 +317,7 @@ class ThreadLane(Lane):
             cached = last.get(leaf)
             if cached is not None:
                 return cached
-        stack = stack_below(leaf, anchors)
+        stack = stack_below(leaf, anchors, None, self.thread_id)
         return last.put(leaf, stack if stack is not None else ())
 
     def close(self, now: float) -> None:
@@ -437,7 +437,7 @@ class TaskLane(Lane):
             cached = self._last.get(leaf)
             if cached is not None:
                 return cached
-            stack = stack_below(leaf, self._anchors, root)
+            stack = stack_below(leaf, self._anchors, root, self.thread_id)
             if not stack and resuming:
                 # Caught as its outermost frame resumes (CPython gives up the GIL at a frame's RESUME, so a waiting
                 # sampler often lands exactly here): it is re-entering the chain it awaited in, not leaving it.

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 from pyinstrument.session import Session
 
-from pystrument import _emit
+from pystrument import _emit, _propagation
 from pystrument._emit import (
     ASYNC,
     CPU_TIME_MS,
@@ -43,6 +43,7 @@ from pystrument._emit import (
     STARVED,
 )
 from pystrument._gc import gc_pauses, paused
+from pystrument._greenlets import follow_this_thread
 from pystrument._propagation import install_hooks, install_task_factory
 from pystrument._recording import Recording, _running_task, registry
 from pystrument._safety import log_once
@@ -244,6 +245,8 @@ class PystrumentSpanProcessor(SpanProcessor):
         if self._profile_rate < 1 and self._random.random() >= self._profile_rate:
             return
         install_hooks()
+        if _propagation.follow_greenlets:
+            follow_this_thread()
         recording = Recording(
             span,
             self._interval_s,

@@ -31,6 +31,8 @@ _executor_patched = False
 _anyio_patched = False
 _asgiref_patched = False
 _django_templates_patched = False
+#: Whether greenlets are in use (``greenlet`` imported): request threads then trace their switches (``_greenlets``).
+follow_greenlets = False
 
 
 def propagate(fn: Callable[..., T]) -> Callable[..., T]:
@@ -51,6 +53,7 @@ def install_hooks() -> None:
     """Install the hand-off wrappers that are not installed yet (cheap when they are: rechecked only once modules
     were imported since)."""
     global _executor_patched, _anyio_patched, _asgiref_patched, _django_templates_patched, _modules_seen
+    global follow_greenlets
     modules = len(sys.modules)
     if modules == _modules_seen:
         return
@@ -65,6 +68,8 @@ def install_hooks() -> None:
             if not _anyio_patched:
                 _patch_anyio()
                 _anyio_patched = True
+    if not follow_greenlets and "greenlet" in sys.modules:
+        follow_greenlets = True
     if not _django_templates_patched and "django.template.base" in sys.modules:
         with _lock:
             if not _django_templates_patched:

@@ -253,3 +253,41 @@ def test_a_request_ready_while_another_holds_the_loop_counts_loop_wait(tracing: 
     assert victim_attrs["pystrument.loop_wait_ms"] >= 60, victim_attrs
     assert victim_attrs["pystrument.loop"] == culprit_attrs["pystrument.loop"]
     assert culprit_attrs.get("pystrument.loop_wait_ms", 0) < 20
+
+
+def test_work_in_a_greenlet_shows_under_the_coroutine_that_awaits_it(tracing: Any, helpers: SimpleNamespace) -> None:
+    """SQLAlchemy's asyncio layer runs the ORM's sync code in a greenlet whose outermost frame has no caller: the
+    samples taken there continue in the frame that switched to it, inside the request."""
+    greenlet = pytest.importorskip("greenlet")
+    t = tracing(min_span_ms=0)
+
+    def orm_work() -> None:
+        for _ in range(3):
+            helpers.burn(0.02)
+            greenlet.getcurrent().parent.switch(0.005)
+
+    async def greenlet_spawn() -> None:
+        child = greenlet.greenlet(orm_work)
+        wait = child.switch()
+        while not child.dead:
+            await asyncio.sleep(wait)
+            wait = child.switch()
+
+    async def main() -> None:
+        with t.tracer.start_as_current_span("GET /warm", kind=SpanKind.SERVER):
+            pass  # installs the hooks now that greenlet is imported
+        with t.tracer.start_as_current_span("GET /orm", kind=SpanKind.SERVER):
+            await greenlet_spawn()
+
+    asyncio.run(main())
+    request = next(r for r in t.requests() if r.name == "GET /orm")
+    functions = t.functions(request)
+    work = [s for s in functions if s.name.endswith("orm_work")]
+    assert work, [s.name for s in functions]  # 60 ms of the ORM's work: without the hop, no sample reaches it
+    by_id = {s.context.span_id: s for s in functions}
+    for span in work:
+        chain = []
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            chain.append(span.name)
+        assert any(name.endswith("greenlet_spawn") for name in chain), chain
