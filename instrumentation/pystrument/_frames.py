@@ -470,7 +470,9 @@ def library_package(path: str) -> str:
     found = _packages.get(path)
     if found is None:
         found = ""
-        for part in _LIBRARY_PARTS:
+        if path.startswith(_OWN_DIR):
+            found = "pystrument"
+        for part in () if found else _LIBRARY_PARTS:
             i = path.rfind(part)
             if i >= 0:
                 found = path[i + len(part) :].split(os.sep, 1)[0].removesuffix(".py")

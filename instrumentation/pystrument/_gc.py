@@ -188,8 +188,8 @@ def with_pauses(
                 out.append((before, a - cursor))
             out.append(([*shared, pause_frame(generation, pa, pb - pa)], b - a))
             cursor = b
-        if t1 > cursor:
-            out.append((stack, t1 - cursor))
+        if t1 > cursor or (stack and stack[-1].startswith(MARK)):  # a mark's claim survives a pause over it
+            out.append((stack, max(0.0, t1 - cursor)))
         previous = stack
     if end is not None and previous is not None:
         cursor = t

@@ -303,7 +303,9 @@ class Recording:
             return None
         if handoff:
             stack = strip_machinery(stack, stdlib=True)
-        lane.mark(time.perf_counter(), stack, claim)
+        now = time.perf_counter()
+        gc_pauses.observe(now)  # this thread runs Python code: a collection on another thread is over
+        lane.mark(now, stack, claim)
         return stack
 
     def bind(self, fn: Callable[..., T]) -> Callable[..., T]:

@@ -210,17 +210,22 @@ def build_calls(
     return roots
 
 
+#: Packages that work for their caller (the standard library, tracing and context plumbing): a call into them never
+#: stays a call of its own inside a library chain, and what they call is judged against the chain's package.
+TRANSPARENT = frozenset({"stdlib", "opentelemetry", "asgiref", "wrapt", "typing_extensions", "six", "pystrument"})
+
+
 def collapse_library(calls: list[Call]) -> list[Call]:
     """A chain of library calls becomes one call named after the first library function entered.
 
     Library calls below it are merged into it (their time becomes its self time, their claims its claims), except
     calls that say something of their own, which stay its children: application code (callbacks, views called by a
-    framework), a call into another package than the chain's (the standard library excepted: it works for its
-    caller), what a framework's dispatcher calls (the view), template renders and garbage-collection pauses.
-    Mutates and returns.
+    framework), a call into another package than the chain's (the standard library and tracing plumbing excepted:
+    they work for their caller), what a framework's dispatcher calls (the view), template renders and
+    garbage-collection pauses. A template render owns the engine's calls below it the same way. Mutates and returns.
     """
     for call in calls:
-        if call.library and not call.keep:
+        if (call.library or call.template) and call.file != GC_FILE:
             call.children = _absorb_library_children(call, call)
         else:
             call.children = collapse_library(call.children)
@@ -230,15 +235,17 @@ def collapse_library(calls: list[Call]) -> list[Call]:
 def _stays(child: Call, caller: Call, owner: Call) -> bool:
     if not child.library or child.keep or caller.dispatcher:
         return True
+    if owner.template:
+        return False  # the template engine's own calls are the render's time
     package = child.package
-    return package not in ("stdlib", owner.package)
+    return package not in TRANSPARENT and package != owner.package
 
 
 def _absorb_library_children(owner: Call, caller: Call) -> list[Call]:
     kept: list[Call] = []
     for child in caller.children:
         if _stays(child, caller, owner):
-            if child.library and not child.keep:
+            if (child.library or child.template) and child.file != GC_FILE:
                 child.children = _absorb_library_children(child, child)
             else:
                 child.children = collapse_library(child.children)
