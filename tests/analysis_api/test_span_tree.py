@@ -1,4 +1,4 @@
-"""Display placement of spans (pure): real spans under the deepest enclosing function span."""
+"""Placement of spans (pure): claimed real spans under their function, the others under the deepest enclosing one."""
 
 from __future__ import annotations
 
@@ -144,16 +144,22 @@ def reference_placement(spans: list[S]) -> dict[str, tuple[str | None, int]]:
             value = parent.attributes.get("pystrument.profile.interval_ms")
             ok = isinstance(value, int | float) and 0 < value <= 1000
             slack = timedelta(seconds=value / 1000.0 if ok else 0.001)
-            node, found = parent.span_id, None
-            for _ in range(10_000):  # the rule's bound: a cycle of function spans walks no further
-                fits = [
-                    f
-                    for f in under.get(node, ())
-                    if f.span_id != s.span_id and f.start_time - slack <= s.start_time and end(f) + slack >= end(s)
-                ]
+            node, found, entered = parent.span_id, None, {parent.span_id}
+            while True:
+                fits = sorted(
+                    (
+                        f
+                        for f in under.get(node, ())
+                        if f.span_id != s.span_id and f.start_time - slack <= s.start_time and end(f) + slack >= end(s)
+                    ),
+                    key=lambda f: (f.start_time, f.span_id),
+                )
                 if not fits:
                     break
                 found = max(fits, key=lambda f: (overlap(f, s), -f.duration))
+                if found.span_id in entered:  # a cycle of function spans: entered once
+                    break
+                entered.add(found.span_id)
                 node = found.span_id
             if found is not None:
                 target = found.span_id
@@ -188,3 +194,66 @@ def test_matches_the_plain_rule_on_random_traces() -> None:
                 )
             )
         assert {k: tuple(v) for k, v in place_spans(spans).items()} == reference_placement(spans)
+
+
+def test_a_claimed_span_goes_under_its_function_whatever_the_times_say() -> None:
+    """The SDK saw ``paginate`` on the stack when the query started: time overlap (it lies in ``render``) loses."""
+    spans = [
+        S("req", None, 0, 1),
+        S("view", "req", 0, 1, True),
+        S("paginate", "view", 0.1, 0.2, True, {"pystrument.child_span_ids": ["00000000000000aa"]}),
+        S("render", "view", 0.3, 0.6, True),
+        S("00000000000000aa", "req", 0.31, 0.1),  # claimed: under paginate
+        S("00000000000000bb", "req", 0.5, 0.1),  # unclaimed: time overlap puts it under render
+    ]
+    p = parents(spans)
+    assert p["00000000000000aa"] == "paginate" and p["00000000000000bb"] == "render"
+    assert place_spans(spans)["00000000000000aa"].depth == 3
+
+
+def test_claims_keep_real_nesting_and_ignore_odd_ids() -> None:
+    spans = [
+        S("req", None, 0, 1),
+        S("f", "req", 0, 1, True, {"pystrument.child_span_ids": ["00000000000000c1", "00000000000000c2", 7, "xyz"]}),
+        S("00000000000000c1", "req", 0.1, 0.5),  # an HTTP call
+        S("00000000000000c2", "00000000000000c1", 0.2, 0.1),  # a connect inside the HTTP call: stays there
+        S("g", "req", 0.0, 0.05, True, {"pystrument.child_span_ids": ["00000000000000c1"]}),  # claimed twice: first
+    ]
+    p = parents(spans)
+    assert p["00000000000000c1"] == "f" and p["00000000000000c2"] == "00000000000000c1"
+
+
+def test_garbage_collection_spans_parent_nothing() -> None:
+    spans = [
+        S("req", None, 0, 1),
+        S("view", "req", 0, 1, True),
+        S("gc", "view", 0.1, 0.8, True, {"code.file.path": "<gc>"}),  # a span far longer than its pause
+        S("db", "req", 0.2, 0.1),
+    ]
+    assert parents(spans)["db"] == "view"
+
+
+def test_placement_work_is_linear() -> None:
+    """20,000 queries under 2,000 sequential function spans: the comparisons grow with the spans, not their square."""
+
+    def trace(n: int) -> list[S]:
+        spans = [S("req", None, 0, 100), S("view", "req", 0, 100, True)]
+        for i in range(n // 10):
+            spans.append(S(f"f{i}", "view", i * 0.01, 0.01, True))
+            spans.append(S(f"g{i}", f"f{i}", i * 0.01, 0.005, True))
+        spans += [S(f"q{i}", "req", i * 0.001 + 0.0001, 0.0005) for i in range(n)]
+        return spans
+
+    def steps(n: int) -> int:
+        from pystrument_analysis.api.services.span_tree import micros, place, tree_span
+
+        count = [0]
+        place(
+            (tree_span(s.span_id, s.parent_span_id, micros(s.start_time), s.duration, s.synthetic) for s in trace(n)),
+            count,
+        )
+        return count[0]
+
+    small, big = steps(2_000), steps(20_000)
+    assert big <= 11 * small, (small, big)  # ten times the spans, about ten times the work
+    assert big < 20 * 20_000

@@ -217,6 +217,98 @@ def test_n_plus_one_queries_are_real_sqlite_spans(demo: DemoRun, project_key: st
     assert found[0] == ("n_plus_one_query", "fetch_order_items"), found
 
 
+def _analyze(demo: DemoRun, trace_id: str) -> dict[str, Any]:
+    r = httpx.post(
+        demo.url + "/api/v1/analysis/trigger",
+        json={"trace_id": trace_id, "ai_service": "builtin"},
+        headers=AUTH,
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    analysis_id = r.json()["data"]["analysis_id"]
+    deadline = time.monotonic() + 30
+    while (result := _get(demo.url + f"/api/v1/analysis/results/{analysis_id}"))["status"] != "completed":
+        assert time.monotonic() < deadline and result["status"] != "failed", result
+        time.sleep(0.3)
+    return result
+
+
+def _records_since(demo: DemoRun, key: str, service: str, path: str, since: str, count: int) -> list[dict[str, Any]]:
+    """This test's own requests to ``path`` (recorded after ``since``), once ``count`` of them have arrived."""
+    deadline = time.monotonic() + 30
+    while True:
+        records = _get(demo.url + "/api/v1/performance/records", project_key=key, service=service, path=path, size=100)[
+            "records"
+        ]
+        mine = [r for r in records if r["timestamp"] >= since and path in r["request_path"]]
+        if len(mine) >= count or time.monotonic() > deadline:
+            assert len(mine) >= count, (path, len(mine), count)
+            return mine
+
+
+def _slowest(demo: DemoRun, key: str, records: list[dict[str, Any]]) -> str:
+    """The slowest request whose time is not mostly a garbage-collection pause (a rule of its own)."""
+    for record in sorted(records, key=lambda r: -r["duration"]):
+        detail = _get(demo.url + f"/api/v1/performance/records/{record['trace_id']}", project_key=key)
+        root = next(s for s in detail["spans"] if s["span_id"] == detail["record"]["span_id"])
+        if float(root["attributes"].get("pystrument.gc.pause_ms", 0.0)) < 250 * record["duration"]:
+            return str(record["trace_id"])
+    return str(records[0]["trace_id"])
+
+
+def _burst(url: str, n: int) -> None:
+    threads = [threading.Thread(target=httpx.get, args=(url,), kwargs={"timeout": 30}) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_builtin_analysis_names_every_planted_bottleneck(demo: DemoRun, project_key: str) -> None:
+    """The slowest of each planted route's requests, analysed by the builtin rules: the top finding names the planted
+    function with the right category. Requests are sent here, after the demo's own traffic, so each runs alone
+    (or, for the event-loop case, beside exactly the request that blocks it)."""
+    shop, catalog = demo.apps["shop-web"]["url"], demo.apps["catalog-api"]["url"]
+    since = _get(demo.url + "/api/v1/performance/records", project_key=project_key, size=1)["records"][0]["timestamp"]
+    for path in ("/orders", "/reports/sales", "/recommendations/7", "/catalog", "/inventory"):
+        base = catalog if path in ("/catalog", "/inventory") else shop
+        for _ in range(3):
+            assert httpx.get(base + path, timeout=30).status_code == 200
+    _burst(shop + "/stock/5/reserve", 4)
+    # a /catalog request awaits its price call; meanwhile /inventory blocks the loop, so /catalog waits for it
+    victim = threading.Thread(target=httpx.get, args=(catalog + "/catalog?page=2&size=10",), kwargs={"timeout": 30})
+    victim.start()
+    time.sleep(0.015)
+    assert httpx.get(catalog + "/inventory?limit=5", timeout=30).status_code == 200
+    victim.join()
+
+    expected = {
+        ("shop-web", "/orders", 3): ("n_plus_one_query", "database", {"fetch_order_items"}),
+        ("shop-web", "/reports/sales", 3): ("template_rendering", "template", {"template sales_report.html"}),
+        ("shop-web", "/recommendations/", 3): ("cpu_hotspot", "cpu", {"cosine_similarity", "compute_recommendations"}),
+        ("shop-web", "/reserve", 4): ("lock_wait", "lock", {"reserve_stock"}),
+        ("catalog-api", "/inventory", 4): ("blocking_in_async", "blocking", {"query_warehouse_stock"}),
+    }
+    found = {}
+    for (service, path, count), want in expected.items():
+        records = _records_since(demo, project_key, service, path, since, count)
+        result = _analyze(demo, _slowest(demo, project_key, records))
+        top = result["bottleneck_analysis"][0]
+        found[path] = (top["detector"], top["type"], top["function"])
+        assert (top["detector"], top["type"]) == want[:2] and top["function"] in want[2], (path, result)
+        assert result["performance_score"] < 90, (path, result["performance_score"])
+    # /catalog alone: serialising the answer; /catalog beside /inventory: held up by it, the culprit named
+    records = _records_since(demo, project_key, "catalog-api", "/catalog", since, 4)
+    *alone, victim = sorted(records, key=lambda r: r["timestamp"])  # the last one ran beside /inventory
+    top = _analyze(demo, _slowest(demo, project_key, alone))["bottleneck_analysis"][0]
+    assert (top["detector"], top["type"]) == ("serialization", "serialization"), top
+    assert top["function"] in {"catalog", "TypeAdapter.dump_json"}, top  # the handler, when it was sampled
+    top = _analyze(demo, victim["trace_id"])["bottleneck_analysis"][0]
+    assert (top["detector"], top["function"]) == ("loop_blocked_by_other_request", "query_warehouse_stock"), top
+    inventory = _records_since(demo, project_key, "catalog-api", "/inventory", since, 4)
+    assert top["culprit_trace_id"] in {r["trace_id"] for r in inventory}
+
+
 def test_sigterm_stops_apps_and_server(demo: DemoRun) -> None:
     ports = [int(app["url"].rsplit(":", 1)[1]) for app in demo.apps.values()]
     ports.append(int(demo.url.rsplit(":", 1)[1]))

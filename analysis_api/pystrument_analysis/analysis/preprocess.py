@@ -17,7 +17,9 @@ from pystrument_collector.db.models import PerformanceRecord
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from pystrument_analysis.analysis.detectors import Finding, http_target, normalize_sql
+from pystrument_analysis.analysis.classify import http_target, normalize_sql
+from pystrument_analysis.analysis.findings import Finding
+from pystrument_analysis.analysis.model import TraceModel
 from pystrument_analysis.analysis.trace import Trace, TSpan
 
 CHARS_PER_TOKEN = 4
@@ -141,8 +143,17 @@ def _hot_path(trace: Trace) -> list[dict[str, Any]]:
 
 
 def _owner_name(trace: Trace, span: TSpan) -> str | None:
-    owner = trace.user_function(span)
-    return owner.function if owner is not None else None
+    owner = _owners(trace).get(span)
+    return owner.label if owner is not None else None
+
+
+def _owners(trace: Trace) -> dict[TSpan, TSpan | None]:
+    """Each span's owner, as the builtin rules see it (computed once per trace)."""
+    model = getattr(trace, "_model", None)
+    if model is None:
+        model = TraceModel(trace)
+        object.__setattr__(trace, "_model", model)
+    return model.owner
 
 
 def _repeated(trace: Trace, spans: list[TSpan], key: Any, label: str) -> list[dict[str, Any]]:

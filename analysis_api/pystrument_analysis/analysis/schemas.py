@@ -133,7 +133,7 @@ class TriggerData(msgspec.Struct, kw_only=True):
     estimated_duration: int
     ai_service: str
     trace_id: str
-    project_key: str
+    project_key: str | None  # echoed only when the request named the project (never looked up for the caller)
 
 
 class BottleneckOut(msgspec.Struct, kw_only=True, omit_defaults=False):
@@ -151,6 +151,11 @@ class BottleneckOut(msgspec.Struct, kw_only=True, omit_defaults=False):
     detector: str | None = None
     time_ms: float | None = None
     count: int | None = None
+    # a request held up by another on its event loop: the request that held it, and its function span
+    culprit_trace_id: str | None = None
+    culprit_span_id: str | None = None
+    culprit_route: str | None = None
+    starved: str | None = None  # why the request could not be sampled (the ``unexplained`` finding)
 
 
 class SuggestionOut(msgspec.Struct, kw_only=True):
@@ -176,6 +181,9 @@ class AnalysisDetail(msgspec.Struct, kw_only=True):
     summary: str
     trace_id: str
     project_key: str | None
+    coverage: dict[str, Any] | None = (
+        None  # builtin: share of the request the findings explain, and where the rest went
+    )
     analysis_type: str
     ai_service: str
     provider_used: str | None

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from pystrument_analysis.analysis import builtin
 from pystrument_analysis.analysis.config import BUILTIN, AIConfig
-from pystrument_analysis.analysis.detectors import detect_all
+from pystrument_analysis.analysis.detectors import run_rules
 from pystrument_analysis.analysis.preprocess import build_summary, load_baseline
 from pystrument_analysis.analysis.providers import ProviderError, build_request, make_provider
 from pystrument_analysis.analysis.schemas import AnalysisDetail, AnalysisOutput
@@ -100,6 +100,7 @@ def public_dict(analysis: Analysis, project_key: str | None) -> dict[str, Any]:
         "summary": result.get("summary", ""),
         "trace_id": analysis.trace_id,
         "project_key": project_key,
+        "coverage": result.get("coverage"),
         "analysis_type": analysis.analysis_type,
         "ai_service": analysis.ai_service,
         "provider_used": analysis.provider_used or None,
@@ -139,9 +140,30 @@ def enrich(output: AnalysisOutput, trace: Trace) -> dict[str, Any]:
     }
 
 
+async def over_budget(db: Database, job: Job, max_spans: int) -> str:
+    """Why the trace is too large to analyse (more than ``max_spans`` spans), or ``""``; counted before it is read."""
+    async with db.session() as session:
+        capped = (
+            select(Span.span_id)
+            .where(Span.project_id == job.project_id, Span.trace_id == job.trace_id)
+            .limit(max_spans + 1)
+            .subquery()
+        )
+        count = int(await session.scalar(select(func.count()).select_from(capped)) or 0)
+    if count <= max_spans:
+        return ""
+    return (
+        f"trace {job.trace_id} has more than {max_spans} spans, over the analysis budget "
+        f"(PYSTRUMENT_ANALYSIS_MAX_SPANS); not analysed"
+    )
+
+
 async def run_analysis(db: Database, config: AIConfig, job: Job) -> Outcome:
     """Run one job; AI failures fall back to the builtin result with the error recorded."""
     ai = config.service(job.ai_service)
+    over = await over_budget(db, job, config.worker.max_spans)
+    if over:
+        return Outcome(status="failed", error=over)
     trace, baseline = None, None
     for attempt in range(LOAD_ATTEMPTS):
         # spans being moved between partitions by maintenance can be invisible for a moment: look again
@@ -154,8 +176,8 @@ async def run_analysis(db: Database, config: AIConfig, job: Job) -> Outcome:
                 break
     if trace is None:
         return Outcome(status="failed", error=f"trace {job.trace_id} has no spans in this project")
-    findings = detect_all(trace)
-    rules = builtin.analyze(trace, job.language, findings)
+    analysis = run_rules(trace)
+    rules = builtin.analyze(trace, job.language, analysis)
     if ai is None:
         error = ""
         if job.ai_service not in config.service_names():
@@ -168,7 +190,7 @@ async def run_analysis(db: Database, config: AIConfig, job: Job) -> Outcome:
         analysis_type=job.analysis_type,
         language=job.language,
         template=config.template_for(job.analysis_type),
-        summary=build_summary(trace, findings, baseline),
+        summary=build_summary(trace, analysis.all, baseline),
     )
     try:
         output = await make_provider(ai).analyze(request)

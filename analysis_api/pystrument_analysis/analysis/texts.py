@@ -74,17 +74,110 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
     },
     "blocking_in_async": {
         "en": (
-            "{fn} makes a blocking call ({lib}) for {ms} ms inside an async request handler: the event loop "
-            "stalls and every concurrent request waits.",
+            "{fn} holds the event loop for {ms} ms ({pct}% of the request) without awaiting ({lib}): while it runs, "
+            "every other request on this loop waits.",
             "Stop blocking the event loop in {fn}",
-            "Use the async equivalent (asyncio.sleep, an async HTTP/DB client such as httpx.AsyncClient or "
-            "asyncpg), or run the call in a thread with asyncio.to_thread / run_in_executor.",
+            "If it waits (time.sleep, a sync HTTP or DB client, file I/O), use the async equivalent (await "
+            "asyncio.sleep, httpx.AsyncClient, asyncpg) or run the call in a thread with asyncio.to_thread / "
+            "loop.run_in_executor. If it computes, move the work off the loop with run_in_executor (a process pool "
+            "for pure-Python CPU work), or make the route a plain def so the framework runs it in a worker thread.",
         ),
         "zh": (
-            "{fn} 在异步请求处理中执行阻塞调用（{lib}）{ms} ms：事件循环被阻塞，所有并发请求都要等待。",
+            "{fn} 在不 await 的情况下占用事件循环 {ms} ms（占请求的 {pct}%，{lib}）：在此期间，同一事件循环上的"
+            "所有其他请求都要等待。",
             "避免在 {fn} 中阻塞事件循环",
-            "改用异步版本（asyncio.sleep、httpx.AsyncClient、asyncpg 等异步客户端），或用 asyncio.to_thread / "
-            "run_in_executor 放到线程中执行。",
+            "如果是在等待（time.sleep、同步 HTTP 或数据库客户端、文件 I/O），改用异步版本（await asyncio.sleep、"
+            "httpx.AsyncClient、asyncpg），或用 asyncio.to_thread / loop.run_in_executor 放到线程中执行；"
+            "如果是在计算，用 run_in_executor（纯 Python 计算用进程池）移出事件循环，或把路由改为普通 def，"
+            "让框架在工作线程中执行。",
+        ),
+    },
+    "loop_blocked_by_other_request": {
+        "en": (
+            "This request waited {ms} ms ({pct}% of it) for its event loop while another request held it: {fn} "
+            "({lib}) ran without awaiting. The delay is not in this request's own code.",
+            "Stop {fn} from blocking the event loop",
+            "Fix the culprit, not this request: in {fn}, use an async client or asyncio.sleep instead of blocking "
+            "calls, or move its blocking/CPU work to asyncio.to_thread / run_in_executor. Until then, more worker "
+            "processes make such stalls hit fewer requests.",
+        ),
+        "zh": (
+            "本请求等待事件循环 {ms} ms（占 {pct}%），因为另一个请求占用了它：{fn}（{lib}）在执行时没有 await。"
+            "延迟不在本请求自己的代码中。",
+            "避免 {fn} 阻塞事件循环",
+            "应修复阻塞者而不是本请求：在 {fn} 中改用异步客户端或 asyncio.sleep，或把阻塞/计算工作放到 "
+            "asyncio.to_thread / run_in_executor 中。在此之前，增加工作进程可以减少受影响的请求。",
+        ),
+    },
+    "lock_wait": {
+        "en": (
+            "{fn} waits {ms} ms ({pct}% of the request) for a lock or queue ({lib}): concurrent requests queue "
+            "behind the code that holds it.",
+            "Shorten the wait for the lock in {fn}",
+            "Hold the lock for less time (do slow work, I/O and computation outside the critical section), use "
+            "finer-grained locks or a larger pool, or avoid the shared state altogether (per-request objects, "
+            "an atomic database update instead of a process lock).",
+        ),
+        "zh": (
+            "{fn} 等待锁或队列 {ms} ms（占请求的 {pct}%，{lib}）：并发请求在持有锁的代码后面排队。",
+            "缩短 {fn} 中等待锁的时间",
+            "缩短持锁时间（把耗时操作、I/O 和计算移到临界区之外），使用更细粒度的锁或更大的池，"
+            "或避免共享状态（每个请求独立的对象、用数据库原子更新代替进程锁）。",
+        ),
+    },
+    "deliberate_cost": {
+        "en": (
+            "{fn} takes {ms} ms ({pct}% of the request, called from {lib}). Password hashing and key derivation are "
+            "slow on purpose: the cost is what protects the passwords.",
+            "Keep the deliberate cost of {fn} where it belongs",
+            "Do not cache the result or weaken it below current guidance (OWASP: e.g. PBKDF2-SHA256 600,000 "
+            "iterations, bcrypt cost 10+, Argon2id); tune the work factor within that guidance for your hardware, "
+            "hash only at login and password change (keep a session or token afterwards, never hash on every "
+            "request), and rate-limit the login endpoint so the cost cannot be used against the service.",
+        ),
+        "zh": (
+            "{fn} 耗时 {ms} ms（占请求的 {pct}%，由 {lib} 调用）。密码哈希和密钥派生是刻意设计得慢的："
+            "正是这个开销在保护密码。",
+            "让 {fn} 的刻意开销用在该用的地方",
+            "不要缓存结果，也不要把强度降到现行安全建议以下（OWASP：如 PBKDF2-SHA256 600,000 次迭代、bcrypt cost "
+            "10 以上、Argon2id）；在建议范围内按硬件调整工作因子，只在登录和修改密码时哈希（之后使用会话或令牌，"
+            "不要每个请求都哈希），并对登录接口限流，避免这一开销被用来攻击服务。",
+        ),
+    },
+    "debug_mode": {
+        "en": (
+            "DEBUG mode is on: {fn} ({lib}) spent {ms} ms ({pct}% of the request) on debug-only work, {count} "
+            "time(s). Django's DEBUG query log on sqlite runs SELECT QUOTE(?) for each parameter of each query; "
+            "this is not an N+1 in the application.",
+            "Turn DEBUG mode off",
+            "Run with DEBUG = False (Django), FLASK_DEBUG unset, and no debug toolbar in production and in "
+            "benchmarks; measure again afterwards, as debug mode also hides the real costs.",
+        ),
+        "zh": (
+            "DEBUG 模式已开启：{fn}（{lib}）在仅用于调试的工作上耗时 {ms} ms（占请求的 {pct}%），共 {count} 次。"
+            "Django 在 sqlite 上的 DEBUG 查询日志会为每条查询的每个参数执行 SELECT QUOTE(?)；这不是应用的 N+1 查询。",
+            "关闭 DEBUG 模式",
+            "在生产环境和压测中设置 DEBUG = False（Django）、不设置 FLASK_DEBUG、不启用调试工具栏；"
+            "关闭后重新测量，调试模式也会掩盖真实的开销。",
+        ),
+    },
+    "unexplained": {
+        "en": (
+            "{ms} ms ({pct}% of the request) is not explained by the findings above. Where it went: {where}."
+            "{starved_en}",
+            "Account for the rest of the time",
+            "Time in framework code (middleware, routing, the server) is the framework's own: fewer middleware or "
+            "a lighter stack reduce it. Time not sampled lies outside every function span (start-up of the request, "
+            "sending the response) or the profiler got too few samples: a smaller PYSTRUMENT_INTERVAL_MS or the "
+            "precise sampler (PYSTRUMENT_SAMPLER=pyinstrument) shows more. Functions listed here each stayed below "
+            "the rules' thresholds.",
+        ),
+        "zh": (
+            "{ms} ms（占请求的 {pct}%）没有被以上发现解释。时间去向：{where}。{starved_zh}",
+            "说明其余时间的去向",
+            "框架代码（中间件、路由、服务器）中的时间属于框架本身：减少中间件或使用更轻的框架可以降低它。"
+            "未采样的时间在所有函数 span 之外（请求开始、发送响应），或采样太少：减小 PYSTRUMENT_INTERVAL_MS "
+            "或使用精确采样（PYSTRUMENT_SAMPLER=pyinstrument）可以看到更多。这里列出的函数各自都低于规则的阈值。",
         ),
     },
     "serialization": {
@@ -178,6 +271,12 @@ IMPROVEMENT = {
     "zh": "预计可减少约 {save_ms} ms（本次请求的 {save_pct}%）",
 }
 
+# appended to a CPU hotspot whose own time was partly spent waiting to run
+WAITED_NOTE = {
+    "en": " Of that, {waited_ms} ms the thread waited to run (the GIL, held by other threads).",
+    "zh": "其中 {waited_ms} ms 线程在等待运行（GIL 被其他线程占用）。",
+}
+
 NO_FINDINGS = {
     "en": "No bottleneck above the thresholds in this trace.",
     "zh": "本次调用链中没有超过阈值的性能瓶颈。",
@@ -196,4 +295,7 @@ def render(detector: str, language: str, fields: dict[str, Any]) -> tuple[str, s
     lib = values.get("lib") or ""
     values.setdefault("lib_en", f", mostly in {lib}" if lib else "")
     values.setdefault("lib_zh", f"，主要在 {lib} 中" if lib else "")
+    starved = values.get("starved") or ""
+    values.setdefault("starved_en", f" The request could not be sampled: {starved}." if starved else "")
+    values.setdefault("starved_zh", f"该请求无法采样：{starved}。" if starved else "")
     return texts[0].format(**values), texts[1].format(**values), texts[2].format(**values)

@@ -22,6 +22,7 @@ MIX: list[tuple[str, str, int]] = [
     ("shop-web", "/reports/sales", 12),
     ("shop-web", "/recommendations/{n}", 14),
     ("shop-web", "/products/{n}", 16),
+    ("shop-web", "/stock/{n}/reserve", 10),
     ("catalog-api", "/inventory", 12),
     ("catalog-api", "/quote/SKU-{n:05d}", 14),
     ("catalog-api", "/catalog?page={page}", 14),

@@ -22,10 +22,23 @@ from pystrument_analysis.api import schemas
 from pystrument_analysis.api.errors import BadRequest, NotFound
 from pystrument_analysis.api.services import rollups
 from pystrument_analysis.api.services._common import offset, project_by_key, utc
-from pystrument_analysis.api.services.span_tree import INTERVAL_ATTRIBUTE, micros, place, tree_span
+from pystrument_analysis.api.services.logs import log_items
+from pystrument_analysis.api.services.span_tree import (
+    INTERVAL_ATTRIBUTE,
+    claims_of,
+    is_gc_span,
+    micros,
+    place,
+    tree_span,
+)
 
 SORT_COLUMNS = {"timestamp": PerformanceRecord.timestamp, "duration": PerformanceRecord.duration}
-COUNT_CAP = 10_000  # counted exactly up to here; beyond, from the rollups or the planner's estimate
+# Time filters outside these bounds are 400: nothing is stored there, and date arithmetic on them overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+COUNT_CAP = 10_000
+# A trace's detail returns at most this many spans a page (``span_offset``/``span_limit``; ``spans_truncated``).
+MAX_DETAIL_SPANS = 10_000  # counted exactly up to here; beyond, from the rollups or the planner's estimate
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,12 @@ class RecordFilter:
     start: datetime | None = None
     end: datetime | None = None
     service: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not EARLIEST <= utc(value) <= LATEST:
+                raise BadRequest(f"{name} must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}")
 
     def conditions(self, project_id: int) -> list[ColumnElement[bool]]:
         r = PerformanceRecord
@@ -220,14 +239,20 @@ async def list_page(
     )
 
 
-async def trace_spans(session: AsyncSession, project_id: int, trace_id: str) -> list[Span]:
-    """Every span of the trace stored for this project, oldest first."""
+async def trace_spans(session: AsyncSession, project_id: int, trace_id: str, limit: int | None = None) -> list[Span]:
+    """The spans of the trace stored for this project (the first ``limit`` when given), oldest first."""
     rows = await session.scalars(
         select(Span)
         .where(Span.project_id == project_id, Span.trace_id == trace_id)
         .order_by(Span.start_time, Span.span_id)
+        .limit(limit)
     )
     return list(rows)
+
+
+async def span_count(session: AsyncSession, project_id: int, trace_id: str) -> int:
+    counted = select(func.count()).select_from(Span).where(Span.project_id == project_id, Span.trace_id == trace_id)
+    return int(await session.scalar(counted) or 0)
 
 
 async def trace_records(session: AsyncSession, project_id: int, trace_id: str) -> list[PerformanceRecord]:
@@ -264,9 +289,15 @@ _DETAIL_COLUMNS = (
 
 
 async def detail(
-    session: AsyncSession, project_key: str, trace_id: str, span_id: str | None = None
+    session: AsyncSession,
+    project_key: str,
+    trace_id: str,
+    span_id: str | None = None,
+    span_offset: int = 0,
+    span_limit: int = MAX_DETAIL_SPANS,
 ) -> schemas.RecordDetail:
-    """The trace's (first, or ``span_id``'s) record and all its spans, placed for display."""
+    """The trace's (first, or ``span_id``'s) record and its spans, placed for display: at most ``span_limit``
+    of them from ``span_offset`` on (oldest first), with the total and the next offset when there are more."""
     project = await project_by_key(session, project_key)
     records = await trace_records(session, project.id, trace_id)
     if span_id is not None:
@@ -279,15 +310,37 @@ async def detail(
         select(*_DETAIL_COLUMNS)
         .where(Span.project_id == project.id, Span.trace_id == trace_id)
         .order_by(Span.start_time, Span.span_id)
+        .offset(span_offset)
+        .limit(span_limit + 1)
     )
     rows = result.all()
+    more = len(rows) > span_limit
+    rows = rows[:span_limit]
+    total = span_offset + len(rows)
+    if more or span_offset:
+        counted = select(func.count()).where(Span.project_id == project.id, Span.trace_id == trace_id)
+        total = int((await connection.execute(counted)).scalar() or 0)
     # span_id, parent_span_id, ..., synthetic, attributes, events, interval_ms, start_us: as in _DETAIL_COLUMNS
-    tree = [tree_span(r[0], r[1], r[13], r[5], r[9], r[12]) for r in rows]
+    decode = msgspec.json.decode
+    attribute_maps = [decode(r[10]) for r in rows]
+    tree = [
+        tree_span(
+            r[0],
+            r[1],
+            r[13],
+            r[5],
+            r[9],
+            r[12],
+            claims_of(attrs) if r[9] else (),
+            bool(r[9]) and is_gc_span(attrs),
+        )
+        for r, attrs in zip(rows, attribute_maps, strict=True)
+    ]
     placements = place(tree)
     origin_us = min([micros(record.timestamp), *(t.start_us for t in tree)])
-    decode = msgspec.json.decode
     items = []
-    for sid, parent_id, name, kind, start, duration, status, message, service, synthetic, attrs, events, _, us in rows:
+    for row, attributes in zip(rows, attribute_maps, strict=True):
+        sid, parent_id, name, kind, start, duration, status, message, service, synthetic, _, events, _, us = row
         display_parent, depth = placements[sid]
         items.append(
             schemas.SpanItem(
@@ -304,11 +357,19 @@ async def detail(
                 status_message=message,
                 service_name=service,
                 synthetic=synthetic,
-                attributes=decode(attrs),
+                attributes=attributes,
                 events=decode(events),
             )
         )
     items.sort(key=lambda i: (i.start_time, i.depth, -i.duration))
     base = _item(record)
     full = schemas.RecordDetailItem(**{f: getattr(base, f) for f in base.__struct_fields__}, memory=record.memory)
-    return schemas.RecordDetail(record=full, spans=items)
+    return schemas.RecordDetail(
+        record=full,
+        spans=items,
+        logs=await log_items(session, project.id, trace_id),
+        span_total=total,
+        span_offset=span_offset,
+        spans_truncated=more or span_offset > 0,
+        next_span_offset=span_offset + len(rows) if more else None,
+    )

@@ -3,19 +3,21 @@
 Run by ``pystrument demo`` under ``opentelemetry-instrument``; it imports nothing of pystrument.
 ``/inventory`` calls a blocking function inside ``async def`` and so stalls the event loop for every
 other request; ``/quote`` is a plain ``def`` route (FastAPI runs it in a worker thread); ``/catalog``
-is a JSON listing.
+is a JSON listing big enough that serialising it is the request's main cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import json
 import random
 import time
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Response
 
 app = FastAPI(title="catalog-api")
 
@@ -76,12 +78,23 @@ def quote(sku: str, quantity: int = 3, currency: str = "EUR") -> dict[str, Any]:
 
 
 def select_page(page: int, size: int) -> list[dict[str, Any]]:
-    return CATALOG[(page - 1) * size : page * size]
+    start = (page - 1) * size % len(CATALOG)
+    return CATALOG[start : start + size]
+
+
+async def load_price_overrides(page: int) -> dict[str, float]:
+    """An async call to another service (think ``await client.get(...)``): ~40 ms in which the loop is free."""
+    await asyncio.sleep(0.04)
+    return {}
 
 
 @app.get("/catalog")
-async def catalog(page: int = 1, size: int = 200) -> dict[str, Any]:
-    return {"page": page, "size": size, "total": len(CATALOG), "items": select_page(page, size)}
+async def catalog(page: int = 1, size: int = 1000) -> Response:
+    overrides = await load_price_overrides(page)
+    items = [{**item, "price": overrides.get(item["sku"], item["price"])} for item in select_page(page, size)]
+    # The serialisation cost on show: pretty-printed JSON goes through the stdlib's pure-Python encoder.
+    body = json.dumps({"page": page, "size": size, "total": len(CATALOG), "items": items}, indent=2, sort_keys=True)
+    return Response(body, media_type="application/json")
 
 
 @app.get("/health")

@@ -2,8 +2,9 @@
 
 ``pystrument demo`` copies this file next to its SQLite database and runs it under
 ``opentelemetry-instrument``; it imports nothing of pystrument. The slow parts are deliberate:
-an N+1 query loop over an unindexed table, a report rendered by a big Jinja2 loop, and a
-recommendation endpoint that does its math in pure Python.
+an N+1 query loop over an unindexed table, a report rendered by a big Jinja2 loop, a
+recommendation endpoint that does its math in pure Python, and a stock reservation that queues
+concurrent requests on a lock around a slow section.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 import math
 import random
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +195,30 @@ def compute_recommendations(customer_id: int, count: int = 10) -> list[int]:
 @app.get("/recommendations/<int:customer_id>")
 def recommendations(customer_id: int) -> Any:
     return jsonify(customer=customer_id, products=compute_recommendations(customer_id))
+
+
+# --- /stock/<id>/reserve: requests queue on a lock -------------------------------------------------
+
+
+# The legacy warehouse system takes one client at a time, so reservations go through it one by one.
+LEGACY_WAREHOUSE = threading.BoundedSemaphore(1)
+
+
+def call_legacy_warehouse(product_id: int) -> int:
+    """The slow section held under the lock (~60 ms)."""
+    time.sleep(0.06)
+    return 40 + product_id % 17
+
+
+def reserve_stock(product_id: int) -> int:
+    with LEGACY_WAREHOUSE:  # concurrent reservations wait here for the one in progress
+        return call_legacy_warehouse(product_id)
+
+
+@app.post("/stock/<int:product_id>/reserve")
+@app.get("/stock/<int:product_id>/reserve")
+def reserve(product_id: int) -> Any:
+    return jsonify(product=product_id, reserved=1, left=reserve_stock(product_id))
 
 
 # --- fast endpoints ---------------------------------------------------------------------------
