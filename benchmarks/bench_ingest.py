@@ -1,4 +1,4 @@
-"""Ingest throughput: raw asyncpg COPY of N span rows vs end-to-end OTLP/HTTP ingest of the same spans.
+"""Ingest throughput: raw asyncpg COPY of N span rows vs end-to-end OTLP/HTTP and OTLP/gRPC ingest of the same spans.
 
 One run, one Postgres (embedded in a temp dir, or ``PYSTRUMENT_DATABASE_URL``; a fresh database is made on it):
 
@@ -9,7 +9,9 @@ One run, one Postgres (embedded in a temp dir, or ``PYSTRUMENT_DATABASE_URL``; a
    ``--processes`` client processes with ``--concurrency`` keep-alive connections each (a minimal HTTP/1.1
    client, so the load generator leaves the 2 cores to the server and Postgres; 503s are retried after
    Retry-After, as exporters do). Timed from the first request to the last response; then every span and
-   request record is counted in the database.
+   request record is counted in the database;
+3. the same over OTLP/gRPC (``TraceService/Export`` on the server's gRPC port, the same bodies as raw bytes,
+   ``--concurrency`` channels per process with a call in flight on each; UNAVAILABLE retried after its RetryInfo).
 
 Prints rows, seconds, spans/s, the ratio end-to-end / raw and the server's peak RSS. Unknown arguments are
 ignored (``nox -s bench -- …`` passes the same ones to every script); positional words select benchmarks:
@@ -298,12 +300,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(url: str, port: int, data_dir: Path, write_connections: int | None) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, port: int, data_dir: Path, write_connections: int | None, grpc_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYSTRUMENT_DATABASE_URL": url, "PYSTRUMENT_RETENTION_DAYS": "0"}
     if write_connections:
         env["PYSTRUMENT_WRITE_CONNECTIONS"] = str(write_connections)
     code = "import sys; from pystrument_analysis.cli import main; sys.exit(main())"
     cmd = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    cmd += ["--grpc-port", str(grpc_port)]
     log = data_dir / "server.log"  # a file, not a pipe nobody reads: a full pipe would stall the server
     with log.open("wb") as err:  # the child keeps its own descriptor
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -403,19 +408,66 @@ def _exporter(port: int, key: str, bodies: list[bytes], concurrency: int, go: An
     out.put(asyncio.run(run()))
 
 
+def _grpc_exporter(port: int, key: str, bodies: list[bytes], concurrency: int, go: Any, out: Any) -> None:
+    """One client process: ``concurrency`` gRPC channels, a call in flight on each; UNAVAILABLE is retried after the
+    server's RetryInfo, as the OTel SDKs do."""
+    import grpc
+    from google.rpc.error_details_pb2 import RetryInfo
+
+    async def run() -> tuple[float, int, int, float]:
+        queue = list(reversed(bodies))
+        retries = failures = 0
+        metadata = (("x-project-key", key),)
+        # One channel (one HTTP/2 connection) per exporter, as each app process has its own, like the HTTP client's
+        # keep-alive connections.
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(concurrency)]
+        for channel in channels:
+            await channel.channel_ready()
+
+        async def worker(channel: Any) -> None:
+            nonlocal retries, failures
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            while queue:
+                body = queue.pop()
+                for _ in range(20):
+                    try:
+                        await export(body, metadata=metadata, timeout=120)
+                        break
+                    except grpc.aio.AioRpcError as exc:
+                        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                            failures += 1
+                            break
+                        retries += 1
+                        raw = dict(exc.trailing_metadata() or ()).get("google.rpc.retryinfo-bin")
+                        delay = RetryInfo.FromString(raw).retry_delay.seconds if raw else 1
+                        await asyncio.sleep(delay)
+
+        go.wait()
+        cpu0 = time.process_time()
+        await asyncio.gather(*(worker(c) for c in channels))
+        finished = time.monotonic()
+        for channel in channels:
+            await channel.close()
+        return finished, retries, failures, time.process_time() - cpu0
+
+    out.put(asyncio.run(run()))
+
+
 def end_to_end(
-    url: str, key: str, bodies: list[bytes], args: argparse.Namespace, postmaster: int | None
+    url: str, key: str, bodies: list[bytes], args: argparse.Namespace, postmaster: int | None, transport: str = "http"
 ) -> dict[str, Any]:
     port = free_port()
+    grpc_port = free_port() if transport == "grpc" else 0
+    client, target = (_grpc_exporter, grpc_port) if transport == "grpc" else (_exporter, port)
     with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(url, port, Path(data_dir), args.write_connections)
+        server = start_server(url, port, Path(data_dir), args.write_connections, grpc_port)
         try:
             rss_idle = proc_status(server.pid, "VmRSS")
             cpu0 = proc_cpu_seconds(server.pid)
             ctx = multiprocessing.get_context("fork")
             go, out = ctx.Event(), ctx.Queue()
             share = [bodies[i :: args.processes] for i in range(args.processes)]
-            procs = [ctx.Process(target=_exporter, args=(port, key, part, args.concurrency, go, out)) for part in share]
+            procs = [ctx.Process(target=client, args=(target, key, part, args.concurrency, go, out)) for part in share]
             for p in procs:
                 p.start()
             time.sleep(1.0)  # let the clients import and connect before the clock starts
@@ -475,22 +527,27 @@ def run(args: argparse.Namespace, admin_url: str, postmaster: int | None = None)
             stored, _ = asyncio.run(count_rows(url))
             assert stored == n, f"raw COPY stored {stored} of {n} rows"
             results.append((f"raw COPY, {connections} connection{'s' if connections > 1 else ''}", seconds, ""))
-        asyncio.run(reset_tables(url))
-        e2e = end_to_end(url, key, bodies, args, postmaster)
-        stored, records = asyncio.run(count_rows(url))
-        assert stored == n, f"end to end stored {stored} of {n} spans"
-        assert records == -(-n // SPANS_PER_TRACE), f"{records} request records for {n} spans"
         exporters = args.processes * args.concurrency
-        results.append((f"end to end, {exporters} exporters", e2e["seconds"], f"{e2e['rss_peak'] / 2**20:.0f} MiB"))
+        runs: dict[str, dict[str, Any]] = {}
+        for transport in ("http", "grpc"):
+            asyncio.run(reset_tables(url))
+            runs[transport] = end_to_end(url, key, bodies, args, postmaster, transport)
+            stored, records = asyncio.run(count_rows(url))
+            assert stored == n, f"end to end over {transport} stored {stored} of {n} spans"
+            assert records == -(-n // SPANS_PER_TRACE), f"{records} request records for {n} spans"
+            label = f"end to end {'OTLP/HTTP' if transport == 'http' else 'OTLP/gRPC'}, {exporters} exporters"
+            e2e = runs[transport]
+            results.append((label, e2e["seconds"], f"{e2e['rss_peak'] / 2**20:.0f} MiB"))
+        e2e = runs["http"]
         raw1 = results[0][1]
         print()
         widths = (7, 7, 8, 7, 15)
         header = ("rows", "seconds", "spans/s", "e2e/raw", "server peak RSS")
-        print(f"| {'path':32} | " + " | ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)) + " |")
-        print(f"|{'-' * 34}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 17}|")
+        print(f"| {'path':40} | " + " | ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)) + " |")
+        print(f"|{'-' * 42}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 17}|")
         for label, seconds, rss in results:
             ratio = f"{raw1 / seconds:.2f}" if label.startswith("end") else ""
-            print(f"| {label:32} | {n:>7} | {seconds:>7.2f} | {n / seconds:>8,.0f} | {ratio:>7} | {rss:>15} |")
+            print(f"| {label:40} | {n:>7} | {seconds:>7.2f} | {n / seconds:>8,.0f} | {ratio:>7} | {rss:>15} |")
         print()
         us = 1e6 / n
         pg = "n/a (remote)" if e2e["postgres_cpu"] is None else f"{e2e['postgres_cpu'] * us:.1f} us"
@@ -505,7 +562,15 @@ def run(args: argparse.Namespace, admin_url: str, postmaster: int | None = None)
             f"server RSS idle {e2e['rss_idle'] / 2**20:.0f} MiB; 503 retries {e2e['retries']}, "
             f"failures {e2e['failures']}; {records} request records; load {os.getloadavg()[0]:.2f}"
         )
-        if e2e["failures"]:
+        grpc_run = runs["grpc"]
+        ratio = e2e["seconds"] / grpc_run["seconds"]
+        print(
+            f"OTLP/gRPC vs OTLP/HTTP: {n / grpc_run['seconds']:,.0f} vs {n / e2e['seconds']:,.0f} spans/s = "
+            f"{ratio:.2f}x "
+            f"(goal >= 0.9x); gRPC server CPU per span {grpc_run['server_cpu'] * us:.1f} us, "
+            f"retries {grpc_run['retries']}, failures {grpc_run['failures']}"
+        )
+        if e2e["failures"] or grpc_run["failures"]:
             raise SystemExit("some requests failed")
     finally:
         asyncio.run(drop_database(admin_url, url))

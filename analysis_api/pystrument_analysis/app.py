@@ -15,15 +15,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from pystrument_collector.db import Database
-from pystrument_collector.ingest import Ingestor
-from pystrument_collector.receiver import receiver_handlers
+from pystrument_collector.receiver import Receiver
 from pystrument_collector.retention import start_maintenance
 from pystrument_collector.settings import Settings
 
 from pystrument_analysis.analysis import AnalysisRuntime
 from pystrument_analysis.api import api_handlers, exception_handlers
 from pystrument_analysis.api.access import COOKIE, ApiAccess, token_from_env, token_guard, token_link
-from pystrument_analysis.api.hygiene import nul_guard
+from pystrument_analysis.api.hygiene import nul_guard, repeat_guard
+from pystrument_analysis.api.openapi_errors import truthful_errors
+from pystrument_analysis.api.shield import Shield, default_allowed_hosts, shield_middleware
 from pystrument_analysis.web import web_handlers
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,26 @@ def health(state: State) -> dict[str, str]:
 
 
 _UNSET = object()
+
+
+async def _start_grpc(receiver: Receiver, db: Database, settings: Settings) -> int | None:
+    """OTLP/gRPC on the serve host, when ``settings.grpc_port`` is set; the port bound, or None.
+
+    A port given explicitly that cannot be bound fails start-up; the default one (4317, perhaps taken by another
+    OpenTelemetry backend) only warns, and HTTP is served all the same.
+    """
+    if not settings.grpc_port:
+        return None
+    try:
+        port = await receiver.start_grpc(db, settings.host, settings.grpc_port)
+    except OSError as exc:
+        if settings.grpc_required:
+            raise
+        logger.warning("OTLP/gRPC is not served: %s", exc)
+        return None
+    logger.info("OTLP/gRPC (traces, logs, metrics) on %s:%s", settings.host, port)
+    return port
+
 
 OPENAPI_COMPONENTS = Components(
     security_schemes={
@@ -69,42 +90,59 @@ def create_app(
     access = ApiAccess(token_from_env() if api_token is _UNSET else api_token)  # type: ignore[arg-type]
     db = database or Database(settings.database_url, settings.data_dir)
     analysis = AnalysisRuntime.from_env()  # bad AI configuration raises ValueError here, before serving
-    ingestor = Ingestor()
+    receiver = Receiver()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await db.start()
-        await db.migrate()
-        app.state.ready = True
-        maintenance = await start_maintenance(db, settings)  # span partitions ahead + retention, hourly
-        await analysis.start(db)
-        if freeze_gc:
-            # Everything alive after start-up (modules, the app, the schema) lives as long as the process: keep it
-            # out of the cyclic collector, whose full passes over ~100k objects cost ~100 ms of a request's time.
-            gc.collect()
-            gc.freeze()
-        logger.info("pystrument ready on http://%s:%s", settings.host, settings.port)
+        maintenance = None
         try:
+            await db.migrate()
+            app.state.ready = True
+            maintenance = await start_maintenance(db, settings)  # span/log partitions ahead + retention, hourly
+            await analysis.start(db)
+            app.state.grpc_port = await _start_grpc(receiver, db, settings)
+            if freeze_gc:
+                # Everything alive after start-up (modules, the app, the schema) lives as long as the process: keep
+                # it out of the cyclic collector, whose full passes over ~100k objects cost ~100 ms of a request.
+                gc.collect()
+                gc.freeze()
+            logger.info("pystrument ready on http://%s:%s", settings.host, settings.port)
             yield
         finally:
             app.state.ready = False
             await analysis.stop()
-            await maintenance.stop()
-            await ingestor.close()
+            if maintenance is not None:
+                await maintenance.stop()
+            await receiver.close()  # gRPC first (calls in progress finish), then the writer's connections
             if database is None:
                 await db.stop()
 
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
-    return Litestar(
-        route_handlers=[health, *receiver_handlers(ingestor), *api_handlers(), *web_handlers()],
+    shield = Shield(settings.allowed_hosts or default_allowed_hosts(settings.host), settings.cors_origins)
+    app = Litestar(
+        route_handlers=[health, *receiver.handlers(), *api_handlers(), *web_handlers()],
         dependencies={"db": Provide(provide_db, sync_to_thread=False)},
         exception_handlers=exception_handlers(),
         lifespan=[lifespan],
-        state=State({"db": db, "settings": settings, "ready": False, "analysis": analysis, "access": access}),
+        state=State(
+            {
+                "db": db,
+                "settings": settings,
+                "ready": False,
+                "analysis": analysis,
+                "access": access,
+                "receiver": receiver,
+                "grpc_port": None,
+            }
+        ),
         cors_config=cors,
-        guards=[token_guard, nul_guard],
+        guards=[token_guard, nul_guard, repeat_guard],
+        middleware=[shield_middleware(shield)],
         before_request=token_link,
         openapi_config=OpenAPIConfig(
             title="pystrument", version="0.1.0", path="/schema", components=OPENAPI_COMPONENTS
         ),
     )
+    truthful_errors(app)  # errors documented as answered: {code, msg, data} and google.rpc.Status
+    return app

@@ -12,10 +12,18 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pystrument", description="pystrument server")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the OTLP receiver, REST API and web UI on one port")
+    serve = sub.add_parser(
+        "serve", help="serve the OTLP/HTTP receiver, REST API and web UI on one port, and OTLP/gRPC on another"
+    )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1, env PYSTRUMENT_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000, env PYSTRUMENT_PORT)")
     serve.add_argument("--data-dir", default=None, help="embedded Postgres location (env PYSTRUMENT_DATA_DIR)")
+    serve.add_argument(
+        "--grpc-port",
+        type=int,
+        default=None,
+        help="OTLP/gRPC port on the same host (default 4317, env PYSTRUMENT_GRPC_PORT; 0 turns it off)",
+    )
     serve.add_argument(
         "--insecure",
         action="store_true",
@@ -52,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
+            grpc_port=getattr(args, "grpc_port", None),
             data_dir=Path(args.data_dir) if args.data_dir else None,
         )
     except ValueError as exc:

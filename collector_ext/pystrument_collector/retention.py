@@ -1,13 +1,13 @@
-"""Span partitions and retention, run by a background maintenance task in the server.
+"""Span and log partitions and retention, run by a background maintenance task in the server.
 
-``spans`` is range-partitioned by day (UTC) on ``start_time`` (migration 0003). Maintenance, at start and
-then hourly:
+``spans`` (migration 0003, on ``start_time``) and ``logs`` (migration 0006, on ``timestamp``) are
+range-partitioned by day (UTC). Maintenance, at start and then hourly, for each of them:
 
-- makes the day partitions ``spans_pYYYYMMDD`` for yesterday through ``PREMAKE_DAYS`` days ahead, moving any
-  rows of those days out of ``spans_default`` first (rows whose day has no partition, e.g. from a skewed
+- makes the day partitions ``<table>_pYYYYMMDD`` for yesterday through ``PREMAKE_DAYS`` days ahead, moving any
+  rows of those days out of ``<table>_default`` first (rows whose day has no partition, e.g. from a skewed
   clock, land in the default partition and are never refused);
 - with ``PYSTRUMENT_RETENTION_DAYS`` = N > 0 (default 7), drops the day partitions that ended more than N days
-  ago and deletes older rows from ``spans_default`` and ``performance_records``; 0 keeps everything.
+  ago and deletes older rows from the default partitions and ``performance_records``; 0 keeps everything.
 
 DDL runs with a short ``lock_timeout`` so ingest never waits long behind it (a missed step is retried on the
 next run), and under a transaction-level advisory lock so replicas sharing a database take turns.
@@ -44,7 +44,9 @@ LOCK_TIMEOUT = "2s"
 ADVISORY_LOCK_KEY = 0x70797374726D  # "pystrm": one maintenance run at a time per database
 
 PARTITION_PREFIX = "spans_p"
-_PARTITION_NAME = re.compile(r"^spans_p(\d{8})$")
+# Each day-partitioned table and its partition key.
+PARTITIONED_TABLES = {"spans": "start_time", "logs": "timestamp"}
+_PARTITION_NAME = re.compile(r"^(spans|logs)_p(\d{8})$")
 
 
 def retention_days_from_env() -> int:
@@ -57,8 +59,8 @@ def retention_days_from_env() -> int:
     return int(value)
 
 
-def partition_name(day: date) -> str:
-    return f"{PARTITION_PREFIX}{day:%Y%m%d}"
+def partition_name(day: date, table: str = "spans") -> str:
+    return f"{table}_p{day:%Y%m%d}"
 
 
 def _day_start(day: date) -> datetime:
@@ -84,62 +86,71 @@ async def _locked(conn: AsyncConnection) -> bool:
     return bool(got)
 
 
-async def span_partitions(conn: AsyncConnection) -> dict[str, date | None]:
-    """Every partition of ``spans`` by name, with its day for ``spans_pYYYYMMDD`` ones (None for others)."""
+async def partitions(conn: AsyncConnection, table: str = "spans") -> dict[str, date | None]:
+    """Every partition of ``table`` by name, with its day for ``<table>_pYYYYMMDD`` ones (None for others)."""
     rows = await conn.execute(
         text(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = to_regclass('spans')"
-        )
+            "WHERE i.inhparent = to_regclass(:table)"
+        ),
+        {"table": table},
     )
     found: dict[str, date | None] = {}
     for (name,) in rows:
         match = _PARTITION_NAME.match(name)
-        found[name] = datetime.strptime(match.group(1), "%Y%m%d").date() if match else None
+        found[name] = datetime.strptime(match.group(2), "%Y%m%d").date() if match else None
     return found
 
 
-async def create_day_partition(conn: AsyncConnection, day: date) -> int:
-    """Make ``spans_pYYYYMMDD`` for ``day`` (in the caller's transaction); returns rows moved from the default."""
-    name = partition_name(day)
+async def span_partitions(conn: AsyncConnection) -> dict[str, date | None]:
+    """Every partition of ``spans`` by name, with its day for ``spans_pYYYYMMDD`` ones (None for others)."""
+    return await partitions(conn, "spans")
+
+
+async def create_day_partition(conn: AsyncConnection, day: date, table: str = "spans") -> int:
+    """Make ``<table>_pYYYYMMDD`` for ``day`` (in the caller's transaction); returns rows moved from the default."""
+    key = PARTITIONED_TABLES[table]
+    name = partition_name(day, table)
     lo, hi = _day_start(day), _day_start(day + timedelta(days=1))
     bounds = {"lo": lo, "hi": hi}
-    await conn.execute(text(f"CREATE TABLE {name} (LIKE spans)"))
+    await conn.execute(text(f"CREATE TABLE {name} (LIKE {table})"))
     moved = await conn.execute(
         text(
-            f"WITH moved AS (DELETE FROM spans_default WHERE start_time >= :lo AND start_time < :hi RETURNING *) "
+            f"WITH moved AS (DELETE FROM {table}_default WHERE {key} >= :lo AND {key} < :hi RETURNING *) "
             f"INSERT INTO {name} SELECT * FROM moved"
         ),
         bounds,
     )
     # Spelled as literals: ATTACH takes no bind parameters.
-    await conn.execute(
-        text(f"ALTER TABLE spans ATTACH PARTITION {name} FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')")
-    )
+    bounds_sql = f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
+    await conn.execute(text(f"ALTER TABLE {table} ATTACH PARTITION {name} {bounds_sql}"))
     return int(moved.rowcount or 0)
 
 
 async def ensure_partitions(
     db: Database, today: date | None = None, *, behind: int = 1, ahead: int = PREMAKE_DAYS
 ) -> MaintenanceReport:
-    """Create the missing day partitions from ``today - behind`` to ``today + ahead``, one transaction each."""
+    """Create the missing day partitions of ``spans`` and ``logs`` from ``today - behind`` to ``today + ahead``,
+    one transaction each."""
     today = today or datetime.now(UTC).date()
     report = MaintenanceReport()
     async with db.engine.connect() as conn:
-        existing = await span_partitions(conn)
-        await conn.rollback()
-        for offset in range(-behind, ahead + 1):
-            day = today + timedelta(days=offset)
-            if partition_name(day) in existing:
-                continue
-            async with conn.begin():
-                if not await _locked(conn):
-                    report.skipped = True
-                    return report
-                if partition_name(day) in await span_partitions(conn):
+        for table in PARTITIONED_TABLES:
+            existing = await partitions(conn, table)
+            await conn.rollback()
+            for offset in range(-behind, ahead + 1):
+                day = today + timedelta(days=offset)
+                name = partition_name(day, table)
+                if name in existing:
                     continue
-                report.moved_from_default += await create_day_partition(conn, day)
-                report.created.append(partition_name(day))
+                async with conn.begin():
+                    if not await _locked(conn):
+                        report.skipped = True
+                        return report
+                    if name in await partitions(conn, table):
+                        continue
+                    report.moved_from_default += await create_day_partition(conn, day, table)
+                    report.created.append(name)
     return report
 
 
@@ -161,23 +172,24 @@ async def drop_expired(db: Database, retention_days: int, now: datetime | None =
         return report
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     async with db.engine.connect() as conn:
-        partitions = await span_partitions(conn)
-        await conn.rollback()
-        for name, day in sorted(partitions.items(), key=lambda item: item[0]):
-            if day is None or _day_start(day + timedelta(days=1)) > cutoff:
-                continue
-            async with conn.begin():
-                if not await _locked(conn):
-                    report.skipped = True
-                    return report
-                await conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
-            report.dropped.append(name)
-        report.default_rows_deleted = await _delete_batches(
-            conn,
-            "DELETE FROM spans_default WHERE ctid IN "
-            "(SELECT ctid FROM spans_default WHERE start_time < :cutoff LIMIT :n)",
-            {"cutoff": cutoff},
-        )
+        for table, key in PARTITIONED_TABLES.items():
+            found = await partitions(conn, table)
+            await conn.rollback()
+            for name, day in sorted(found.items(), key=lambda item: item[0]):
+                if day is None or _day_start(day + timedelta(days=1)) > cutoff:
+                    continue
+                async with conn.begin():
+                    if not await _locked(conn):
+                        report.skipped = True
+                        return report
+                    await conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+                report.dropped.append(name)
+            report.default_rows_deleted += await _delete_batches(
+                conn,
+                f"DELETE FROM {table}_default WHERE ctid IN "
+                f"(SELECT ctid FROM {table}_default WHERE {key} < :cutoff LIMIT :n)",
+                {"cutoff": cutoff},
+            )
         project_ids = (await conn.execute(text("SELECT id FROM projects ORDER BY id"))).scalars().all()
         await conn.rollback()
         for project_id in project_ids:  # per project, so the (project_id, timestamp) index finds the rows
@@ -268,12 +280,14 @@ async def start_maintenance(
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
     "ENV_RETENTION_DAYS",
+    "PARTITIONED_TABLES",
     "Maintenance",
     "MaintenanceReport",
     "create_day_partition",
     "drop_expired",
     "ensure_partitions",
     "partition_name",
+    "partitions",
     "retention_days_from_env",
     "run_maintenance",
     "span_partitions",

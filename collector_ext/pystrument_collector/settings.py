@@ -13,9 +13,12 @@ ENV_DATA_DIR = "PYSTRUMENT_DATA_DIR"
 ENV_HOST = "PYSTRUMENT_HOST"
 ENV_PORT = "PYSTRUMENT_PORT"
 ENV_CORS_ORIGINS = "PYSTRUMENT_CORS_ORIGINS"
+ENV_GRPC_PORT = "PYSTRUMENT_GRPC_PORT"
+ENV_ALLOWED_HOSTS = "PYSTRUMENT_ALLOWED_HOSTS"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+DEFAULT_GRPC_PORT = 4317  # OTLP/gRPC's registered port: what every OpenTelemetry SDK exports to by default
 DRIVER = "postgresql+asyncpg"
 URL_EXAMPLE = f"{DRIVER}://user:password@host:5432/dbname"
 
@@ -45,7 +48,15 @@ class Settings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     cors_origins: tuple[str, ...] = ()
+    # PYSTRUMENT_ALLOWED_HOSTS: the Host names served (``*.example.com`` patterns, ``*`` for any); empty: the
+    # loopback names plus the bind address (see pystrument_analysis.api.shield)
+    allowed_hosts: tuple[str, ...] = ()
     retention_days: int = DEFAULT_RETENTION_DAYS  # PYSTRUMENT_RETENTION_DAYS; 0 keeps data forever
+    # OTLP/gRPC port on ``host``; 0 is off. Off here so apps built in code (tests, embedding) take no fixed port;
+    # ``from_env`` (the CLI) defaults to 4317. ``grpc_required``: a port that cannot be bound fails start-up
+    # (False for the default port: the server warns and serves HTTP).
+    grpc_port: int = 0
+    grpc_required: bool = True
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -56,13 +67,25 @@ class Settings:
             port = int(port_text)
         except ValueError:
             raise ValueError(f"{ENV_PORT}={port_text!r} is not a port number; set it to e.g. 8000") from None
+        grpc_text = env.get(ENV_GRPC_PORT, "").strip()
+        try:
+            grpc_port = int(grpc_text) if grpc_text else None
+        except ValueError:
+            raise ValueError(
+                f"{ENV_GRPC_PORT}={grpc_text!r} is not a port number; set it to e.g. 4317, or 0 to turn gRPC off"
+            ) from None
+        if overrides.get("grpc_port") is not None:
+            grpc_port = overrides.pop("grpc_port")  # type: ignore[assignment]
         values: dict[str, object] = {
             "database_url": normalize_database_url(env.get(ENV_DATABASE_URL) or None),
             "data_dir": Path(env[ENV_DATA_DIR]) if env.get(ENV_DATA_DIR) else default_data_dir(),
             "host": env.get(ENV_HOST, DEFAULT_HOST),
             "port": port,
             "cors_origins": tuple(o.strip() for o in env.get(ENV_CORS_ORIGINS, "").split(",") if o.strip()),
+            "allowed_hosts": tuple(h.strip() for h in env.get(ENV_ALLOWED_HOSTS, "").split(",") if h.strip()),
             "retention_days": retention_days_from_env(),
+            "grpc_port": DEFAULT_GRPC_PORT if grpc_port is None else grpc_port,
+            "grpc_required": grpc_port is not None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if isinstance(values["database_url"], str):
@@ -83,5 +106,9 @@ class Settings:
             )
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port} is out of range; use 1-65535")
+        if not 0 <= self.grpc_port < 65536:
+            raise ValueError(f"gRPC port {self.grpc_port} is out of range; use 1-65535, or 0 to turn gRPC off")
+        if self.grpc_port and self.grpc_port == self.port:
+            raise ValueError(f"the gRPC port and the HTTP port are both {self.port}; give --grpc-port another port")
         if self.retention_days < 0:
             raise ValueError(f"retention_days={self.retention_days} is negative; use 0 to keep data forever")

@@ -64,3 +64,48 @@ async def test_exporter_settings_reach_the_receiver(live_server, project, rows) 
     assert otlp.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
     [span] = await rows("spans")
     assert span["name"] == "GET /via-collector" and span["project_id"] == project[0]
+
+
+def grpc_alternative() -> dict[str, Any]:
+    """The commented ``otlp/pystrument`` exporter block, uncommented and parsed."""
+    lines = CONFIG.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "# otlp/pystrument:")
+    block = []
+    for line in lines[start:]:
+        if not line.strip().startswith("#"):
+            break
+        block.append(re.sub(r"^(\s*)# ?", r"\1", line, count=1))
+    parsed: dict[str, Any] = yaml.safe_load("\n".join(block))
+    return parsed["otlp/pystrument"]
+
+
+async def test_the_grpc_alternative_reaches_the_grpc_receiver(settings, project, rows) -> None:
+    """Export as the Collector's stock otlp (gRPC) exporter would with the documented block: host:port, header, gzip."""
+    import dataclasses
+
+    import grpc
+    from conftest import LiveServer, free_port
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+
+    exporter = grpc_alternative()
+    assert exporter["tls"] == {"insecure": True} and exporter["compression"] == "gzip"
+    assert exporter["retry_on_failure"]["enabled"] is True
+    assert expand(exporter["endpoint"], {}) == "127.0.0.1:4317"
+    port = free_port()
+    with LiveServer(dataclasses.replace(settings, grpc_port=port)):
+        env = {"PYSTRUMENT_GRPC_ENDPOINT": f"127.0.0.1:{port}", "PYSTRUMENT_PROJECT_KEY": project[1]}
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        with provider.get_tracer("gw").start_as_current_span("GET /via-grpc", kind=SpanKind.SERVER):
+            pass
+        grpc_exporter = GrpcSpanExporter(
+            endpoint=expand(exporter["endpoint"], env),
+            insecure=True,
+            headers={k: expand(v, env) for k, v in exporter["headers"].items()},
+            compression=grpc.Compression.Gzip,
+        )
+        assert grpc_exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
+        grpc_exporter.shutdown()
+    [span] = await rows("spans")
+    assert span["name"] == "GET /via-grpc" and span["project_id"] == project[0]

@@ -218,5 +218,7 @@ def test_attributes_and_events_per_span_are_capped() -> None:
     [batch] = rows(request([many]))
     [row] = batch.rows
     stored = json.loads(row[12])
+    assert stored.pop("pystrument.dropped_attributes_count") == 500  # and said in the partial success (#16)
     assert len(stored) == MAX_ATTRIBUTES and stored[f"k{MAX_ATTRIBUTES - 1}"] == MAX_ATTRIBUTES - 1
+    assert "500 attributes beyond the first" in batch.first_error and batch.rejected == 0
     assert len(json.loads(row[13])) == MAX_EVENTS

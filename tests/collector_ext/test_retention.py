@@ -78,7 +78,9 @@ async def test_partitions_are_made_ahead_and_take_over_rows_from_the_default(db,
     assert await where_rows_are(db) == {"spans_default": 6}
 
     report = await retention.ensure_partitions(db, TODAY)
-    assert report.created == [retention.partition_name(TODAY + timedelta(days=d)) for d in (-1, 0, 1, 2)]
+    assert report.created == [
+        retention.partition_name(TODAY + timedelta(days=d), table) for table in ("spans", "logs") for d in (-1, 0, 1, 2)
+    ]
     assert report.moved_from_default == 3
     assert await where_rows_are(db) == {"spans_p20260310": 3, "spans_default": 3}
     assert (await retention.ensure_partitions(db, TODAY)).created == []  # idempotent
@@ -102,7 +104,7 @@ async def test_retention_drops_old_days_default_rows_and_records(db, project) ->
 
     assert (await retention.drop_expired(db, 0, at(TODAY))).dropped == []  # 0 keeps everything
     report = await retention.drop_expired(db, 7, at(TODAY))
-    assert report.dropped == ["spans_p20260228"]
+    assert report.dropped == ["spans_p20260228", "logs_p20260228"]
     assert (report.default_rows_deleted, report.records_deleted) == (3, 2)
     assert await where_rows_are(db) == {"spans_default": 3, "spans_p20260310": 3}
     assert await scalar(db, "SELECT count(*) FROM performance_records") == 2

@@ -173,9 +173,30 @@ class SpanItem(Struct):
     events: list[Any]
 
 
+class LogItem(Struct):
+    """A log line written in the trace (OTLP logs); ``span_id`` is the span it was written in (null: none).
+
+    ``body`` is the message (a string for ordinary log lines, any JSON value for structured ones); attributes
+    are scrubbed of secrets as span attributes are. ``scope_name`` is the logger's name.
+    """
+
+    timestamp: datetime
+    span_id: str | None
+    severity_text: str
+    severity_number: int
+    body: Any
+    attributes: dict[str, Any]
+    scope_name: str = ""
+
+
 class RecordDetail(Struct):
     record: RecordDetailItem
     spans: list[SpanItem]
+    logs: list[LogItem] = []
+    span_total: int = 0  # spans stored for the trace
+    span_offset: int = 0  # the first span returned (oldest first)
+    spans_truncated: bool = False  # true when ``spans`` is not the whole trace: page with next_span_offset
+    next_span_offset: int | None = None
 
 
 class RecordPageResponse(_Envelope, kw_only=True):

@@ -79,6 +79,35 @@ class Span(Base):
     )
 
 
+class LogRecord(Base):
+    """A log record received over OTLP (``/v1/logs`` or gRPC), with the trace and span it was written in.
+
+    Range-partitioned by day on ``timestamp`` like ``spans`` (migration 0006; same partition maintenance and
+    retention). Log records have no id of their own, so ``log_id`` is a digest of the stored record: an
+    exporter's retry lands on the same key and is stored once. ``project_id`` leads every key (a later Citus
+    distribution shards by it); a trigger on ``projects`` deletes a deleted project's logs.
+    """
+
+    __tablename__ = "logs"
+
+    project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    log_id: Mapped[Any] = mapped_column(UUID(as_uuid=False), primary_key=True)
+    trace_id: Mapped[str | None] = mapped_column(String(32, collation="C"), nullable=True)
+    span_id: Mapped[str | None] = mapped_column(String(16, collation="C"), nullable=True)
+    severity_number: Mapped[int] = mapped_column(SmallInteger, nullable=False, default=0)
+    severity_text: Mapped[str] = mapped_column(String(32), nullable=False, default="")
+    body: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
+    service_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    scope_name: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+    __table_args__ = (
+        Index("ix_logs_project_trace", "project_id", "trace_id", "timestamp"),
+        {"postgresql_partition_by": "RANGE (timestamp)"},
+    )
+
+
 class PerformanceRecord(Base):
     """One row per request span (SERVER kind or a root span): what the records list shows."""
 

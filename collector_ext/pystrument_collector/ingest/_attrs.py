@@ -21,10 +21,18 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from pystrument_collector.ingest._batch import clean_text
 from pystrument_collector.ingest._errors import PayloadError
-from pystrument_collector.ingest._redact import REDACTED, URL_KEYS, is_sensitive_key, scrub_url
+from pystrument_collector.ingest._redact import REDACTED, URL_KEYS, is_sensitive_key, scrub_url, scrub_value
 
+# Arrays and maps nested deeper than this are stored as TOO_DEEP, in protobuf and JSON alike.
+MAX_VALUE_DEPTH = 32
+TOO_DEEP = f"[truncated: nested deeper than {MAX_VALUE_DEPTH} levels]"
 MAX_CACHED = 50_000
 MAX_KEYS = 10_000
+# The caches are bounded in bytes too: an attribute (or key) larger than this is decoded every time, never kept,
+# and the members' total size is capped, so distinct huge values cannot pile up in memory.
+MAX_CACHED_ATTRIBUTE_BYTES = 2048
+MAX_CACHED_KEY_BYTES = 256
+MAX_CACHED_BYTES = 32 * 1024 * 1024
 VOLATILE_AFTER = 1_000  # distinct values seen for a key before its values stop being cached
 _encode = msgspec.json.Encoder().encode
 _double = struct.Struct("<d").unpack_from
@@ -32,6 +40,7 @@ _double = struct.Struct("<d").unpack_from
 # raw KeyValue bytes → JSON member text / (key, value) for the request-record mapping.
 _members: dict[bytes, str] = {}
 _pairs: dict[bytes, tuple[str, Any]] = {}
+_cached_bytes = [0]  # raw + member text held by ``_members``/``_pairs``
 
 
 class _Key:
@@ -51,8 +60,9 @@ _keys: dict[bytes, _Key] = {}
 _double_prefixes: dict[bytes, _Key] = {}
 
 
-def any_value(v: Any) -> Any:
-    """A generated ``AnyValue`` as a plain JSON value."""
+def any_value(v: Any, depth: int = 0) -> Any:
+    """A generated ``AnyValue`` as a plain JSON value; arrays and maps deeper than ``MAX_VALUE_DEPTH`` become
+    ``TOO_DEEP`` (the same in OTLP/JSON, see ``_otlp_json.any_value``)."""
     which = v.WhichOneof("value")
     if which == "string_value":
         return clean_text(v.string_value)
@@ -63,12 +73,81 @@ def any_value(v: Any) -> Any:
     if which == "double_value":
         return v.double_value
     if which == "array_value":
-        return [any_value(x) for x in v.array_value.values]
+        if depth >= MAX_VALUE_DEPTH:
+            return TOO_DEEP
+        return [any_value(x, depth + 1) for x in v.array_value.values]
     if which == "kvlist_value":
-        return {clean_text(kv.key): any_value(kv.value) for kv in v.kvlist_value.values}
+        if depth >= MAX_VALUE_DEPTH:
+            return TOO_DEEP
+        return {clean_text(kv.key): any_value(kv.value, depth + 1) for kv in v.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(v.bytes_value).decode()
     return None
+
+
+def _fields(raw: bytes) -> Any:
+    """(field number, wire type, value) of each field of a serialized message; ValueError/IndexError if malformed."""
+    pos, n = 0, len(raw)
+    while pos < n:
+        tag, pos = _varint(raw, pos)
+        number, wire = tag >> 3, tag & 7
+        value: int | bytes
+        if wire == 0:
+            value, pos = _varint(raw, pos)
+        elif wire == 1:
+            value, pos = raw[pos : pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _varint(raw, pos)
+            value, pos = raw[pos : pos + length], pos + length
+        elif wire == 5:
+            value, pos = raw[pos : pos + 4], pos + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if pos > n:
+            raise ValueError("truncated")
+        yield number, wire, value
+
+
+def _text(raw: bytes) -> str:
+    try:
+        return clean_text(raw.decode())
+    except UnicodeDecodeError:
+        raise PayloadError("an attribute string is not valid UTF-8") from None
+
+
+def _wire_any(raw: bytes, depth: int) -> Any:
+    """An ``AnyValue`` read from its bytes by hand, for values nested deeper than the protobuf parser goes (its
+    recursion limit is 100 messages, 33 map levels): same meaning as ``any_value``, ``TOO_DEEP`` beyond."""
+    value: Any = None
+    for number, wire, data in _fields(raw):
+        if number == 1 and wire == 2:
+            value = _text(data)
+        elif number == 2 and wire == 0:
+            value = data != 0
+        elif number == 3 and wire == 0:
+            value = data - (1 << 64) if data >= 1 << 63 else data
+        elif number == 4 and wire == 1:
+            value = _double(data)[0]
+        elif number in (5, 6) and wire == 2:
+            if depth >= MAX_VALUE_DEPTH:
+                value = TOO_DEEP
+            elif number == 5:
+                value = [_wire_any(x, depth + 1) for n, w, x in _fields(data) if n == 1 and w == 2]
+            else:
+                value = dict(_wire_kv(x, depth + 1) for n, w, x in _fields(data) if n == 1 and w == 2)
+        elif number == 7 and wire == 2:
+            value = base64.b64encode(data).decode()
+    return value
+
+
+def _wire_kv(raw: bytes, depth: int) -> tuple[str, Any]:
+    key, value = "", None
+    for number, wire, data in _fields(raw):
+        if number == 1 and wire == 2:
+            key = _text(data)
+        elif number == 2 and wire == 2:
+            value = _wire_any(data, depth)
+    return key, value
 
 
 def _key(raw: bytes) -> _Key:
@@ -78,6 +157,8 @@ def _key(raw: bytes) -> _Key:
             info = _Key(clean_text(raw.decode()))
         except UnicodeDecodeError:
             raise PayloadError("an attribute key is not valid UTF-8") from None
+        if len(raw) > MAX_CACHED_KEY_BYTES:
+            return info
         if len(_keys) >= MAX_KEYS:
             _keys.clear()
             _double_prefixes.clear()
@@ -155,7 +236,10 @@ def _slow(raw: bytes) -> tuple[str, Any]:
     try:
         kv = KeyValue.FromString(raw)
     except (DecodeError, ValueError, RuntimeError) as exc:
-        raise PayloadError(f"an attribute is not a valid OTLP KeyValue: {exc}") from None
+        try:  # nested beyond the parser's recursion limit, or really malformed
+            return _wire_kv(raw, 0)
+        except (IndexError, ValueError, struct.error):
+            raise PayloadError(f"an attribute is not a valid OTLP KeyValue: {exc}") from None
     return clean_text(kv.key), any_value(kv.value)
 
 
@@ -193,14 +277,19 @@ def _decode(raw: bytes) -> tuple[str, str, Any]:
         value = REDACTED
     elif info.mode == 2 and isinstance(value, str):
         value = scrub_url(value)
+    elif isinstance(value, str | dict | list):
+        value = scrub_value(value)
     member = _member(info.prefix, value)
-    if info.misses < VOLATILE_AFTER:
+    if info.misses < VOLATILE_AFTER and len(raw) <= MAX_CACHED_ATTRIBUTE_BYTES:
         info.misses += 1
-        if len(_members) >= MAX_CACHED:
+        size = 2 * len(raw) + len(member)
+        if len(_members) >= MAX_CACHED or _cached_bytes[0] + size > MAX_CACHED_BYTES:
             _members.clear()
             _pairs.clear()
+            _cached_bytes[0] = 0
         _members[raw] = member
         _pairs[raw] = (info.key, value)
+        _cached_bytes[0] += size
     return member, info.key, value
 
 

@@ -9,13 +9,14 @@ saves building and converting a ``datetime`` per span.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
-from pystrument_collector.ingest._redact import scrub_attributes
+from pystrument_collector.ingest._redact import scrub_attributes, scrub_name, scrub_url
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
@@ -23,6 +24,8 @@ KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 MEMORY_PREFIX = "pystrument.memory."
 MAX_SERVICE = 200
 MAX_METHOD = 16
+MAX_SEVERITY_TEXT = 32
+MAX_SCOPE = 200
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -94,7 +97,7 @@ def _url_path(url: str) -> str:
 
 class Batch:
     """One chunk of a request: span rows (tuples in ``SPAN_COLUMNS`` order), request records column by column,
-    and rejection bookkeeping."""
+    log rows (tuples in ``LOG_COLUMNS`` order), and rejection bookkeeping."""
 
     SPAN_COLUMNS = (
         "trace_id", "span_id", "project_id", "parent_span_id", "name", "kind", "start_time", "duration",
@@ -105,8 +108,14 @@ class Batch:
         "duration", "cpu_time", "memory", "is_error", "timestamp",
     )  # fmt: skip
 
+    LOG_COLUMNS = (
+        "project_id", "timestamp", "log_id", "trace_id", "span_id", "severity_number", "severity_text", "body",
+        "attributes", "service_name", "scope_name",
+    )  # fmt: skip
+
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
+        self.log_rows: list[tuple[Any, ...]] = []
         self.records: list[list[Any]] = [[] for _ in self.RECORD_COLUMNS]
         self.rejected = 0
         self.reject_reasons: dict[str, int] = {}
@@ -114,7 +123,7 @@ class Batch:
         self.project_ids: set[int] = set()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.rows) + len(self.log_rows)
 
     @property
     def record_count(self) -> int:
@@ -125,6 +134,17 @@ class Batch:
         if not self.rows:
             return [[] for _ in self.SPAN_COLUMNS]
         return [list(column) for column in zip(*self.rows, strict=True)]
+
+    def log_columns(self) -> list[list[Any]]:
+        """The log rows transposed, for ``unnest`` inserts."""
+        if not self.log_rows:
+            return [[] for _ in self.LOG_COLUMNS]
+        return [list(column) for column in zip(*self.log_rows, strict=True)]
+
+    def warn(self, message: str) -> None:
+        """Something stored in part (e.g. attributes over the cap): said in the partial success, nothing rejected."""
+        if not self.first_error:
+            self.first_error = message
 
     def reject(self, reason: str, message: str) -> None:
         self.rejected += 1
@@ -164,12 +184,12 @@ class Batch:
                 span_id,
                 project_id,
                 parent_span_id,
-                clean_text(name),
+                scrub_name(clean_text(name)),
                 kind,
                 start,
                 duration,
                 status_code,
-                clean_text(status_message),
+                scrub_name(clean_text(status_message)),
                 service,
                 synthetic,
                 encode_json(attrs),
@@ -220,3 +240,37 @@ class Batch:
         r[10].append(encode_json(memory))
         r[11].append(is_error)
         r[12].append(start)
+
+    def add_log(
+        self,
+        *,
+        project_id: int,
+        service_name: str,
+        scope_name: str,
+        time_ns: int,
+        trace_id: str | None,
+        span_id: str | None,
+        severity_number: int,
+        severity_text: str,
+        body: Any,
+        attributes: dict[str, Any],
+    ) -> None:
+        """Append one log record (ids already validated; ``None`` when absent), scrubbed like span attributes.
+
+        Its key is a digest of what is stored, so the same record sent again (an exporter's retry) is stored once.
+        """
+        if isinstance(body, str):
+            body = scrub_url(clean_text(body))
+        elif isinstance(body, dict):
+            body = scrub_attributes(body)
+        attrs = encode_json(scrub_attributes(attributes))
+        body_json = encode_json(body)
+        service = clean_text(service_name)[:MAX_SERVICE]
+        scope = clean_text(scope_name)[:MAX_SCOPE]
+        severity = clean_text(severity_text)[:MAX_SEVERITY_TEXT]
+        number = severity_number if 0 <= severity_number <= 24 else 0
+        identity = encode_json([time_ns, trace_id, span_id, number, severity, body_json, attrs, service, scope])
+        log_id = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+        row = (project_id, ns_to_pg(time_ns), log_id, trace_id, span_id, number, severity, body_json, attrs)
+        self.log_rows.append((*row, service, scope))
+        self.project_ids.add(project_id)

@@ -21,6 +21,8 @@ from pystrument_collector.ingest._errors import PayloadError
 MAX_TRACE_ID = 32
 MAX_FUNCTION_SPANS = 10_000
 MAX_DEPTH = 64
+MAX_SECONDS = 86_400.0  # a duration or offset longer than a day is not a request's
+FUTURE_TOLERANCE_SECONDS = 86_400.0  # as for OTLP spans: times more than a day ahead are refused
 _decoder = msgspec.json.Decoder()
 
 
@@ -37,6 +39,8 @@ def _number(value: Any, field: str, *, required: bool = False) -> float | None:
         raise PayloadError(f"{field} must be a number, not {type(value).__name__}")
     if value < 0:
         raise PayloadError(f"{field} must not be negative")
+    if not value <= MAX_SECONDS:  # also NaN and infinity
+        raise PayloadError(f"{field} must be at most {MAX_SECONDS:g} seconds")
     return float(value)
 
 
@@ -45,16 +49,20 @@ def _epoch_seconds(value: Any, field: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise PayloadError(f"{field} must be ISO 8601 text or epoch seconds, got {value!r}") from None
         if parsed.tzinfo is None:
             raise PayloadError(f"{field} needs a timezone (e.g. a trailing Z)")
-        return parsed.timestamp()
-    raise PayloadError(f"{field} must be ISO 8601 text or epoch seconds")
+        seconds = parsed.timestamp()
+    else:
+        raise PayloadError(f"{field} must be ISO 8601 text or epoch seconds")
+    if not 0 < seconds <= time.time() + FUTURE_TOLERANCE_SECONDS:  # also NaN
+        raise PayloadError(f"{field} must be after 1970 and at most a day ahead of the server's clock")
+    return seconds
 
 
 class LegacyReport:
@@ -65,6 +73,8 @@ class LegacyReport:
             doc = _decoder.decode(body)
         except msgspec.DecodeError as exc:
             raise PayloadError(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise PayloadError("body is nested too deeply to decode") from None
         if not isinstance(doc, dict):
             raise PayloadError("body must be a JSON object with trace_id, request_info and performance_metrics")
         trace_id = doc.get("trace_id")
@@ -219,7 +229,8 @@ class LegacyReport:
         if value is None:
             return cursor
         if isinstance(value, int | float) and not isinstance(value, bool) and value < 1e9:
-            return int(self.start * 1e9) + int(float(value) * 1e9)
+            offset = _number(value, f"{where}.start_time")  # an offset: 0 to a day
+            return int(self.start * 1e9) + int((offset or 0.0) * 1e9)
         seconds = _epoch_seconds(value, f"{where}.start_time")
         return int(seconds * 1e9) if seconds is not None else parent_start_ns
 

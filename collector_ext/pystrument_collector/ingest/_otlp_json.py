@@ -13,10 +13,19 @@ from typing import Any
 
 import msgspec
 
+from pystrument_collector.ingest._attrs import MAX_VALUE_DEPTH, TOO_DEEP
 from pystrument_collector.ingest._batch import KINDS, Batch, clean_text, ns_to_datetime
 from pystrument_collector.ingest._errors import PayloadError
-from pystrument_collector.ingest._otlp_proto import MAX_ATTRIBUTES, MAX_EVENTS, PROJECT_KEY_ATTRIBUTE
-from pystrument_collector.ingest._redact import scrub_attributes
+from pystrument_collector.ingest._otlp_proto import (
+    DROPPED_ATTRIBUTE,
+    FUTURE_MESSAGE,
+    MAX_ATTRIBUTES,
+    MAX_EVENTS,
+    PROJECT_KEY_ATTRIBUTE,
+    RECORD_KEYS,
+    future_limit_ns,
+)
+from pystrument_collector.ingest._redact import scrub_attributes, scrub_name
 
 _KIND_NAMES = {f"SPAN_KIND_{k}": i for i, k in enumerate(KINDS)} | {k: i for i, k in enumerate(KINDS)}
 _STATUS_NAMES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2, "UNSET": 0, "OK": 1, "ERROR": 2}
@@ -38,8 +47,9 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def any_value(v: Any) -> Any:
-    """An OTLP/JSON ``AnyValue`` object as a plain JSON value."""
+def any_value(v: Any, depth: int = 0) -> Any:
+    """An OTLP/JSON ``AnyValue`` object as a plain JSON value (``TOO_DEEP`` past ``MAX_VALUE_DEPTH``, as in
+    protobuf)."""
     if not isinstance(v, dict):
         return None
     for field, value in v.items():
@@ -58,20 +68,36 @@ def any_value(v: Any) -> Any:
             except (TypeError, ValueError):
                 return None
         if field in ("arrayValue", "array_value"):
-            return [any_value(x) for x in _list(_dict(value).get("values"))]
+            if depth >= MAX_VALUE_DEPTH:
+                return TOO_DEEP
+            return [any_value(x, depth + 1) for x in _list(_dict(value).get("values"))]
         if field in ("kvlistValue", "kvlist_value"):
-            return attributes(_dict(value).get("values"))
+            if depth >= MAX_VALUE_DEPTH:
+                return TOO_DEEP
+            return attributes(_dict(value).get("values"), depth + 1)
         if field in ("bytesValue", "bytes_value"):
             return value if isinstance(value, str) else None
     return None
 
 
-def attributes(kvs: Any) -> dict[str, Any]:
+def attributes(kvs: Any, depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in _list(kvs)[:MAX_ATTRIBUTES]:
         if isinstance(kv, dict) and isinstance(key := kv.get("key"), str):
-            out[clean_text(key)] = any_value(kv.get("value"))
+            out[clean_text(key)] = any_value(kv.get("value"), depth)
     return out
+
+
+def _span_attributes(batch: Batch, name: str, kvs: list[Any]) -> dict[str, Any]:
+    """A span's attributes: past ``MAX_ATTRIBUTES`` only the record's keys are kept, as in protobuf."""
+    attrs = attributes(kvs)
+    if len(kvs) > MAX_ATTRIBUTES:
+        extra = [kv for kv in kvs[MAX_ATTRIBUTES:] if isinstance(kv, dict) and kv.get("key") in RECORD_KEYS]
+        attrs.update(attributes(extra))
+        dropped = len(kvs) - MAX_ATTRIBUTES - len(extra)
+        attrs[DROPPED_ATTRIBUTE] = dropped
+        batch.warn(f"span {name!r}: {dropped} attributes beyond the first {MAX_ATTRIBUTES} were dropped")
+    return attrs
 
 
 def _id(value: Any, size: int) -> str | None:
@@ -114,6 +140,8 @@ class JsonTraces:
             doc = _decoder.decode(body) if body.strip() else {}
         except msgspec.DecodeError as exc:
             raise PayloadError(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise PayloadError("body is nested too deeply to decode") from None
         if not isinstance(doc, dict):
             raise PayloadError("OTLP/JSON body must be an object with 'resourceSpans'")
         rs = _get(doc, "resourceSpans", "resource_spans")
@@ -139,19 +167,20 @@ class JsonTraces:
     def batches(self, project_ids: list[int], size: int) -> Iterator[Batch]:
         """Map every span, ``size`` spans a batch; spans with invalid ids or times are counted as rejected."""
         batch = Batch()
+        latest = future_limit_ns()
         for rs, project_id in zip(self.resource_spans, project_ids, strict=True):
             service = attributes(_dict(rs.get("resource")).get("attributes")).get("service.name")
             service = service if isinstance(service, str) else ""
             for ss in self._scopes(rs):
                 for span in _list(_dict(ss).get("spans")):
-                    self._one(batch, project_id, service, _dict(span))
+                    self._one(batch, project_id, service, _dict(span), latest)
                     if len(batch) >= size:
                         yield batch
                         batch = Batch()
         yield batch
 
     @staticmethod
-    def _one(batch: Batch, project_id: int, service: str, span: dict[str, Any]) -> None:
+    def _one(batch: Batch, project_id: int, service: str, span: dict[str, Any], latest: int) -> None:
         name = span.get("name")
         name = name if isinstance(name, str) else ""
         trace_id = _id(_get(span, "traceId", "trace_id"), 16)
@@ -174,13 +203,17 @@ class JsonTraces:
         if start >= _MAX_NANOS:
             batch.reject("invalid_start_time", f"span {name!r}: startTimeUnixNano is out of range")
             return
+        end = _int(_get(span, "endTimeUnixNano", "end_time_unix_nano"))
+        if start > latest or end > latest:
+            batch.reject("future_time", f"span {name!r}: {FUTURE_MESSAGE}")
+            return
         events = []
         for e in _list(span.get("events"))[:MAX_EVENTS]:
             e = _dict(e)
             ev_name = e.get("name")
             events.append(
                 {
-                    "name": clean_text(ev_name) if isinstance(ev_name, str) else "",
+                    "name": scrub_name(clean_text(ev_name)) if isinstance(ev_name, str) else "",
                     "timestamp": ns_to_datetime(_int(_get(e, "timeUnixNano", "time_unix_nano"))).isoformat(),
                     "attributes": scrub_attributes(attributes(e.get("attributes"))),
                 }
@@ -197,9 +230,9 @@ class JsonTraces:
             name=name,
             kind=KINDS[kind] if 0 <= kind < len(KINDS) else "UNSPECIFIED",
             start_ns=start,
-            end_ns=min(_int(_get(span, "endTimeUnixNano", "end_time_unix_nano")), _MAX_NANOS),
+            end_ns=end,
             status_code=_enum(status.get("code"), _STATUS_NAMES),
             status_message=message if isinstance(message, str) else "",
-            attributes=attributes(span.get("attributes")),
+            attributes=_span_attributes(batch, name, _list(span.get("attributes"))),
             events=events,
         )

@@ -8,6 +8,7 @@ cent of traffic) also get their attributes as a dict for the request record.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from pystrument_collector.ingest._batch import (
     ns_to_datetime,
 )
 from pystrument_collector.ingest._errors import PayloadError
-from pystrument_collector.ingest._redact import scrub_attributes
+from pystrument_collector.ingest._redact import scrub_attributes, scrub_name
 from pystrument_collector.ingest._wire import LiteTraceRequest
 
 PROJECT_KEY_ATTRIBUTE = "pystrument.project_key"
@@ -36,6 +37,36 @@ PROJECT_KEY_ATTRIBUTE = "pystrument.project_key"
 # hostile body from turning into millions of Python objects at once.
 MAX_ATTRIBUTES = 1000
 MAX_EVENTS = 1000
+# A span that starts or ends more than this ahead of the server's clock is refused (partial success): far-future
+# times would top every newest-first list and never expire.
+FUTURE_TOLERANCE_NS = 86_400 * 10**9
+FUTURE_MESSAGE = "times more than a day ahead of the server's clock are refused"
+
+
+# What the request record reads (Batch.add_record): kept even beyond MAX_ATTRIBUTES, so a span with too many
+# attributes still gets its route, path and status; the rest beyond the cap is dropped, counted in
+# ``pystrument.dropped_attributes_count`` and said in the export's partial success.
+RECORD_KEYS = (
+    "http.request.method", "http.method", "http.route", "url.path", "http.target", "url.full", "http.url",
+    "http.response.status_code", "http.status_code", "pystrument.cpu_time_ms", "pystrument.synthetic",
+)  # fmt: skip
+DROPPED_ATTRIBUTE = "pystrument.dropped_attributes_count"
+_RECORD_PREFIXES = tuple(b"\x0a" + bytes([len(k)]) + k.encode() + b"\x12" for k in RECORD_KEYS)
+
+
+def over_cap(raws: Any, name: str, batch: Batch) -> tuple[list[bytes], int]:
+    """The first ``MAX_ATTRIBUTES`` raw attributes plus the record's own keys from the rest, and how many were
+    dropped; the batch carries a warning for the partial success."""
+    kept = list(raws[:MAX_ATTRIBUTES])
+    kept += [r for r in raws[MAX_ATTRIBUTES:] if r.startswith(_RECORD_PREFIXES)]
+    dropped = len(raws) - len(kept)
+    batch.warn(f"span {name!r}: {dropped} attributes beyond the first {MAX_ATTRIBUTES} were dropped")
+    return kept, dropped
+
+
+def future_limit_ns() -> int:
+    """The latest start or end time accepted now (Unix nanoseconds)."""
+    return time.time_ns() + FUTURE_TOLERANCE_NS
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _SYNTHETIC = frozenset(
@@ -62,7 +93,7 @@ def _events(raws: Any) -> str:
         e = _decode(PbSpan.Event, raw, "a span event")
         events.append(
             {
-                "name": clean_text(e.name),
+                "name": scrub_name(clean_text(e.name)),
                 "timestamp": ns_to_datetime(e.time_unix_nano).isoformat(),
                 "attributes": scrub_attributes(attributes(e.attributes[:MAX_ATTRIBUTES])),
             }
@@ -105,6 +136,7 @@ class ProtoTraces:
         batch = Batch()
         rows = batch.rows
         append = rows.append
+        latest = future_limit_ns()
         get_member = _attrs._members.get
         decode = _attrs._decode
         not_synthetic = _SYNTHETIC.isdisjoint
@@ -138,20 +170,28 @@ class ProtoTraces:
                     if not start:
                         batch.reject("missing_start_time", f"span {span.name!r}: start_time_unix_nano is missing")
                         continue
+                    if start > latest or span.end_time_unix_nano > latest:
+                        batch.reject("future_time", f"span {span.name!r}: {FUTURE_MESSAGE}")
+                        continue
                     # One C-level pass over the raw attributes; only cache misses run Python per attribute.
-                    raws = span.attributes[:MAX_ATTRIBUTES]
+                    raws = span.attributes
+                    dropped = 0
+                    if len(raws) > MAX_ATTRIBUTES:
+                        raws, dropped = over_cap(raws, span.name, batch)
                     members: list[str | None] = list(map(get_member, raws))
                     misses = members.count(None)
                     i = -1
                     for _ in range(misses):  # C-level scans from the previous miss on: linear in the span
                         i = members.index(None, i + 1)
                         members[i] = decode(raws[i])[0]
+                    if dropped:
+                        members.append(f'"{DROPPED_ATTRIBUTE}":{dropped}')
                     kind = span.kind
                     status = span.status
                     if status:
                         st = _decode(PbStatus, status, "a span status")
                         code = st.code if st.code in (1, 2) else 0
-                        message = clean_text(st.message)
+                        message = scrub_name(clean_text(st.message))
                     else:
                         code, message = 0, ""
                     events = span.events
@@ -167,7 +207,7 @@ class ProtoTraces:
                             span_hex,
                             project_id,
                             parent,
-                            clean_text(name) if "\x00" in name else name,
+                            scrub_name(clean_text(name) if "\x00" in name else name),
                             KINDS[kind] if 0 <= kind < 6 else "UNSPECIFIED",
                             start_us,
                             duration,

@@ -1,4 +1,5 @@
-"""Batch writes: binary ``COPY`` straight into ``spans``, idempotent on ``(trace_id, span_id)`` all the same.
+"""Batch writes: binary ``COPY`` straight into ``spans``, idempotent on ``(trace_id, span_id)`` all the same
+(log records likewise into ``logs``, idempotent on their digest).
 
 Each request is one transaction on one of the writer's own connections: its chunks' span rows go to ``spans``
 by binary COPY (tuple routing puts them in their day partition), request records by
@@ -62,6 +63,17 @@ FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text
             $9::float8[], $10::float8[], $11::text[], $12::bool[], $13::timestamptz[])
      AS u(t, s, p, sv, m, r, pa, sc, d, c, mem, err, ts)
 ORDER BY t, s
+ON CONFLICT DO NOTHING
+"""
+
+LOGS_SQL = """
+INSERT INTO logs (project_id, timestamp, log_id, trace_id, span_id, severity_number, severity_text, body, attributes,
+                  service_name, scope_name)
+SELECT p, ts, l, t, s, sn, st, b::jsonb, a::jsonb, sv, sc
+FROM unnest($1::int8[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::int2[], $7::text[], $8::text[],
+            $9::text[], $10::text[], $11::text[])
+     AS u(p, ts, l, t, s, sn, st, b, a, sv, sc)
+ORDER BY p, ts, l
 ON CONFLICT DO NOTHING
 """
 
@@ -173,6 +185,33 @@ class IngestResult:
 
 
 BatchSource = Callable[[], Iterable[Batch]]
+
+# Spans already stored under the same (trace_id, span_id) with another start time (so in another row, maybe
+# another day's partition): the unique key, which must hold start_time, cannot see them.
+REUSED_SQL = """
+SELECT u.i FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS u(t, s, st, i)
+WHERE EXISTS (SELECT 1 FROM spans x WHERE x.trace_id = u.t AND x.span_id = u.s AND x.start_time <> u.st)
+"""
+REUSED_MESSAGE = "span id {} of trace {} is stored already with another start time; the first one is kept"
+
+
+async def _drop_reused_span_ids(conn: Any, batch: Batch) -> None:
+    """Refuse (partial success) spans whose id is taken in their trace by a span with another start time, stored
+    or earlier in this batch: a span id names one span, whatever day it is sent again on."""
+    rows = batch.rows
+    first: dict[tuple[str, str], int] = {}
+    drop: set[int] = set()
+    for i, row in enumerate(rows):
+        start = first.setdefault((row[0], row[1]), row[6])
+        if start != row[6]:
+            drop.add(i)
+    found = await conn.fetch(REUSED_SQL, [r[0] for r in rows], [r[1] for r in rows], [r[6] for r in rows])
+    drop.update(int(r[0]) - 1 for r in found)
+    if not drop:
+        return
+    for i in sorted(drop):
+        batch.reject("reused_span_id", REUSED_MESSAGE.format(rows[i][1], rows[i][0]))
+    batch.rows[:] = [row for i, row in enumerate(rows) if i not in drop]
 
 
 async def _chunks(source: BatchSource, threaded: bool) -> AsyncGenerator[Batch, None]:
@@ -294,6 +333,8 @@ class Writer:
         locked: set[int] = set()
         async with conn.transaction(), aclosing(_chunks(source, threaded)) as chunks:
             async for batch in chunks:
+                if batch.rows:
+                    await _drop_reused_span_ids(conn, batch)
                 result.count(batch)
                 if not batch.project_ids <= locked:
                     await self._lock_projects(conn, batch.project_ids - locked)
@@ -306,6 +347,8 @@ class Writer:
                     continue
                 if batch.rows:
                     result.inserted += await self._spans(conn, batch, copy)
+                if batch.log_rows:
+                    result.inserted += await self._logs(conn, batch, copy)
                 if batch.record_count:
                     result.records += _count(await conn.execute(RECORDS_SQL, *batch.records))
         return result
@@ -327,6 +370,16 @@ class Writer:
             )
         else:
             status = await conn.execute(SPANS_SQL, *batch.span_columns(), timeout=WRITE_TIMEOUT_SECONDS)
+        return _count(status)
+
+    @staticmethod
+    async def _logs(conn: Any, batch: Batch, copy: bool) -> int:
+        if copy:
+            status = await conn.copy_records_to_table(
+                "logs", records=batch.log_rows, columns=Batch.LOG_COLUMNS, timeout=WRITE_TIMEOUT_SECONDS
+            )
+        else:
+            status = await conn.execute(LOGS_SQL, *batch.log_columns(), timeout=WRITE_TIMEOUT_SECONDS)
         return _count(status)
 
     async def _touch(self, conn: Any, project_ids: set[int]) -> None:

@@ -9,6 +9,8 @@ read. Mapping and writing go by chunks of spans, so that is the whole cost of a 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import zlib
 from typing import Any
@@ -22,6 +24,30 @@ DEFAULT_MAX_INFLIGHT_BYTES = 512 * 1024 * 1024
 BUDGET_RETRY_AFTER = 1  # seconds
 PROTOBUF_WEIGHT = 8  # memory per body byte, at worst, once decoded (upb arena, raw attribute strings)
 JSON_WEIGHT = 16  # msgspec's Python objects for a body of tiny JSON objects
+
+
+TRIM_AFTER_BYTES = 4 * 1024 * 1024
+
+
+def _malloc_trim() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back_memory(body_bytes: int) -> None:
+    """After a large request, hand the C heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Decoding a big body allocates large strings in whichever malloc arena the mapping thread used; freed, they
+    stay in the process (RSS) unless trimmed, so a burst of large exports would leave the server that much larger.
+    """
+    if _TRIM is not None and body_bytes >= TRIM_AFTER_BYTES:
+        _TRIM(0)
 
 
 def max_body_bytes() -> int:
@@ -76,9 +102,12 @@ class Reservation:
         self.budget = budget
         self.weight = weight
         self.held = 0
+        self.bytes = 0  # body bytes read under this reservation
 
     def take(self, n: int) -> None:
         """Reserve for ``n`` more body bytes: 413 if this request alone can never fit, 503 if others are in the way."""
+        if n > 0:
+            self.bytes += n
         if self.budget is None or n <= 0:
             return
         cost = n * self.weight

@@ -23,6 +23,7 @@ _ENVELOPE_CODES = {400: 40001, 401: 40101, 403: 40301, 413: 41301, 503: 50301}
 
 
 def _envelope(status: int, msg: str, data: Any = None, headers: dict[str, str] | None = None) -> Response[Any]:
+    """The seed's envelope; an error answered before the body was read to its end also closes the connection."""
     code = 0 if status == 200 else _ENVELOPE_CODES.get(status, status * 100 + 1)
     return Response({"code": code, "msg": msg, "data": data}, status_code=status, headers=headers)
 
@@ -43,11 +44,13 @@ def legacy_handler(
     async def collect(request: Request[Any, Any, Any], db: NamedDependency[Database]) -> Response[Any]:
         report: LegacyReport | None = None
         hold = Reservation(budget, JSON_WEIGHT)
+        complete = False
         try:
-            body = await read_body(request, limit, hold)
-            report = LegacyReport(body)
             key = request.headers.get("x-project-key", "").strip() or None
-            [project_id] = await ingestor.project_ids(db, key, [None])
+            [project_id] = await ingestor.project_ids(db, key, [None])  # before the body: a bogus key costs nothing
+            body = await read_body(request, limit, hold)
+            complete = True
+            report = LegacyReport(body)
             batch = Batch()
             report.fill(batch, project_id)
             result = await ingestor.writer.write(db, lambda: [batch], skip_if_recorded=True)
@@ -55,7 +58,10 @@ def legacy_handler(
             stats.request(exc.status)
             stats.drop(exc.reason, 0)
             retry = getattr(exc, "retry_after", None)
-            return _envelope(exc.status, exc.message, headers={"Retry-After": str(retry)} if retry else None)
+            headers = {"Retry-After": str(retry)} if retry else {}
+            if not complete:
+                headers["Connection"] = "close"
+            return _envelope(exc.status, exc.message, headers=headers or None)
         finally:
             hold.release()
         stats.request(200)

@@ -96,7 +96,8 @@ export class AnalysisJob {
 			if (generation !== this.#generation) return;
 			this.elapsedMs = this.#now() - this.#startedAt;
 			try {
-				const result = await this.#api.getAnalysis(id);
+				const project = this.trigger?.project_key ?? this.result?.project_key;
+				const result = await this.#api.getAnalysis(id, undefined, project);
 				if (generation !== this.#generation) return;
 				this.result = result;
 				this.error = null;

@@ -46,6 +46,7 @@ describe('analysis helpers', () => {
 		expect(bottleneckHref({ project_key: 'proj_a', trace_id: 't1' }, b('high', 1))).toBe('/projects/proj_a/traces/t1');
 		expect(bottleneckHref({ project_key: null, trace_id: 't1' }, b('high', 1))).toBeNull();
 		expect(analysisHref('analysis_1')).toBe('/analyses/analysis_1');
+		expect(analysisHref('analysis_1', 'proj_a')).toBe('/analyses/analysis_1?project=proj_a');
 	});
 });
 

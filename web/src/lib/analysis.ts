@@ -61,7 +61,8 @@ export function bottleneckHref(analysis: Pick<Analysis, 'project_key' | 'trace_i
 	return spanHref(analysis.project_key, analysis.trace_id, b.span_ids?.[0]);
 }
 
-/** The analysis page. */
-export function analysisHref(id: string): string {
-	return `/analyses/${encodeURIComponent(id)}`;
+/** The analysis page (with its project, so the page can name it: the API only does when asked by project). */
+export function analysisHref(id: string, projectKey?: string | null): string {
+	const base = `/analyses/${encodeURIComponent(id)}`;
+	return projectKey ? `${base}?project=${encodeURIComponent(projectKey)}` : base;
 }

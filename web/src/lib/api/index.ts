@@ -17,6 +17,7 @@ export type PerformanceRecord = Schemas['RecordItem'];
 export type RecordList = Schemas['RecordPage'];
 export type RecordDetail = Schemas['RecordDetail'];
 export type Span = Schemas['SpanItem'];
+export type LogLine = Schemas['LogItem'];
 export type LatencyStats = Schemas['LatencyStats'];
 export type RouteStats = Schemas['RouteStats'];
 export type TimePoint = Schemas['TimePoint'];
@@ -180,8 +181,10 @@ export class Api {
 		return this.call('triggerAnalysis', 'POST', '/api/v1/analysis/trigger', input);
 	}
 
-	getAnalysis(analysisId: string, signal?: AbortSignal) {
-		return this.call('getAnalysisResult', 'GET', `/api/v1/analysis/results/${enc(analysisId)}`, undefined, signal);
+	/** With the project's key the answer names the project (and an analysis of another project is a 404). */
+	getAnalysis(analysisId: string, signal?: AbortSignal, projectKey?: string | null) {
+		const path = `/api/v1/analysis/results/${enc(analysisId)}${queryString({ project_key: projectKey })}`;
+		return this.call('getAnalysisResult', 'GET', path, undefined, signal);
 	}
 
 	listAnalyses(query: AnalysisQuery, signal?: AbortSignal) {

@@ -1,3 +1,3 @@
 import type { PageLoad } from './$types';
 
-export const load: PageLoad = ({ params }) => ({ id: params.id });
+export const load: PageLoad = ({ params, url }) => ({ id: params.id, project: url.searchParams.get('project') });
