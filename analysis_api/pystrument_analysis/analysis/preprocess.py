@@ -168,8 +168,37 @@ def _repeated(trace: Trace, spans: list[TSpan], key: Any, label: str) -> list[di
     return sorted(rows, key=lambda r: -r["total_ms"])
 
 
-def build_summary(trace: Trace, findings: list[Finding], baseline: dict[str, Any] | None) -> dict[str, Any]:
-    """The trace as compact facts (not yet redacted or trimmed)."""
+#: Log lines handed to an AI provider with a trace: warnings and errors first, then the rest, in time order.
+MAX_LOG_LINES = 30
+LOG_BODY_CHARS = 300
+
+
+def log_context(trace: Trace, logs: list[Any]) -> list[dict[str, Any]]:
+    """The trace's log lines as context: offset from the request's start, severity, body, and the function span
+    (or request) that wrote them; the most severe first when there are too many."""
+    owners = {s.span_id: s for s in trace.spans}
+    start = trace.root.start
+    chosen = sorted(logs, key=lambda line: -int(line.severity_number or 0))[:MAX_LOG_LINES]
+    chosen.sort(key=lambda line: line.timestamp)
+    out = []
+    for line in chosen:
+        span = owners.get(line.span_id or "")
+        body = line.body if isinstance(line.body, str) else str(line.body)
+        out.append(
+            {
+                "at_ms": round((line.timestamp.timestamp() - start) * 1000, 1),
+                "severity": line.severity_text or str(line.severity_number or ""),
+                "body": body[:LOG_BODY_CHARS],
+                "span": span.function if span is not None and span.is_function else (span.name if span else None),
+            }
+        )
+    return out
+
+
+def build_summary(
+    trace: Trace, findings: list[Finding], baseline: dict[str, Any] | None, logs: list[Any] | None = None
+) -> dict[str, Any]:
+    """The trace as compact facts (not yet redacted or trimmed); ``logs``: its log lines (``trace_logs``)."""
     root, record = trace.root, trace.record
     db = [s for s in trace.spans if s.is_db]
     http = [s for s in trace.spans if s.is_http_client]
@@ -228,11 +257,13 @@ def build_summary(trace: Trace, findings: list[Finding], baseline: dict[str, Any
         "hot_functions_by_total_time": sorted(functions, key=lambda r: -r["total_ms"])[:TOP],
         "hot_path": _hot_path(trace),
         "slowest_calls": calls,
+        **({"logs": log_context(trace, logs)} if logs else {}),
     }
 
 
 # Lists trimmed first are the least useful to the model.
 _TRIM_ORDER = (
+    "logs",
     "hot_functions_by_total_time",
     "slowest_calls",
     "hot_path",

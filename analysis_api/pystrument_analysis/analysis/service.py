@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from pystrument_collector.db import Database
 from pystrument_collector.db.models import Analysis, Project, Span
+from pystrument_collector.logs import TraceLog, trace_logs
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,8 @@ from pystrument_analysis.analysis.trace import Trace, load_trace
 logger = logging.getLogger(__name__)
 
 LOAD_ATTEMPTS = 3
+#: Log lines read with a trace for an AI provider (``preprocess.log_context`` keeps the most severe).
+LOG_LIMIT = 500
 LOAD_RETRY_SECONDS = 0.5
 
 
@@ -165,6 +168,7 @@ async def run_analysis(db: Database, config: AIConfig, job: Job) -> Outcome:
     if over:
         return Outcome(status="failed", error=over)
     trace, baseline = None, None
+    logs: list[TraceLog] = []
     for attempt in range(LOAD_ATTEMPTS):
         # spans being moved between partitions by maintenance can be invisible for a moment: look again
         if attempt:
@@ -172,7 +176,9 @@ async def run_analysis(db: Database, config: AIConfig, job: Job) -> Outcome:
         async with db.session() as session:
             trace = await load_trace(session, job.project_id, job.trace_id)
             if trace is not None:
-                baseline = await load_baseline(session, trace) if ai is not None else None
+                if ai is not None:
+                    baseline = await load_baseline(session, trace)
+                    logs = await trace_logs(session, job.project_id, job.trace_id, limit=LOG_LIMIT)
                 break
     if trace is None:
         return Outcome(status="failed", error=f"trace {job.trace_id} has no spans in this project")
@@ -190,7 +196,7 @@ async def run_analysis(db: Database, config: AIConfig, job: Job) -> Outcome:
         analysis_type=job.analysis_type,
         language=job.language,
         template=config.template_for(job.analysis_type),
-        summary=build_summary(trace, analysis.all, baseline),
+        summary=build_summary(trace, analysis.all, baseline, logs),
     )
     try:
         output = await make_provider(ai).analyze(request)
