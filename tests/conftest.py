@@ -95,7 +95,7 @@ async def client(settings: object) -> AsyncIterator[object]:
     from pystrument_analysis.app import create_app
 
     app = create_app(settings)  # type: ignore[arg-type]
-    async with AsyncTestClient(app=app) as c:
+    async with AsyncTestClient(app=app, base_url="http://localhost") as c:
         yield c
 
 

@@ -3,14 +3,18 @@
 The build lives in ``pystrument_analysis/web_dist`` (``nox -s web`` writes it); ``PYSTRUMENT_WEB_DIR``
 points elsewhere. Unknown paths without a file extension get the fallback page (``200.html`` or
 ``index.html``) so client-side routes survive a reload; the API, OTLP, schema and health paths are never
-shadowed: under them an unknown path is a plain 404.
+shadowed: under them an unknown path is a plain 404. HTML pages carry a Content-Security-Policy (their inline
+start-up script allowed by hash); ``api.shield`` adds nosniff, X-Frame-Options and Referrer-Policy to everything.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import mimetypes
 import os
+import re
 from pathlib import Path
 
 from litestar import Response, get
@@ -26,11 +30,12 @@ FALLBACK_PAGES = ("200.html", "index.html")
 IMMUTABLE_PREFIX = "_app/immutable/"
 
 # The platform's mime table varies (and some map .js to text/plain); these are what browsers need.
+# Litestar adds "; charset=utf-8" to text/* itself: spelled here too, browsers would get it twice.
 CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
     ".json": "application/json",
     ".map": "application/json",
     ".svg": "image/svg+xml",
@@ -40,7 +45,7 @@ CONTENT_TYPES = {
     ".wasm": "application/wasm",
     ".woff2": "font/woff2",
     ".woff": "font/woff",
-    ".txt": "text/plain; charset=utf-8",
+    ".txt": "text/plain",
 }
 
 NOT_BUILT_PAGE = """<!doctype html>
@@ -93,14 +98,44 @@ def _resolve(root: Path, relative: str) -> Path | None:
     return None
 
 
+_INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+_script_hashes: dict[tuple[str, float], tuple[str, ...]] = {}
+
+
+def content_security_policy(script_hashes: tuple[str, ...]) -> str:
+    """The UI's CSP: its own files only, plus the page's inline bootstrap scripts by hash; no framing."""
+    scripts = " ".join(["'self'", *(f"'sha256-{h}'" for h in script_hashes)])
+    return (
+        f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def inline_script_hashes(file: Path) -> tuple[str, ...]:
+    """Base64 SHA-256 of each inline ``<script>`` of an HTML file (SvelteKit's start-up script), cached by mtime."""
+    key = (str(file), file.stat().st_mtime)
+    found = _script_hashes.get(key)
+    if found is None:
+        bodies = _INLINE_SCRIPT.findall(file.read_bytes())
+        found = tuple(base64.b64encode(hashlib.sha256(body).digest()).decode() for body in bodies)
+        if len(_script_hashes) > 1000:
+            _script_hashes.clear()
+        _script_hashes[key] = found
+    return found
+
+
 def _serve(file: Path, root: Path) -> File:
     relative = file.relative_to(root).as_posix()
     cache = "public, max-age=31536000, immutable" if relative.startswith(IMMUTABLE_PREFIX) else "no-cache"
+    headers = {"Cache-Control": cache}
+    if file.suffix.lower() == ".html":
+        headers["Content-Security-Policy"] = content_security_policy(inline_script_hashes(file))
     return File(
         path=file,
         media_type=content_type(file),
         content_disposition_type="inline",
-        headers={"Cache-Control": cache},
+        headers=headers,
     )
 
 
@@ -111,8 +146,8 @@ def _page(configured: Path, relative: str) -> File | Response[str]:
     if not configured.is_dir():
         return Response(
             NOT_BUILT_PAGE.replace("{directory}", html.escape(str(configured))),
-            media_type="text/html; charset=utf-8",
-            headers={"Cache-Control": "no-cache"},
+            media_type="text/html",
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": content_security_policy(())},
         )
     root = configured.resolve()
     found = _resolve(root, relative)

@@ -143,7 +143,7 @@ def test_serve_refuses_public_bind_without_token(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PYSTRUMENT_INSECURE", "0")
     monkeypatch.setenv("PYSTRUMENT_API_TOKEN", "short")
     assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]) == 2
-    assert "at least 16" in capsys.readouterr().err
+    assert "at least 24" in capsys.readouterr().err
 
 
 def test_exposure_rules(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,7 +48,7 @@ async def test_pages_beyond_the_limit(client: Any, perf: Any) -> None:
     for path, params in (
         ("/api/v1/projects", {}),
         ("/api/v1/performance/records", {"project_key": project.project_key}),
-        ("/api/v1/analysis/results", {}),
+        ("/api/v1/analysis/results", {"project_key": project.project_key}),
     ):
         assert_400(await client.get(path, params={**params, "page": 10**19}), "page")
         assert (await client.get(path, params={**params, "page": 1_000_000})).status_code == 200

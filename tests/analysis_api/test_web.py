@@ -15,7 +15,7 @@ async def app_client(settings: Any) -> AsyncIterator[Any]:
     from litestar.testing import AsyncTestClient
     from pystrument_analysis.app import create_app
 
-    async with AsyncTestClient(app=create_app(settings)) as c:
+    async with AsyncTestClient(app=create_app(settings), base_url="http://localhost") as c:
         yield c
 
 

@@ -141,7 +141,7 @@ async def test_secrets_never_reach_database_or_ai(
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PYSTRUMENT_AI_DEFAULT_SERVICE"):
         monkeypatch.delenv(var, raising=False)
     body, trace_id = traced_request()
-    async with AsyncTestClient(app=create_app(settings)) as client:
+    async with AsyncTestClient(app=create_app(settings), base_url="http://localhost") as client:
         r = await client.post(
             "/v1/traces", content=body, headers={"content-type": "application/x-protobuf", "x-project-key": project[1]}
         )

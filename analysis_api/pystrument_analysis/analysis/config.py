@@ -27,6 +27,7 @@ ENV_LEASE = "PYSTRUMENT_ANALYSIS_LEASE_S"
 ENV_POLL = "PYSTRUMENT_ANALYSIS_POLL_S"
 ENV_MAX_ATTEMPTS = "PYSTRUMENT_ANALYSIS_MAX_ATTEMPTS"
 ENV_JOB_TIMEOUT = "PYSTRUMENT_ANALYSIS_TIMEOUT_S"
+ENV_MAX_SPANS = "PYSTRUMENT_ANALYSIS_MAX_SPANS"  # a trace with more spans is refused (the job fails, clearly)
 
 BUILTIN = "builtin"
 PROVIDERS = ("openai", "custom", BUILTIN)
@@ -74,6 +75,7 @@ class WorkerSettings:
     poll_seconds: float = 1.0
     max_attempts: int = 3
     job_timeout: float = 300.0
+    max_spans: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,7 @@ def _worker(raw: Any, env: Mapping[str, str]) -> WorkerSettings:
         ("poll_seconds", ENV_POLL),
         ("max_attempts", ENV_MAX_ATTEMPTS),
         ("job_timeout", ENV_JOB_TIMEOUT),
+        ("max_spans", ENV_MAX_SPANS),
     ):
         if env.get(var):
             raw[key] = env[var]
@@ -231,6 +234,7 @@ def _worker(raw: Any, env: Mapping[str, str]) -> WorkerSettings:
         poll_seconds=_number(raw, "poll_seconds", 1.0, where, 0.01, 60),
         max_attempts=int(_number(raw, "max_attempts", 3, where, 1, 100)),
         job_timeout=_number(raw, "job_timeout", 300, where, 1, 7200),
+        max_spans=int(_number(raw, "max_spans", 50_000, where, 1, 10_000_000)),
     )
 
 

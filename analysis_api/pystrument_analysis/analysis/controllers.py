@@ -1,4 +1,8 @@
-"""``/api/v1/analysis``: trigger an analysis (seed 5.3.1), poll its result (5.3.2), list analyses."""
+"""``/api/v1/analysis``: trigger an analysis (seed 5.3.1), poll its result (5.3.2), list analyses.
+
+Analyses are scoped to a project: the list needs ``project_key``; a result read by its (unguessable) id alone
+does not say which project it belongs to; a trigger's body key and X-Project-Key header must agree.
+"""
 
 from __future__ import annotations
 
@@ -83,6 +87,8 @@ class AnalysisController(Controller):
         trace_id = data.trace_id.strip()
         if _HEX_TRACE.match(trace_id):
             trace_id = trace_id.lower()
+        if data.project_key and x_project_key and data.project_key != x_project_key:
+            raise BadRequest("project_key in the body and the X-Project-Key header differ; give one of them")
         key = data.project_key or x_project_key
         async with db.session() as session:
             if key:
@@ -123,7 +129,7 @@ class AnalysisController(Controller):
                 estimated_duration=estimate_seconds(config, service, ahead),
                 ai_service=service,
                 trace_id=trace_id,
-                project_key=project.project_key,
+                project_key=project.project_key if key else None,
             )
         )
 
@@ -136,6 +142,14 @@ class AnalysisController(Controller):
         self,
         db: NamedDependency[Database],
         analysis_id: Annotated[str, PathParameter(min_length=1, max_length=64, description="analysis_...")],
+        project_key: Annotated[
+            str | None,
+            QueryParameter(
+                min_length=1,
+                max_length=64,
+                description="the analysis' project: checked, and then echoed in the answer (seed 5.3.2 works without)",
+            ),
+        ] = None,
     ) -> AnalysisResponse:
         async with db.session() as session:
             row = (
@@ -145,15 +159,16 @@ class AnalysisController(Controller):
                     .where(Analysis.id == analysis_id)
                 )
             ).first()
-        if row is None:
-            raise NotFound(f"analysis {analysis_id} not found")
-        return AnalysisResponse(data=public(row[0], row[1]))
+        if row is None or (project_key is not None and row[1] != project_key):
+            raise NotFound(f"analysis {analysis_id} not found" + (" in this project" if project_key else ""))
+        # The unguessable id alone reads the result (seed 5.3.2), but not which project it belongs to.
+        return AnalysisResponse(data=public(row[0], row[1] if project_key else None))
 
     @get("/results", operation_id="listAnalysisResults", summary="Analyses, newest first, filtered")
     async def results(
         self,
         db: NamedDependency[Database],
-        project_key: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        project_key: Annotated[str, QueryParameter(min_length=1, max_length=64, description="the project")],
         trace_id: Annotated[str | None, QueryParameter(max_length=64)] = None,
         status: Annotated[str | None, QueryParameter(pattern="^(pending|running|completed|failed)$")] = None,
         page: Annotated[int, QueryParameter(ge=1, le=1_000_000)] = 1,  # OFFSET must fit int64
@@ -161,11 +176,10 @@ class AnalysisController(Controller):
     ) -> AnalysisPageResponse:
         conditions = []
         async with db.session() as session:
-            if project_key:
-                project = await project_by_key(session, project_key)
-                if project is None:
-                    raise NotFound(f"project {project_key} not found")
-                conditions.append(Analysis.project_id == project.id)
+            project = await project_by_key(session, project_key)
+            if project is None:
+                raise NotFound(f"project {project_key} not found")
+            conditions.append(Analysis.project_id == project.id)
             if trace_id:
                 tid = trace_id.strip()
                 conditions.append(Analysis.trace_id == (tid.lower() if _HEX_TRACE.match(tid) else tid))

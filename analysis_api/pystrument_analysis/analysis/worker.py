@@ -3,6 +3,8 @@
 A job is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` (a pending job, or a running one whose lease
 expired because its worker died), its lease is renewed while it runs, and only the worker holding the
 claim may write the result. On shutdown, jobs in flight go back to ``pending`` for the next start.
+Jobs run off the server's event loop (``jobloop``), within ``job_timeout`` and the span budget
+(``max_spans``, checked by ``run_analysis`` before the trace is read); a job over either fails for good.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import CursorResult
 
 from pystrument_analysis.analysis.config import AIConfig, WorkerSettings
+from pystrument_analysis.analysis.jobloop import JobLoop
 from pystrument_analysis.analysis.service import Job, Outcome, run_analysis
 
 logger = logging.getLogger(__name__)
@@ -49,13 +52,22 @@ class AnalysisWorker:
         self.config = config
         self.settings = settings or config.worker
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._runner: Runner = runner or (lambda job: run_analysis(self.db, self.config, job))
+        self._job_loop: JobLoop | None = None
+        self._runner: Runner = runner or self._run_off_loop
         self._slots = asyncio.Semaphore(self.settings.concurrency)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.completed: list[str] = []  # ids finished by this worker, for observability and tests
+
+    async def _run_off_loop(self, job: Job) -> Outcome:
+        """The default runner: ``run_analysis`` in the analysis thread, on that thread's own database engine."""
+        if self._job_loop is None:
+            if self.db.url is None:
+                raise RuntimeError("the database has not started")
+            self._job_loop = JobLoop(self.db.url)
+        return await self._job_loop.run(lambda db: run_analysis(db, self.config, job))
 
     @property
     def running(self) -> int:
@@ -83,6 +95,9 @@ class AnalysisWorker:
             task.cancel()
         if self._jobs:
             await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self._job_loop is not None:
+            await asyncio.to_thread(self._job_loop.stop)
+            self._job_loop = None
         try:
             released = await self.release()
             if released:

@@ -6,9 +6,15 @@ Error codes (documented in docs/api.md):
 |-------|------|---------|
 | 0     | 200  | success |
 | 40001 | 400  | invalid request (body, query or path parameter) |
+| 40002 | 400  | the Host header is not in PYSTRUMENT_ALLOWED_HOSTS |
 | 40101 | 401  | missing or unknown project key / API token |
+| 40301 | 403  | cross-site request refused (Origin is not this server) |
 | 40401 | 404  | resource not found |
+| 40501 | 405  | method not allowed |
 | 40901 | 409  | conflict |
+| 41301 | 413  | request body too large |
+| 41501 | 415  | unsupported Content-Type (the API takes application/json) |
+| 42901 | 429  | too many wrong API tokens from this address; see Retry-After |
 | 50001 | 500  | internal error |
 | 50301 | 503  | database unavailable, retry later |
 """
@@ -52,6 +58,14 @@ class Conflict(ApiError):
     code, status = 40901, 409
 
 
+class TooManyRequests(ApiError):
+    code, status = 42901, 429
+
+    def __init__(self, msg: str, retry_after: int) -> None:
+        super().__init__(msg)
+        self.retry_after = retry_after
+
+
 def envelope(data: Any, msg: str = "success", code: int = 0) -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": data}
 
@@ -63,7 +77,8 @@ def _error_response(
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
-    return _error_response(exc.code, exc.status, exc.msg)
+    retry_after = getattr(exc, "retry_after", None)
+    return _error_response(exc.code, exc.status, exc.msg, {"Retry-After": str(retry_after)} if retry_after else None)
 
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
@@ -89,8 +104,18 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return _error_response(code, exc.status_code, str(exc.detail), dict(exc.headers or {}) or None)
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """A body nested deeper than the decoder's recursion limit: the client's error, not the server's."""
+    msg = "the request body is nested too deeply to decode"
+    if request.url.path.startswith("/v1/"):
+        return Response({"code": 3, "message": msg}, status_code=400)  # google.rpc.Status, INVALID_ARGUMENT
+    return _error_response(BadRequest.code, 400, msg)
+
+
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if request.url.path.startswith("/v1/"):  # the OTLP receiver answers in google.rpc.Status, even here
+        return Response({"code": 13, "message": "internal error"}, status_code=500)
     return _error_response(50001, 500, "internal error")
 
 
@@ -100,5 +125,6 @@ def exception_handlers() -> ExceptionHandlersMap:
         ValidationException: _validation,
         NotFoundException: _http,
         HTTPException: _http,
+        RecursionError: _too_deep,
         Exception: _internal,
     }

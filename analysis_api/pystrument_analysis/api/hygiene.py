@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -28,3 +29,18 @@ def no_nul(value: str, field: str) -> str:
     if "\x00" in value:
         raise BadRequest(f"{field} must not contain NUL characters (\\x00)")
     return value
+
+
+async def repeat_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """App-wide guard: an API query parameter given twice (``?project_key=a&project_key=b``) is a 400, rather
+    than one of the values silently winning."""
+    if not connection.scope["path"].startswith("/api/"):
+        return
+    query: bytes = connection.scope.get("query_string", b"")
+    if b"&" not in query and b";" not in query:
+        return
+    seen: set[str] = set()
+    for name, _value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen:
+            raise BadRequest(f"query parameter {name!r} is given more than once; give it once")
+        seen.add(name)

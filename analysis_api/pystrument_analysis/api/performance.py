@@ -19,8 +19,8 @@ from pystrument_analysis.api.services import differential as differential_servic
 from pystrument_analysis.api.services import records as record_service
 from pystrument_analysis.api.services import stats as stats_service
 from pystrument_analysis.api.services._common import MAX_PAGE, project_by_key
-from pystrument_analysis.api.services.records import RecordFilter
-from pystrument_analysis.api.services.speedscope import speedscope_document
+from pystrument_analysis.api.services.records import MAX_DETAIL_SPANS, RecordFilter
+from pystrument_analysis.api.services.speedscope import MAX_SPEEDSCOPE_SPANS, speedscope_document
 
 ProjectKey = Annotated[str, QueryParameter(min_length=1, max_length=64, description="the project's key (proj_...)")]
 Page = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="page number, 1-1000000")]
@@ -94,9 +94,16 @@ class PerformanceController(Controller):
         span_id: Annotated[
             str | None, QueryParameter(description="which request span, when the trace has several")
         ] = None,
+        span_offset: Annotated[
+            int, QueryParameter(ge=0, le=100_000_000, description="first span to return (oldest first)")
+        ] = 0,
+        span_limit: Annotated[
+            int,
+            QueryParameter(ge=1, le=MAX_DETAIL_SPANS, description=f"spans to return, at most {MAX_DETAIL_SPANS}"),
+        ] = MAX_DETAIL_SPANS,
     ) -> schemas.RecordDetailResponse:
         async with db.session() as session:
-            detail = await record_service.detail(session, project_key, trace_id, span_id)
+            detail = await record_service.detail(session, project_key, trace_id, span_id, span_offset, span_limit)
         return schemas.RecordDetailResponse(data=detail)
 
     @get(
@@ -112,8 +119,12 @@ class PerformanceController(Controller):
             records = await record_service.trace_records(session, project.id, trace_id)
             if not records:
                 raise NotFound(f"trace not found in this project: {trace_id!r}")
-            spans = await record_service.trace_spans(session, project.id, trace_id)
-        document = speedscope_document(trace_id, records, spans)
+            spans = await record_service.trace_spans(session, project.id, trace_id, limit=MAX_SPEEDSCOPE_SPANS + 1)
+            total = len(spans)
+            if total > MAX_SPEEDSCOPE_SPANS:
+                spans = spans[:MAX_SPEEDSCOPE_SPANS]
+                total = await record_service.span_count(session, project.id, trace_id)
+        document = speedscope_document(trace_id, records, spans, total=total)
         if not document["profiles"]:
             raise NotFound(f"no request span stored for trace {trace_id!r}")
         safe = "".join(c for c in trace_id if c.isalnum() or c in "-_")[:64] or "trace"

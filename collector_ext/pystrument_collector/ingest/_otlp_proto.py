@@ -67,6 +67,8 @@ def over_cap(raws: Any, name: str, batch: Batch) -> tuple[list[bytes], int]:
 def future_limit_ns() -> int:
     """The latest start or end time accepted now (Unix nanoseconds)."""
     return time.time_ns() + FUTURE_TOLERANCE_NS
+
+
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
 _SYNTHETIC = frozenset(

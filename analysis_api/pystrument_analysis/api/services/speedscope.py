@@ -15,6 +15,9 @@ from pystrument_collector.db.models import PerformanceRecord, Span
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 MAX_DEPTH = 512
+# Spans read for one export: beyond, the file holds the first ones and says it is truncated (name and
+# ``pystrument.truncated``), so a huge trace cannot take the server's memory.
+MAX_SPEEDSCOPE_SPANS = 20_000
 
 
 class _Frames:
@@ -80,8 +83,11 @@ def _profile(root: Span, children: dict[str, list[Span]], frames: _Frames, title
     }
 
 
-def speedscope_document(trace_id: str, records: Sequence[PerformanceRecord], spans: Sequence[Span]) -> dict[str, Any]:
-    """A speedscope file with one evented profile per request span of the trace that was stored."""
+def speedscope_document(
+    trace_id: str, records: Sequence[PerformanceRecord], spans: Sequence[Span], total: int | None = None
+) -> dict[str, Any]:
+    """A speedscope file with one evented profile per request span of the trace that was stored; ``total``: the
+    trace's span count when ``spans`` holds only the first of them."""
     by_id = {s.span_id: s for s in spans}
     children: dict[str, list[Span]] = {}
     for s in spans:
@@ -98,11 +104,16 @@ def speedscope_document(trace_id: str, records: Sequence[PerformanceRecord], spa
         label = " ".join(p for p in (record.method, record.route or record.path) if p) or root.name
         title = f"{record.service_name}: {label}" if record.service_name else label
         profiles.append(_profile(root, children, frames, title))
+    truncated = total is not None and total > len(spans)
+    name = f"pystrument trace {trace_id}"
+    if truncated:
+        name += f" (truncated: the first {len(spans)} of {total} spans)"
     return {
         "$schema": SCHEMA_URL,
         "shared": {"frames": frames.frames},
         "profiles": profiles,
-        "name": f"pystrument trace {trace_id}",
+        "name": name,
         "activeProfileIndex": 0,
         "exporter": "pystrument",
+        "pystrument": {"truncated": truncated, "spans_included": len(spans), "spans_total": total or len(spans)},
     }
