@@ -119,6 +119,16 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
+def wait_for_js(page: Any, expression: str, timeout: float) -> None:
+    """``page.wait_for_function`` without its in-page polling, which evaluates a string and so needs the
+    ``unsafe-eval`` the UI's Content Security Policy refuses: poll the expression from here instead."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"!!({expression})"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression} still false after {timeout} s")
+        time.sleep(0.02)
+
+
 def send_big_trace(base_url: str, project_key: str) -> str:
     """2,000 spans of one request through the real OTLP/HTTP exporter; returns the trace id."""
     from opentelemetry import trace
@@ -236,7 +246,7 @@ def test_big_trace_is_interactive_fast(served: str, browser: Any) -> None:
         errors: list[str] = []
         page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
         page.goto(f"{base}/projects/{key}/traces/{trace_id}")
-        page.wait_for_function("window.__ui && window.__ui.rendered", timeout=15_000)
+        wait_for_js(page, "window.__ui && window.__ui.rendered", timeout=15)
         rendered = page.evaluate("window.__ui.rendered")
         api = page.evaluate(
             "u => { const e = performance.getEntriesByType('resource').find(e => e.name.includes(u));"
@@ -278,7 +288,7 @@ def test_big_trace_is_interactive_fast(served: str, browser: Any) -> None:
             "() => { window.__ui = { start: performance.now() };"
             " document.querySelector('[data-testid=record-row] a').click(); }"
         )
-        page.wait_for_function("window.__ui.rendered", timeout=15_000)
+        wait_for_js(page, "window.__ui.rendered", timeout=15)
         rendered_after = page.evaluate("window.__ui.rendered - window.__ui.start")
         clicks = page.evaluate(CLICKS)
         clicks.pop("flameName")
