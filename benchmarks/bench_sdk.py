@@ -21,8 +21,14 @@
    request thread (``on_start`` + the end hook + ``on_end``) and in building and emitting function spans on
    its worker thread, per request; and the sampler thread's time per sample.
 
-Targets: default <= 1.05x OTel-only p50 on the Jinja and call-heavy endpoints; pystrument's work on the request
-thread <= 50 us per request. Unknown arguments are ignored (``nox -s bench -- ...`` passes the same ones to every
+3. concurrency (issue #14): process CPU per request and p50 latency with many requests in flight, OTel only (and its
+   control) against OTel + pystrument's default sampler: FastAPI on uvicorn, a 50 ms await and a small JSON body, 50
+   requests in flight; Flask on gunicorn gthread (8 threads), a 50 ms sleep and a small JSON body, 8 in flight. An
+   asyncio loopback client keeps that many keep-alive connections busy for a few seconds per configuration and round.
+
+Targets (issue #14): CPU per request <= 1.10x OTel-only on the five endpoints and the two concurrency scenarios; p50
+latency <= 1.03x OTel-only on the five endpoints; pystrument's work on the request thread <= 50 us per request.
+Unknown arguments are ignored (``nox -s bench -- ...`` passes the same ones to every
 script); positional words select benchmarks: this one runs when there are none or one of them is ``sdk``.
 ``--quick`` halves the rounds; ``--instructions`` adds a load-independent count of the instructions pystrument
 adds on the request thread (valgrind, about three more minutes).
@@ -53,6 +59,12 @@ BIN = Path(sys.executable).parent
 CONFIGS = ["bare", "otel", "otel-again", "default", "precise"]
 # Endpoint -> requests per configuration per round (fewer for the slow ones, so each round stays short).
 ENDPOINTS = {"hello": 12, "json": 12, "page": 8, "cpu": 6, "io": 2}
+#: BatchSpanProcessor's export delay in the servers, and the pause after each endpoint's phase before its CPU time is
+#: read: an export (its encoding grows with the spans, pystrument's included) is counted with the requests it carries,
+#: not with whichever phase its 5-second timer happens to fall in (which made the longest phase, 50 ms I/O, look the
+#: most expensive).
+EXPORT_DELAY_MS = 100
+PHASE_SETTLE = 0.3
 LABELS = {"hello": "hello", "json": "JSON", "page": "Jinja page", "cpu": "call-heavy CPU", "io": "50 ms I/O"}
 
 
@@ -139,20 +151,45 @@ def wait_for(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float
 
 
 def start_app(
-    config: str, port: int, sink: int, home: str, extra_env: dict[str, str] | None = None
+    config: str,
+    port: int,
+    sink: int,
+    home: str,
+    extra_env: dict[str, str] | None = None,
+    server: str = "gunicorn",
 ) -> subprocess.Popen[bytes]:
+    """One server of ``config``: ``gunicorn`` (bench_app, 1 worker, 4 threads), ``gthread`` (bench_app, 1 worker,
+    gthread with 8 threads) or ``uvicorn`` (bench_async_app, one process, asyncio loop)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSTRUMENT_", "OTEL_"))}
     env.update(HOME=home, PYTHONPATH=str(APPS))  # gunicorn keeps a control socket under $HOME
-    command = [
-        str(BIN / "gunicorn"),
-        "--workers",
-        "1",
-        "--threads",
-        "4",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "bench_app:app",
-    ]
+    if server == "uvicorn":
+        command = [
+            str(BIN / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--loop",
+            "asyncio",
+            "--http",
+            "h11",
+            "bench_async_app:app",
+        ]
+    else:
+        threads = "8" if server == "gthread" else "4"
+        command = [
+            str(BIN / "gunicorn"),
+            "--workers",
+            "1",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            threads,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "bench_app:app",
+        ]
     if config != "bare":
         env.update(
             OTEL_SERVICE_NAME=f"bench-{config}",
@@ -163,6 +200,8 @@ def start_app(
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{sink}/{config}/v1/traces",
             PYSTRUMENT_PROFILE_RATE="1",
             PYSTRUMENT_KEEP_RATE="1",
+            # Exports every 100 ms rather than 5 s: a phase's exports land in the phase (``PHASE_SETTLE``).
+            OTEL_BSP_SCHEDULE_DELAY=str(EXPORT_DELAY_MS),
         )
         if config in ("otel", "otel-again"):
             env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = "pystrument"
@@ -283,14 +322,120 @@ def measure_latency(rounds: int, seed: int) -> Run:
                     rng.shuffle(order)
                     for config in order:
                         run.times[endpoint][config].append(clients[config].get("/" + endpoint))
+                time.sleep(PHASE_SETTLE)  # the phase's exports, and the sampler parking, belong to it
                 for config, pid in workers.items():
                     run.cpu[endpoint][config] += cpu_seconds(pid) - before[config]
-        time.sleep(6)  # BatchSpanProcessor exports every 5 s: let the last batches reach the sink
+        time.sleep(1)  # let the last batches reach the sink
         conn = http.client.HTTPConnection("127.0.0.1", sink_port, timeout=5)
         conn.request("GET", "/stats")
         run.received = json.loads(conn.getresponse().read())
         run.seconds = time.monotonic() - started
         return run
+    finally:
+        for proc in [*procs.values(), sink]:
+            proc.terminate()
+        for proc in [*procs.values(), sink]:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+# -- concurrency: many requests in flight ---------------------------------------------------------------------
+
+#: Configurations of the concurrency scenarios (OTel only, its control, OTel + pystrument's default sampler).
+CONCURRENT_CONFIGS = ["otel", "otel-again", "default"]
+#: Scenario -> (label, server kind, requests in flight).
+SCENARIOS = {
+    "fastapi": ("FastAPI on uvicorn, 50 ms await + small JSON", "uvicorn", 50),
+    "gthread": ("Flask on gunicorn gthread (8 threads), 50 ms sleep + small JSON", "gthread", 8),
+}
+
+
+class Concurrent:
+    """What one concurrency scenario measured, per configuration."""
+
+    def __init__(self) -> None:
+        self.latencies: dict[str, list[float]] = {c: [] for c in CONCURRENT_CONFIGS}
+        self.cpu: dict[str, float] = dict.fromkeys(CONCURRENT_CONFIGS, 0.0)
+        self.load_seconds: dict[str, float] = dict.fromkeys(CONCURRENT_CONFIGS, 0.0)
+
+
+async def _load(port: int, path: str, inflight: int, seconds: float) -> list[float]:
+    """``inflight`` keep-alive loopback connections, each sending its next request as soon as the last one answered,
+    for ``seconds``: every request's latency."""
+    import asyncio
+
+    latencies: list[float] = []
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    deadline = time.perf_counter() + seconds
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                writer.write(request)
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):  # an idle keep-alive connection closed
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"GET {path} on port {port}: {head[:40]!r}")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t0)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(inflight)))
+    return latencies
+
+
+def measure_concurrency(scenario: str, rounds: int, seconds: float, seed: int) -> Concurrent:
+    """One scenario: a server per configuration (all up at once, loaded in turn, rounds in a shuffled order); each
+    server's process CPU from after its warm-up to after its last export, per request it answered."""
+    import asyncio
+
+    _label, server, inflight = SCENARIOS[scenario]
+    home = tempfile.mkdtemp(prefix="bench-sdk-")
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, __file__, "--sink-port", str(sink_port)])
+    pin_client()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    ports = {config: free_port() for config in CONCURRENT_CONFIGS}
+    out = Concurrent()
+    try:
+        time.sleep(0.3)
+        for config in CONCURRENT_CONFIGS:
+            procs[config] = start_app(config, ports[config], sink_port, home, server=server)
+        for config in CONCURRENT_CONFIGS:
+            wait_for(ports[config], "/wait", procs[config])
+        pids = {
+            config: procs[config].pid if server == "uvicorn" else worker_pid(procs[config].pid)
+            for config in CONCURRENT_CONFIGS
+        }
+        for config in CONCURRENT_CONFIGS:  # warm-up: imports, the SDK's threads, the span budget's estimates
+            asyncio.run(_load(ports[config], "/wait", inflight, 1.0))
+        time.sleep(1)  # the warm-up's exports
+        before = {config: cpu_seconds(pid) for config, pid in pids.items()}
+        rng = random.Random(seed)
+        for _ in range(rounds):
+            order = CONCURRENT_CONFIGS[:]
+            rng.shuffle(order)
+            for config in order:
+                t0 = time.perf_counter()
+                out.latencies[config] += asyncio.run(_load(ports[config], "/wait", inflight, seconds))
+                out.load_seconds[config] += time.perf_counter() - t0
+        time.sleep(1)  # the last exports (every EXPORT_DELAY_MS) count too
+        for config, pid in pids.items():
+            out.cpu[config] = cpu_seconds(pid) - before[config]
+        return out
     finally:
         for proc in [*procs.values(), sink]:
             proc.terminate()
@@ -345,7 +490,9 @@ def measure_building(requests: int) -> dict[str, dict[str, float]]:
 
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
-    processor = pystrument.configure(provider, sampler="default", profile_rate=1, keep_rate=1)
+    # No cost budget: this measures what a profiled request with function spans costs, not how often the budget allows
+    # one (the test client runs requests back to back, which would spend any budget).
+    processor = pystrument.configure(provider, sampler="default", profile_rate=1, keep_rate=1, span_budget=1)
     assert processor is not None
     FlaskInstrumentor().instrument_app(bench_app.app, tracer_provider=provider)
     request_thread = threading.get_ident()  # the test client runs the app on this thread
@@ -390,9 +537,9 @@ def measure_building(requests: int) -> dict[str, dict[str, float]]:
             client.get("/" + endpoint)
         processor.force_flush()
         provider.force_flush()
-        request_thread = sum(hooks[k].total for k in ("on_start", "end hook", "on_end"))
+        on_thread = sum(hooks[k].total for k in ("on_start", "end hook", "on_end"))
         results[endpoint] = {
-            "request_us": request_thread / requests * 1e6,
+            "request_us": on_thread / requests * 1e6,
             "on_start_us": hooks["on_start"].total / requests * 1e6,
             "end_us": (hooks["end hook"].total + hooks["on_end"].total) / requests * 1e6,
             "worker_us": hooks["build"].total / requests * 1e6,
@@ -534,6 +681,29 @@ def report(run: Run, building: dict[str, dict[str, float]], rounds: int) -> str:
     return "\n".join(lines)
 
 
+def report_concurrency(results: dict[str, Concurrent], rounds: int, seconds: float) -> str:
+    lines = [
+        f"Concurrency: process CPU per request in ms (all threads, from after the warm-up to after the last export) "
+        f"and p50 latency, {rounds} rounds of {seconds:g} s per configuration in a shuffled order:",
+        "",
+        "| scenario | in flight | OTel only: CPU/request, p50 | OTel only, control | OTel + pystrument default "
+        "| requests/s (OTel, pystrument) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scenario, out in results.items():
+        label, _server, inflight = SCENARIOS[scenario]
+        cpu = {c: out.cpu[c] / max(1, len(out.latencies[c])) * 1000 for c in CONCURRENT_CONFIGS}
+        lat = {c: p50(out.latencies[c]) if out.latencies[c] else 0.0 for c in CONCURRENT_CONFIGS}
+        rate = {c: len(out.latencies[c]) / max(1e-9, out.load_seconds[c]) for c in CONCURRENT_CONFIGS}
+        lines.append(
+            f"| {label} | {inflight} | {cpu['otel']:.2f} ms, {lat['otel']:.1f} ms "
+            f"| {cpu['otel-again']:.2f} ms ({cpu['otel-again'] / cpu['otel']:.3f}x), {lat['otel-again']:.1f} ms "
+            f"| {cpu['default']:.2f} ms (**{cpu['default'] / cpu['otel']:.3f}x** OTel), {lat['default']:.1f} ms "
+            f"({lat['default'] / lat['otel']:.3f}x) | {rate['otel']:.0f}, {rate['default']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.sink_port:
@@ -547,6 +717,10 @@ def main(argv: list[str]) -> int:
     run = measure_latency(rounds, args.seed)
     building = measure_building(100 if args.quick else 300)
     print(report(run, building, rounds))
+    crounds, seconds = (3, 3.0) if args.quick else (5, 4.0)
+    print(f"\nbench_sdk: concurrency scenarios, {crounds} rounds ...", flush=True)
+    results = {scenario: measure_concurrency(scenario, crounds, seconds, args.seed) for scenario in SCENARIOS}
+    print(report_concurrency(results, crounds, seconds))
     if args.instructions:
         counted = measure_instructions()
         if counted is None:

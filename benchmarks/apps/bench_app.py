@@ -76,3 +76,13 @@ def cpu() -> ResponseReturnValue:
 def io() -> ResponseReturnValue:
     time.sleep(0.05)
     return "waited"
+
+
+SMALL = {"ok": True, "items": [{"id": i, "name": f"item {i}"} for i in range(5)]}
+
+
+@app.get("/wait")
+def wait() -> ResponseReturnValue:
+    """I/O-bound: a 50 ms wait (a database or HTTP call) and a small JSON body."""
+    time.sleep(0.05)
+    return jsonify(SMALL)

@@ -36,6 +36,8 @@ READY = "[ready]"
 #: Leaf prefix of a mark: a stack seen by the request's own code at an instant (a child span starting, work handed
 #: to another thread), not by the sampler; what follows the prefix names what the innermost call there claims.
 MARK = "[mark]"
+#: Claim prefix of the mark taken when a child span ends: no claim, the time the span ended (its claimer covers it).
+END_CLAIM = "end:"
 #: The file of the pseudo-frame a garbage-collection pause shows as (``_gc.py``): never library code, so a pause is
 #: not folded into a library call.
 GC_FILE = "<gc>"
@@ -263,7 +265,7 @@ def mark_stack(
     """``stack_below(leaf, anchors, root)`` less the tracing machinery at the leaf end, for a mark taken by the
     lane's own code; reuses ``memo`` (the lane's previous mark), so a loop of queries walks a few frames each."""
     frame: types.FrameType | None = leaf
-    while frame is not None and _machinery_entry(_entry(frame.f_code, frame)):
+    while frame is not None and _machinery_entry(_entry(frame.f_code, frame)) and id(frame) not in virtual_frames:
         frame = frame.f_back
     if frame is None:
         return None

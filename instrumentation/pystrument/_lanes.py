@@ -90,6 +90,16 @@ class Lane:
     marks: list[tuple[float, Stack, str]] | None = None
     #: The claim a hand-off mark makes for this lane (set by whoever hands the lane its work).
     token = ""
+    #: The request's sample interval: how many samples a run of unchanged ticks stands for (``ticks``).
+    interval = 0.005
+    #: Run-length samples: sample index -> how many samples it stands for when not one (0: only the wait of the stack
+    #: before it). A tick that finds the lane unchanged extends the previous sample instead of adding one.
+    counts: dict[int, int] | None = None
+    #: Samples the run-length ones stand for beyond one each (``sample_count``).
+    merged = 0
+    #: Whether the last tick found the lane unchanged (blocked, or awaiting the same future): the sampler may slow
+    #: down while every lane is still.
+    still = False
     #: The frames of the lane's previous mark (``mark_stack``), made at the first mark.
     _memo: MarkMemo | None = None
 
@@ -121,8 +131,21 @@ class Lane:
         return getattr(self, "_anchor_frames", [])
 
     def record(self, now: float, stack: Stack) -> None:
-        if len(self.samples) < MAX_SAMPLES:
-            self.samples.append((now, stack))
+        samples = self.samples
+        if samples and stack is samples[-1][1]:  # unchanged (the same tuple: awaiting the same future): extend it
+            i = len(samples) - 1
+            n = ticks(now - samples[i][0], self.interval)
+            counts = self.counts
+            if counts is None:
+                counts = self.counts = {}
+            counts[i] = counts.get(i, 1) + n
+            self.merged += n
+            samples[i] = (now, stack)
+            self.still = True
+        else:
+            self.still = False
+            if len(samples) < MAX_SAMPLES:
+                samples.append((now, stack))
         if not stack or (stack[-1] is not AWAIT and stack[-1] is not READY):
             self.busy += max(0.0, now - self._last_t)
         elif stack[-1] is READY:
@@ -130,7 +153,7 @@ class Lane:
         self._last_t = now
 
     def sample_count(self) -> int:
-        return len(self.samples)
+        return len(self.samples) + self.merged
 
     def busy_during(self, pauses: Sequence[tuple[float, float, int]]) -> float:
         """The part of ``busy`` that falls inside ``pauses`` (the intervals ``record`` counted as running)."""
@@ -167,30 +190,44 @@ class Lane:
         previous = self.start
         end = self.end if self.end is not None else float("inf")
         cpu = self.cpu
+        samples = self.samples[:]
+        if self.counts:
+            samples, cpu = _expand(samples, cpu, self.counts, self.start)
         marks = sorted(self.marks, key=_first) if self.marks else ()
         m = 0
-        for i, (t, stack) in enumerate(self.samples[:]):
+        last: Stack = ()  # the stack seen last (a sample's or a mark's)
+        for i, (t, stack) in enumerate(samples):
             if t > end:
                 break
             dt = max(0.0, t - previous)
             ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
+            if ran == WAIT_ONLY:  # the rest of a wait the run-length sample before it saw (ThreadLane._flush)
+                out.append(([*stack, WAIT], dt))
+                previous = t
+                continue
             while m < len(marks) and marks[m][0] <= t:
+                # Up to the mark, what was seen last goes on; the mark itself is an instant (a record of no time).
                 at, mstack, claim = marks[m]
                 m += 1
                 piece = max(0.0, at - previous)
                 mran = ran * piece / dt if ran >= 0.0 and dt > 0 else -1.0
-                _append(out, mstack, piece, mran, MARK + claim)
+                if piece > 0:
+                    _append(out, last, piece, mran, None)
+                out.append(([*mstack, MARK + claim], 0.0))
+                last = mstack
                 previous = max(previous, at)
                 dt = max(0.0, t - previous)
                 if ran >= 0.0:
                     ran = max(0.0, ran - mran)
             _append(out, stack, dt, ran, None)
-            previous = t
+            previous, last = t, stack
         for at, mstack, claim in marks[m:]:
             if at > end:
                 break
-            out.append(([*mstack, MARK + claim], max(0.0, at - previous)))
-            previous = max(previous, at)
+            if at > previous:
+                out.append((list(last), at - previous))
+            out.append(([*mstack, MARK + claim], 0.0))
+            previous, last = max(previous, at), mstack
         if self.worker:
             out = self._worker_records(out, end, previous)
         return out
@@ -215,6 +252,46 @@ class Lane:
 
 def _first(mark: tuple[float, Stack, str]) -> float:
     return mark[0]
+
+
+#: ``cpu`` value of a sample that stands for no sample of its own, only its stack's wait up to it.
+WAIT_ONLY = -2.0
+
+
+def ticks(dt: float, interval: float) -> int:
+    """How many samples ``dt`` since the previous one stands for: one, unless the sampler slowed down (a tick more
+    than 1.5 intervals after the previous one counts the intervals it spans)."""
+    return 1 if dt < 1.5 * interval else round(dt / interval)
+
+
+def _expand(
+    samples: list[tuple[float, Stack]], cpu: list[float] | None, counts: dict[int, int], start: float
+) -> tuple[list[tuple[float, Stack]], list[float] | None]:
+    """Run-length samples back to one per sample they stand for (times and CPU split evenly), so that records count
+    and split time as if every tick had been recorded."""
+    out: list[tuple[float, Stack]] = []
+    out_cpu: list[float] | None = [] if cpu is not None else None
+    previous = start
+    for i, (t, stack) in enumerate(samples):
+        n = counts.get(i, 1)
+        ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
+        if n == 1:
+            out.append((t, stack))
+            if out_cpu is not None:
+                out_cpu.append(ran)
+        elif n == 0:
+            out.append((t, stack))
+            if out_cpu is not None:
+                out_cpu.append(WAIT_ONLY)
+        else:
+            step = max(0.0, t - previous) / n
+            share = ran / n if ran >= 0.0 else -1.0
+            for k in range(1, n + 1):
+                out.append((t if k == n else previous + k * step, stack))
+                if out_cpu is not None:
+                    out_cpu.append(share)
+        previous = max(previous, t)
+    return out, out_cpu
 
 
 def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, leaf: str | None) -> None:
@@ -261,6 +338,10 @@ class ThreadLane(Lane):
     #: The thread's CPU clock at the previous sample (set at the start by the request thread, which reads it anyway).
     cpu_last: float | None = None
     _clock: int | None = None
+    #: Set by ``capture``: the innermost frame is the previous tick's, at the same instruction (blocked in a call).
+    _same_leaf = False
+    #: A run of ticks that found the lane unchanged since its last sample: [time of the latest, samples it stands for].
+    _run: list[Any] | None = None
 
     def __init__(
         self,
@@ -316,43 +397,118 @@ class ThreadLane(Lane):
         else:
             cached = last.get(leaf)
             if cached is not None:
+                lasti = leaf.f_lasti
+                self._same_leaf = lasti == last.lasti
+                last.lasti = lasti
                 return cached
+        self._same_leaf = False
         stack = stack_below(leaf, anchors, None, self.thread_id)
+        last.lasti = leaf.f_lasti
         return last.put(leaf, stack if stack is not None else ())
 
     def close(self, now: float) -> None:
+        if self._run is not None:
+            self._flush(now)
         if self.end is None:
             self.end = now
         self._last = None
         self._memo = None
 
+    def sample_count(self) -> int:
+        run = self._run
+        return len(self.samples) + self.merged + (run[1] if run is not None else 0)
+
     def record(self, now: float, stack: Stack) -> None:
         samples = self.samples
-        if len(samples) >= MAX_SAMPLES or (samples and now < samples[-1][0]):
-            return  # full, or taken before a sample the collecting thread recorded meanwhile (``_gc.py``)
-        ran = -1.0
-        clock = self._clock
-        if clock is None:
-            clock = self._clock = thread_cpu_clock(self.thread_id)
-        if clock:
-            try:
-                reading = time.clock_gettime(clock)
-            except OSError:  # the thread is gone
-                self._clock = 0
+        if samples and now < samples[-1][0]:
+            return  # taken before a sample the collecting thread recorded meanwhile (``_gc.py``)
+        if self._same_leaf and samples and stack is samples[-1][1]:
+            # Blocked in the same call as at the previous tick: nothing new to record, not even the CPU clock. The run
+            # is written out, its time split into wait and run by the clock, when the stack next changes.
+            run = self._run
+            if run is None:
+                self._run = [now, ticks(now - samples[-1][0], self.interval)]
             else:
-                last = self.cpu_last
-                if last is not None:
-                    ran = max(0.0, reading - last)
-                self.cpu_last = reading
+                run[1] += ticks(now - run[0], self.interval)
+                run[0] = now
+            self.still = True
+            return
+        self.still = False
+        if self._run is not None:
+            self._flush(now)
+        if len(samples) >= MAX_SAMPLES:
+            return
+        reading = self._read_clock()
+        ran = -1.0
+        if reading is not None:
+            last = self.cpu_last
+            if last is not None:
+                ran = max(0.0, reading - last)
+            self.cpu_last = reading
         cpu = self.cpu
         if cpu is None:
             cpu = self.cpu = []
         samples.append((now, stack))
         cpu.append(ran)
 
+    def _read_clock(self) -> float | None:
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = thread_cpu_clock(self.thread_id)
+        if clock:
+            try:
+                return time.clock_gettime(clock)
+            except OSError:  # the thread is gone
+                self._clock = 0
+        return None
+
+    def _flush(self, now: float) -> None:
+        """Write out the run of unchanged ticks before ``now`` (a changed stack's tick, or the lane's end): the last
+        sample's stack held through the run. When the sampler had slowed down (more than an interval and a half since
+        the run's last tick), the thread resumed at ``now`` less what it ran since (its CPU clock): the wait up to then
+        is still the blocked stack's, not the next one's (at the normal pace the next sample takes that interval, as
+        without a run)."""
+        run, self._run = self._run, None
+        samples = self.samples
+        if run is None or not samples or len(samples) >= MAX_SAMPLES - 1:
+            return
+        seen, n = run
+        stack = samples[-1][1]
+        cpu = self.cpu
+        if cpu is None:
+            cpu = self.cpu = [-1.0] * len(samples)
+        counts = self.counts
+        if counts is None:
+            counts = self.counts = {}
+        reading = self._read_clock()
+        last = self.cpu_last
+        if reading is None or last is None:
+            samples.append((seen, stack))
+            cpu.append(-1.0)
+            counts[len(samples) - 1] = n
+            self.merged += n - 1
+            return
+        ran = max(0.0, reading - last)
+        after = min(ran, max(0.0, now - seen))  # what ran after the last unchanged tick: the resumed code
+        samples.append((seen, stack))
+        cpu.append(ran - after)  # anything more ran inside the blocked call itself (a long C computation)
+        counts[len(samples) - 1] = n
+        self.merged += n - 1
+        # It resumed after the last unchanged tick and at the latest ``after`` before now (less if it was preempted
+        # since, which a busy machine does): the middle of that span, unbiased, is where the blocked stack's wait ends.
+        resumed = seen + 0.5 * max(0.0, now - after - seen)
+        if now - seen > 1.5 * self.interval and resumed > seen:  # the sampler slowed down: place the resumption
+            samples.append((resumed, stack))
+            cpu.append(0.0)
+            k = ticks(resumed - seen, self.interval) if resumed - seen >= 0.5 * self.interval else 0
+            counts[len(samples) - 1] = k
+            self.merged += k - 1
+        self.cpu_last = reading - after
+
     def _forget(self) -> None:
         self._last = None
         self._memo = None
+        self._run = None
 
     def release(self) -> None:
         self._forget()
@@ -493,12 +649,13 @@ class _LastStack:
     sample so that a new frame cannot reuse their address; this may keep a just-returned function's locals
     alive for up to one interval."""
 
-    __slots__ = ("back", "leaf", "stack")
+    __slots__ = ("back", "lasti", "leaf", "stack")
 
     def __init__(self) -> None:
         self.leaf: types.FrameType | None = None
         self.back: types.FrameType | None = None
         self.stack: Stack = ()
+        self.lasti = -1
 
     def get(self, leaf: types.FrameType) -> Stack | None:
         if leaf is self.leaf and leaf.f_back is self.back:

@@ -28,10 +28,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pyinstrument.session import Session
 
 from pystrument import _emit, _propagation
+from pystrument._budget import BURST_S, EXPORT_S_PER_SPAN, cost_budget
 from pystrument._emit import (
     ASYNC,
     CPU_TIME_MS,
     CPU_TIME_SOURCE,
+    DEGRADED,
     FUNCTION_SPANS,
     GC_COLLECTIONS,
     GC_PAUSE_MS,
@@ -42,6 +44,7 @@ from pystrument._emit import (
     SAMPLER,
     STARVED,
 )
+from pystrument._frames import END_CLAIM
 from pystrument._gc import gc_pauses, paused
 from pystrument._greenlets import follow_this_thread
 from pystrument._propagation import install_hooks, install_task_factory
@@ -56,8 +59,10 @@ _VERSION = "0.1.0"
 QUEUE_SIZE = 256
 #: Most child spans whose end is awaited at once (those of requests that never end them are forgotten past it).
 MAX_OPEN_CHILDREN = 10_000
-#: Seconds of span budget that may build up while few requests keep spans (a burst allowance).
-BUDGET_BURST_S = 1.0
+#: One profiled request in this many has its request-thread work timed (the budget's estimate for all of them).
+TIME_EVERY = 16
+#: Seconds of budget that may build up while little is spent (a burst allowance; ``_budget.BURST_S``).
+BUDGET_BURST_S = BURST_S
 
 
 _loop_ids: dict[int, str] = {}
@@ -145,15 +150,21 @@ class PystrumentSpanProcessor(SpanProcessor):
         self._precise = self.settings.sampler == "pyinstrument"
         self._profile_rate = self.settings.profile_rate
         self._keep_all = self.settings.keep_rate >= 1 and self.settings.span_budget >= 1
-        # The span budget: a bucket of span-worker CPU seconds, filled at ``span_budget`` seconds per second (up to
-        # BUDGET_BURST_S of it), from which each kept request takes its estimated building cost (``_afford``).
+        # The cost budget (``_budget.py``): one bucket of CPU seconds for the sampler's ticks and the function spans,
+        # filled at ``span_budget`` of a core; each kept request takes its estimated cost (``_afford``).
         self._budget = self.settings.span_budget
-        self._tokens = self._budget * BUDGET_BURST_S
-        self._tokens_at = time.perf_counter()
-        #: Span-worker CPU seconds to build one request's spans (moving average over the requests built; 0 until one
-        #: was): the budget's estimate for the next. Per request rather than per sample or span, which the request
-        #: thread does not know: the budget holds on average over the endpoints, not for each.
+        if not self._closed:
+            cost_budget.configure(self._budget)
+        #: CPU seconds to turn one request into function spans: the span worker's measured building and emitting,
+        #: plus the exporter's estimated encoding (moving average over the requests built; 0 until one was): the
+        #: budget's estimate for the next. Per request rather than per span, which the request thread does not know:
+        #: the budget holds on average over the endpoints, not for each.
         self.cost_per_request = 0.0
+        #: CPU seconds pystrument spends on the request thread for one request (its hooks and marks): measured on one
+        #: request in TIME_EVERY (a moving average), charged to the budget for every profiled request.
+        self.hook_cost = 0.0
+        self._timed_countdown = 0
+        self._skip_in_debt = self._budget < 1 and self.settings.slow_ms > 0
         self._static_attributes: dict[str, Any] = {
             INTERVAL_MS: self.settings.interval_ms,
             SAMPLER: self.settings.sampler,
@@ -182,7 +193,7 @@ class PystrumentSpanProcessor(SpanProcessor):
             if self._children:
                 child = self._children.pop(context.span_id, None)
                 if child is not None:
-                    self._end_child(*child)
+                    self._end_child(*child, context.span_id, span.end_time)
             return
         try:
             if recording.active:  # the end() hook did not run: stop here, without the end attributes
@@ -201,13 +212,13 @@ class PystrumentSpanProcessor(SpanProcessor):
             log_once("on_end", "pystrument: finishing a request profile failed; carrying on")
 
     @staticmethod
-    def _end_child(owner: Recording, stack: tuple[str, ...]) -> None:
+    def _end_child(owner: Recording, stack: tuple[str, ...], span_id: int, end_ns: int | None) -> None:
         """A child span ended: its caller's calls were still on the stack (the start's stack, marked again)."""
         try:
             if owner.active:
                 lane = owner.lane_of(_running_task(), get_ident())
                 if lane is not None:
-                    lane.mark(time.perf_counter(), stack, "")
+                    lane.mark(owner.perf_at(end_ns, time.perf_counter()), stack, f"{END_CLAIM}{span_id:016x}")
         except Exception:
             log_once("on_end.child", "pystrument: marking a child span's end failed; carrying on")
 
@@ -244,6 +255,20 @@ class PystrumentSpanProcessor(SpanProcessor):
             return  # nested in a request (of this trace, or a new root span inside it): one profile per lane at a time
         if self._profile_rate < 1 and self._random.random() >= self._profile_rate:
             return
+        if self._skip_in_debt and cost_budget.left(time.perf_counter()) < 0:
+            # The cost budget is spent (in debt by at most one burst): this request is not profiled, and says so. Not
+            # with PYSTRUMENT_SLOW_MS=0, where every request is slow and keeps its function spans whatever the cost.
+            span.set_attribute(
+                DEGRADED, f"cpu_budget: PYSTRUMENT_SPAN_BUDGET={self._budget:g} of a core spent: not profiled"
+            )
+            return
+        timed = self._budget < 1 and self._timed_countdown <= 0
+        cpu = 0.0
+        if timed:
+            self._timed_countdown = TIME_EVERY
+            cpu = time.thread_time()
+        else:
+            self._timed_countdown -= 1
         install_hooks()
         if _propagation.follow_greenlets:
             follow_this_thread()
@@ -272,7 +297,10 @@ class PystrumentSpanProcessor(SpanProcessor):
         if not self._precise:
             sampler = get_sampler()
             recording.ticks_at_start = sampler.ticks
+            recording.stretched_at_start = sampler.stretched
             sampler.add(recording)
+        if timed:
+            recording.hook_cpu = time.thread_time() - cpu
 
     def _mark_child(self, span: Span) -> None:
         """A span starting inside a request (a query, an HTTP call, a template): mark the request's stack, so the
@@ -284,7 +312,10 @@ class PystrumentSpanProcessor(SpanProcessor):
         if owner.span_context.trace_id != context.trace_id:
             return
         span_id = format(context.span_id, "016x")
-        stack = owner.mark_here(sys._getframe(1), span_id)
+        cpu = time.thread_time() if owner.hook_cpu >= 0 else 0.0
+        stack = owner.mark_here(sys._getframe(1), span_id, at_ns=span.start_time)
+        if cpu:
+            owner.hook_cpu += time.thread_time() - cpu
         if stack is not None:
             children = self._children
             if len(children) >= MAX_OPEN_CHILDREN:
@@ -292,11 +323,25 @@ class PystrumentSpanProcessor(SpanProcessor):
             children[context.span_id] = (owner, stack)
 
     def _finish_recording(self, recording: Recording, span: Span | None) -> None:
+        cpu = time.thread_time() if recording.hook_cpu >= 0 else 0.0
+        self._finish(recording, span)
+        if self._budget < 1:
+            # The request thread's share (the hooks, the marks): measured on one request in TIME_EVERY, charged to all.
+            if cpu:
+                cost = recording.hook_cpu + time.thread_time() - cpu
+                previous = self.hook_cost
+                self.hook_cost = cost if not previous else 0.9 * previous + 0.1 * cost
+            # Plus exporting the attributes pystrument adds to the request span (about half a span's encoding).
+            cost_budget.spend(self.hook_cost + 0.5 * EXPORT_S_PER_SPAN, time.perf_counter())
+
+    def _finish(self, recording: Recording, span: Span | None) -> None:
         ticks = 0
+        stretched = False
         if not recording.precise:
             sampler = get_sampler()
             sampler.remove(recording)
             ticks = sampler.ticks - recording.ticks_at_start
+            stretched = sampler.stretched != recording.stretched_at_start
         recording.stop()
         if span is not None:
             keep = recording.keep = True if self._keep_all else self._tail_keep(span, time.time_ns(), recording)
@@ -316,12 +361,27 @@ class PystrumentSpanProcessor(SpanProcessor):
             starved = recording.starved(ticks) if not recording.precise else ""
             if starved:
                 attributes[STARVED] = starved
+            if stretched or self._spent:
+                attributes[DEGRADED] = self._degraded(stretched, keep)
             pauses = recording.gc_pauses
             if pauses:
                 end = recording.end_perf or recording.start_perf
                 attributes[GC_PAUSE_MS] = round(paused(pauses, recording.start_perf, end) * 1000, 3)
                 attributes[GC_COLLECTIONS] = len(pauses)
             set_valid_attributes(span, attributes)
+
+    #: Whether the last ``_afford`` found the budget spent (a fast request then kept no function spans).
+    _spent = False
+
+    def _degraded(self, stretched: bool, keep: bool) -> str:
+        """Why the cost budget made a request's profile coarser (``pystrument.profile.degraded``)."""
+        reasons = []
+        if stretched:
+            reasons.append(f"samples up to {get_sampler().stretch}x further apart than the interval")
+        if not keep and self._spent:
+            reasons.append("no function spans")
+        share = f"cpu_budget: PYSTRUMENT_SPAN_BUDGET={self._budget:g} of a core spent"
+        return f"{share}: {', '.join(reasons)}" if reasons else share
 
     def _tail_keep(self, span: ReadableSpan, end_ns: int, recording: Recording) -> bool:
         """The tail rule: slow and failed requests keep function spans; of the rest a ``keep_rate`` share, as far as
@@ -345,19 +405,20 @@ class PystrumentSpanProcessor(SpanProcessor):
         budget = self._budget
         if budget >= 1:
             return True
-        now = time.perf_counter()
         cost = self.cost_per_request
         # Up to one burst's worth is kept, or one request's cost if that is more (else such requests never fit).
-        tokens = min(max(budget * BUDGET_BURST_S, cost), self._tokens + (now - self._tokens_at) * budget)
-        self._tokens_at = now
+        now = time.perf_counter()
+        cost_budget.ceiling = cost
+        tokens = cost_budget.left(now, cost)
         if must or tokens >= cost:
-            self._tokens = tokens - cost
+            cost_budget.spend(cost, now, cost)
+            self._spent = False
             return True
-        self._tokens = tokens
+        self._spent = True
         log_once(
             "span_budget",
-            f"pystrument: building function spans would take more than PYSTRUMENT_SPAN_BUDGET={budget:g} of a CPU "
-            "core; fast requests keep no function spans while it is spent (slow and failed requests keep theirs)",
+            f"pystrument: profiling would take more than PYSTRUMENT_SPAN_BUDGET={budget:g} of a CPU core; fast "
+            "requests keep no function spans while it is spent (slow and failed requests keep theirs)",
             exc_info=False,
         )
         return False
@@ -376,6 +437,7 @@ class PystrumentSpanProcessor(SpanProcessor):
         """Build and emit the function spans of an ended request (on the span worker)."""
         span = recording.ended
         cpu = time.thread_time() if recording.keep and self._budget < 1 else None
+        emitted = 0
         try:
             if span is None:
                 return
@@ -395,13 +457,13 @@ class PystrumentSpanProcessor(SpanProcessor):
                 return start_ns + round((t - start_perf) * 1e9)
 
             bounds = (span.start_time, span.end_time) if span.start_time and span.end_time else None
-            _emit.emit_calls(
+            emitted = _emit.emit_calls(
                 self._get_tracer(), recording.span_context, calls, to_ns, self.settings.interval_ms, bounds
             )
         finally:
             recording.release()
-            if cpu is not None:  # the span budget's estimate of what a request costs to turn into spans
-                cost = time.thread_time() - cpu
+            if cpu is not None:  # the budget's estimate of what a request costs to turn into spans and export them
+                cost = time.thread_time() - cpu + emitted * EXPORT_S_PER_SPAN
                 previous = self.cost_per_request
                 self.cost_per_request = cost if not previous else 0.9 * previous + 0.1 * cost
 

@@ -31,6 +31,7 @@ _executor_patched = False
 _anyio_patched = False
 _asgiref_patched = False
 _django_templates_patched = False
+_jinja_templates_patched = False
 #: Whether greenlets are in use (``greenlet`` imported): request threads then trace their switches (``_greenlets``).
 follow_greenlets = False
 
@@ -53,7 +54,7 @@ def install_hooks() -> None:
     """Install the hand-off wrappers that are not installed yet (cheap when they are: rechecked only once modules
     were imported since)."""
     global _executor_patched, _anyio_patched, _asgiref_patched, _django_templates_patched, _modules_seen
-    global follow_greenlets
+    global follow_greenlets, _jinja_templates_patched
     modules = len(sys.modules)
     if modules == _modules_seen:
         return
@@ -77,6 +78,13 @@ def install_hooks() -> None:
 
                 patch_django_templates()
                 _django_templates_patched = True
+    if not _jinja_templates_patched and "jinja2.environment" in sys.modules:
+        with _lock:
+            if not _jinja_templates_patched:
+                from pystrument._templates import patch_jinja_templates
+
+                patch_jinja_templates()
+                _jinja_templates_patched = True
     if not _asgiref_patched and "asgiref.sync" in sys.modules:
         with _lock:
             if not _asgiref_patched:

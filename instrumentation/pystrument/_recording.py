@@ -63,8 +63,14 @@ class Recording:
     samples_at_end = 0
     #: The garbage-collection pauses that overlapped the request (``stop``).
     gc_pauses: list[Pause] | tuple[()] = ()
+    #: Template renders under way in the request (only the outermost marks its start and end).
+    template_depth = 0
     #: The sampler's tick count when the request started (to tell why a request got no samples).
     ticks_at_start = 0
+    #: The sampler's count of ticks slowed down by the cost budget when the request started (``degraded``).
+    stretched_at_start = 0
+    #: CPU seconds of the request thread's pystrument work so far, on a request whose hooks are timed (-1: not timed).
+    hook_cpu = -1.0
     #: The ended request span, as ``on_end`` got it (set when the recording goes to the span worker).
     ended: ReadableSpan | None = None
     #: Called with (this recording, the span) by ``end_hook`` just before the span ends (the processor's).
@@ -97,6 +103,8 @@ class Recording:
             if not precise:  # the common case, inline
                 lane = ThreadLane("", start, thread_id, caller, main=True)
                 lane.cpu_last = self.cpu_start
+                if interval != 0.005:
+                    lane.interval = interval
                 self.lanes: list[Lane] = [lane]
                 return
         else:
@@ -104,6 +112,8 @@ class Recording:
             self.loop = task.get_loop()
             self.cpu_start = 0.0
         self.lanes = [self._main_lane(caller)]
+        if interval != 0.005:
+            self.lanes[0].interval = interval
 
     @property
     def name(self) -> str:
@@ -178,19 +188,25 @@ class Recording:
             frame = frame.f_back
         return False
 
-    def sample(self, frames: dict[int, types.FrameType], now: float) -> None:
-        """Record one sample, taken at ``now``, in every lane open then (called by the sampler thread). The request may
-        have ended since ``frames`` were taken: the sampler thread can lose the GIL in the middle of a round, for
-        as long as a garbage collection it ran itself and the queue of threads that waited through it."""
+    def sample(self, frames: dict[int, types.FrameType], now: float) -> bool:
+        """Record one sample, taken at ``now``, in every lane open then (called by the sampler thread); returns whether
+        any lane moved (False: every lane blocked in the same call, or awaiting the same future, as at the previous
+        tick). The request may have ended since ``frames`` were taken: the sampler thread can lose the GIL in the
+        middle of a round, for as long as a garbage collection it ran itself and the queue of threads that waited
+        through it."""
         end = self.end_perf
         if end is not None and now > end:
-            return
+            return False
+        moved = False
         for lane in self.lanes[:]:
             lane_end = lane.end
             if lane_end is None or now <= lane_end:
                 stack = lane.capture(frames)
                 if stack is not None:
                     lane.record(now, stack)
+                    if not lane.still:
+                        moved = True
+        return moved
 
     def stop(self) -> None:
         """End recording; call on the thread that ends the span (CPU time and pyinstrument need it)."""
@@ -290,9 +306,13 @@ class Recording:
                 return lane
         return None
 
-    def mark_here(self, frame: types.FrameType, claim: str, handoff: bool = False) -> Stack | None:
+    def mark_here(
+        self, frame: types.FrameType, claim: str, handoff: bool = False, at_ns: int | None = None
+    ) -> Stack | None:
         """Mark the calling lane's stack below ``frame`` now, the tracing machinery left out (see ``Lane.mark``);
-        returns the stack marked (None: the calling code is not on a lane of this request)."""
+        returns the stack marked (None: the calling code is not on a lane of this request). ``at_ns``: the instant
+        the stack stood there (a child span's start time), when this code runs later than that (it may have waited
+        for the GIL since)."""
         if self.precise or not self.active:
             return None
         lane = self.lane_of(_running_task(), threading.get_ident())
@@ -305,8 +325,16 @@ class Recording:
             stack = strip_machinery(stack, stdlib=True)
         now = time.perf_counter()
         gc_pauses.observe(now)  # this thread runs Python code: a collection on another thread is over
-        lane.mark(now, stack, claim)
+        lane.mark(self.perf_at(at_ns, now), stack, claim)
         return stack
+
+    @staticmethod
+    def perf_at(at_ns: int | None, now: float) -> float:
+        """An epoch time in nanoseconds a moment ago (a span's start or end) on the sampler's clock, ``now`` being that
+        clock's reading now; ``now`` when there is none or it is not earlier."""
+        if not at_ns:
+            return now
+        return now - max(0.0, (time.time_ns() - at_ns) / 1e9)
 
     def bind(self, fn: Callable[..., T]) -> Callable[..., T]:
         """``fn`` wrapped so the thread that runs it is attributed to this request while it runs; the caller's stack
@@ -343,6 +371,7 @@ class Recording:
                 lane = PyinstrumentLane(name, self.interval, frame, on_loop=False)
             else:
                 lane = ThreadLane(name, time.perf_counter(), tid, frame, worker=True)
+                lane.interval = self.interval
             if token:
                 lane.token = token
             previous = registry.by_thread.get(tid)
@@ -404,6 +433,7 @@ class Recording:
         # Tasks are created on their loop's thread: the request's own thread, or the main loop's for async_to_sync.
         lane = TaskLane(task.get_name(), time.perf_counter(), task, tid, None, worker=True)
         lane.owner = self
+        lane.interval = self.interval
         if not bridge:  # created by the request's running code: it nests under the call that created it
             lane.token = f"lane:{next(_tokens)}"
             self.mark_here(sys._getframe(1), lane.token, handoff=True)

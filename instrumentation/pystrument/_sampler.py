@@ -4,8 +4,17 @@ Every interval it reads ``sys._current_frames()`` once and asks each open lane o
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
 lazily with the first request and parks on an ``Event`` once no request has been active for
-``IDLE_AFTER`` (50 ms), so an idle process pays nothing, while a busy one does not wake the thread for
+``IDLE_AFTER`` (30 ms), so an idle process pays nothing, while a busy one does not wake the thread for
 every request (ticks without an active request only sleep).
+
+A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction)
+or a task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its
+time accounted when its stack next changes). While no lane moved, or no request is active, the next tick comes
+``STILL_STRETCH`` intervals later: 1 (no stretch), since a thread that leaves one blocking call for another with
+next to no CPU time in between (a query, then the next) would otherwise show the first call up to a stretched
+interval too long: the corpus' placement invariants allow one interval. The thread pays for every tick (its CPU
+time, the wake-up included) from the cost budget (``_budget.py``) and samples up to ``BUDGET_STRETCH`` intervals
+apart while it is spent.
 
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
@@ -30,13 +39,20 @@ import types
 from collections.abc import Callable
 from typing import Protocol
 
+from pystrument._budget import BURST_S, cost_budget
 from pystrument._gc import gc_pauses
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
 #: Seconds without any active request before the sampler thread parks; until then it keeps ticking (cheaply), so
 #: that back-to-back requests do not each pay for waking it.
-IDLE_AFTER = 0.05
+IDLE_AFTER = 0.03
+#: While a tick finds every request's lanes unchanged (blocked in the same call, awaiting the same future), the next
+#: tick comes up to this many intervals later: a wait costs fewer ticks, and the run after it is still placed (its
+#: lane's CPU clock says when it resumed; ``ThreadLane._flush``).
+STILL_STRETCH = 1
+#: Most the cost budget stretches the interval (``_budget.py``): 8 x 5 ms = 25 samples a second.
+BUDGET_STRETCH = 8
 
 
 class Sampled(Protocol):
@@ -45,7 +61,7 @@ class Sampled(Protocol):
     interval: float
     active: bool
 
-    def sample(self, frames: dict[int, types.FrameType], now: float) -> None: ...
+    def sample(self, frames: dict[int, types.FrameType], now: float) -> bool: ...
 
 
 class StackSampler:
@@ -62,6 +78,12 @@ class StackSampler:
         self._running = False
         self._lock = threading.Lock()
         self.ticks = 0
+        #: Whether the last tick found any lane moved (False: all blocked or awaiting as before, or nothing sampled).
+        self.moved = True
+        #: How many times the cost budget made the interval longer (a request running meanwhile was degraded).
+        self.stretched = 0
+        #: The interval multiplier the cost budget imposes now (1: none).
+        self.stretch = 1
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -96,6 +118,7 @@ class StackSampler:
         """Take one sample of every active request that is due (also the unit tests' entry point)."""
         active = self.active()
         if not active:
+            self.moved = False  # nothing to sample: the next tick may come later too
             return
         now = self.clock() if now is None else now
         gc_pauses.observe(now)
@@ -105,6 +128,7 @@ class StackSampler:
             # Reading them gave objects that are not frames; the pause is shown as such instead.
             return
         frames = sys._current_frames()
+        moved = False
         try:
             for recording in active:
                 key = id(recording)
@@ -113,11 +137,13 @@ class StackSampler:
                     continue
                 self._last[key] = now
                 try:
-                    recording.sample(frames, now)
+                    if recording.sample(frames, now):
+                        moved = True
                 except Exception:
                     log_once("sampler.sample", "pystrument: sampling a request failed; carrying on")
         finally:
             del frames
+        self.moved = moved
         self.ticks += 1
 
     def stop(self) -> None:
@@ -147,10 +173,14 @@ class StackSampler:
     def _loop(self) -> None:
         # ``lateness`` estimates how long getting the GIL back after a sleep takes (up to the switch interval
         # while a thread runs Python code); sleeping that much less keeps samples one interval apart.
+        # ``still`` stretches the interval while nothing moves; ``self.stretch`` while the cost budget is spent. The
+        # sampler pays for every tick (its thread's CPU time, the wake-up included) from the budget.
         self._idle = False
         lateness = 0.0
         last = busy = self.clock()
         interval = 0.005
+        still = 1
+        cpu = time.thread_time()
         while not self._stopped:
             active = list(self._active.values())  # ended requests too, until the next sample drops them
             if active:
@@ -163,14 +193,39 @@ class StackSampler:
                 self._wake.clear()
                 self._idle = False
                 last = busy = self.clock()
+                cpu = time.thread_time()
                 continue
-            delay = max(0.0, last + interval - self.clock() - lateness)
+            delay = max(0.0, last + interval * max(still, self.stretch) - self.clock() - lateness)
             before = self.clock()
             time.sleep(delay)  # always sleep, even 0: it releases the GIL
             now = self.clock()
             lateness = 0.5 * lateness + 0.5 * max(0.0, now - before - delay)
             last = now
             self.sample_once(now)
+            still = 1 if self.moved else min(STILL_STRETCH, 2 * still)
+            spent = time.thread_time()
+            self._pay(spent - cpu, now)
+            cpu = spent
+
+    def _pay(self, seconds: float, now: float) -> None:
+        """Take a tick's CPU time from the cost budget; stretch the interval while it is spent, relax it after."""
+        if cost_budget.unlimited:
+            self.stretch = 1
+            return
+        left = cost_budget.spend(seconds, now)
+        if left < 0:
+            if self.stretch < BUDGET_STRETCH:
+                self.stretch *= 2
+                log_once(
+                    "cpu_budget.sampler",
+                    f"pystrument: sampling would take more than PYSTRUMENT_SPAN_BUDGET={cost_budget.share:g} of a "
+                    "CPU core; sampling less often while it is spent (requests say pystrument.profile.degraded)",
+                    exc_info=False,
+                )
+        elif self.stretch > 1 and left > 0.5 * cost_budget.share * BURST_S:
+            self.stretch = 1
+        if self.stretch > 1:
+            self.stretched += 1
 
 
 _sampler: StackSampler | None = None

@@ -27,8 +27,10 @@ ENV_MIN_SPAN_MS = "PYSTRUMENT_MIN_SPAN_MS"
 ENV_MAX_SPANS = "PYSTRUMENT_MAX_SPANS"
 #: Share of fast, successful profiled requests that keep their function spans, 0..1 (default 1): the tail rule.
 ENV_KEEP_RATE = "PYSTRUMENT_KEEP_RATE"
-#: Share of one CPU core the span worker may spend building function spans (default 0.05): a fast, successful
-#: request whose estimated cost does not fit what is left keeps none; slow and failed requests always keep theirs.
+#: Share of one CPU core that everything pystrument adds may take (default 0.03; 1 = no limit): the sampler's ticks,
+#: building function spans and (estimated) exporting them, from one bucket (``_budget.py``). While it is spent the
+#: sampler samples less often and fast, successful requests keep no function spans (slow and failed ones keep theirs);
+#: such requests say so in ``pystrument.profile.degraded``.
 ENV_SPAN_BUDGET = "PYSTRUMENT_SPAN_BUDGET"
 
 Sampler = Literal["default", "pyinstrument"]
@@ -61,7 +63,7 @@ class Settings:
     min_span_ms: float | None = None
     max_spans: int = 100
     keep_rate: float = 1.0
-    span_budget: float = 0.05
+    span_budget: float = 0.03
 
     def __post_init__(self) -> None:
         _check(isinstance(self.enabled, bool), "enabled", self.enabled, "true or false")
@@ -79,7 +81,7 @@ class Settings:
             _number(self.span_budget) and 0 <= self.span_budget <= 1,
             "span_budget",
             self.span_budget,
-            "a share of one CPU core between 0 and 1 (1 = no limit)",
+            "a share of one CPU core between 0 and 1 for everything pystrument adds, e.g. 0.05 (1 = no limit)",
         )
         _check(_number(self.slow_ms) and self.slow_ms >= 0, "slow_ms", self.slow_ms, "milliseconds >= 0")
         _check(

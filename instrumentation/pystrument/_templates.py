@@ -3,8 +3,9 @@
 Django interprets its templates: the stack shows ``Template.render`` and node methods, never which template. The
 render is wrapped once Django's template engine is imported: while it runs, the wrapper's frame stands for the
 template in every sample (``_frames.virtual_frames``), as ``template <name>``, classed by the template's file (a
-package's templates are library code, the app's are the app's). Jinja needs no wrapper: its compiled templates are
-Python code named after the template file (``_frames._template_identifier``).
+package's templates are library code, the app's are the app's). Jinja's ``render`` and ``render_async`` are wrapped
+the same way (its compiled code, named after the template too, folds into the wrapper's call). The request's
+outermost render also marks its start and end, so that it is on the timeline even when no sample caught it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from pyinstrument.frame_info import ATTRIBUTES_SEP, IDENTIFIER_SEP
 
 from pystrument._frames import ATTRIBUTE_MARKER_OWNER, ATTRIBUTE_MARKER_TEMPLATE, is_library_path, virtual_frames
+from pystrument._recording import registry
 
 _original_render: Any = None
 
@@ -42,18 +44,82 @@ def _label(template: Any) -> str:
     return str(label)
 
 
+def _enter(frame: Any, label: str) -> tuple[int, Any, Any]:
+    """Stand for the template in samples; the request's outermost render also marks its start (a render shorter
+    than the interval, or one the sampler could not see for want of the GIL, is still on the timeline)."""
+    key = id(frame)
+    virtual_frames[key] = label
+    owner = registry.lane_owner() if registry.by_thread or registry.by_task else None
+    stack = None
+    if owner is not None:
+        owner.template_depth += 1
+        if owner.template_depth == 1:
+            stack = owner.mark_here(frame, "")
+    return key, owner, stack
+
+
+def _exit(frame: Any, token: tuple[int, Any, Any]) -> None:
+    key, owner, stack = token
+    virtual_frames.pop(key, None)
+    if owner is not None:
+        owner.template_depth -= 1
+        if stack is not None:
+            owner.mark_here(frame, "")  # the render ends: the frames below the wrapper are gone, the wrapper is not
+
+
 def render(self: Any, context: Any) -> Any:
     """``django.template.base.Template.render``, shown in samples as the template it renders."""
-    key = id(sys._getframe())
+    frame = sys._getframe()
     try:
-        virtual_frames[key] = _label(self)
+        token = _enter(frame, _label(self))
     except Exception:
-        key = 0
+        token = (0, None, None)
     try:
         return _original_render(self, context)
     finally:
-        if key:
-            virtual_frames.pop(key, None)
+        with contextlib.suppress(Exception):
+            _exit(frame, token)
+
+
+def _jinja_label(template: Any) -> str:
+    label = getattr(template, "_pystrument_label", None)
+    if label is None:
+        name = str(getattr(template, "name", None) or "<string>")
+        label = template_label(name, str(getattr(template, "filename", None) or ""))
+        with contextlib.suppress(AttributeError):
+            template._pystrument_label = label
+    return str(label)
+
+
+def jinja_render(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """``jinja2.Template.render``, shown in samples as the template it renders."""
+    frame = sys._getframe()
+    try:
+        token = _enter(frame, _jinja_label(self))
+    except Exception:
+        token = (0, None, None)
+    try:
+        return _original_jinja[0](self, *args, **kwargs)
+    finally:
+        with contextlib.suppress(Exception):
+            _exit(frame, token)
+
+
+async def jinja_render_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """``jinja2.Template.render_async``, shown in samples (running or awaiting) as the template it renders."""
+    frame = sys._getframe()
+    try:
+        token = _enter(frame, _jinja_label(self))
+    except Exception:
+        token = (0, None, None)
+    try:
+        return await _original_jinja[1](self, *args, **kwargs)
+    finally:
+        with contextlib.suppress(Exception):
+            _exit(frame, token)
+
+
+_original_jinja: list[Any] = [None, None]
 
 
 def patch_django_templates() -> None:
@@ -66,3 +132,15 @@ def patch_django_templates() -> None:
     _original_render = original
     functools.update_wrapper(render, original)
     template.render = render
+
+
+def patch_jinja_templates() -> None:
+    environment: Any = sys.modules.get("jinja2.environment")
+    template: Any = getattr(environment, "Template", None)
+    if template is None or template.render is jinja_render:
+        return
+    _original_jinja[:] = [template.render, template.render_async]
+    functools.update_wrapper(jinja_render, template.render)
+    functools.update_wrapper(jinja_render_async, template.render_async)
+    template.render = jinja_render
+    template.render_async = jinja_render_async

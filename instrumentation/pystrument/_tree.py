@@ -17,6 +17,7 @@ from pystrument._frames import (
     ATTRIBUTE_MARKER_OWNER,
     ATTRIBUTE_MARKER_TEMPLATE,
     AWAIT,
+    END_CLAIM,
     GC_FILE,
     MARK,
     OUT_OF_CONTEXT,
@@ -69,6 +70,8 @@ class Call:
     template: str = ""
     #: The garbage-collection pause this call stands for, in seconds (0: not a pause).
     pause: float = 0.0
+    #: Where most of a library chain's time went (``_mark_hot``): stays a call of its own when the chain collapses.
+    hot: bool = False
 
     @property
     def keep(self) -> bool:
@@ -205,14 +208,31 @@ def build_calls(
                 innermost.loop_wait_time += dt
             elif marker is not None:
                 innermost.await_time += dt
-            if claim:
+            if claim and not claim.startswith(END_CLAIM):
                 innermost.claims.append(claim)
     return roots
+
+
+def cover_claims(calls: list[Call], ends: dict[str, float], path: tuple[Call, ...] = ()) -> None:
+    """Stretch each call that claims a child span (and its callers) to the span's end: the call that started a span
+    was on the stack until it ended, even when no sample caught it there (``ends``: span id -> end time)."""
+    for call in calls:
+        here = (*path, call)
+        for claim in call.claims:
+            end = ends.get(claim)
+            if end is not None and end > call.end:
+                for caller in here:
+                    caller.end = max(caller.end, end)
+        cover_claims(call.children, ends, here)
 
 
 #: Packages that work for their caller (the standard library, tracing and context plumbing): a call into them never
 #: stays a call of its own inside a library chain, and what they call is judged against the chain's package.
 TRANSPARENT = frozenset({"stdlib", "opentelemetry", "asgiref", "wrapt", "typing_extensions", "six", "pystrument"})
+
+
+#: Packages whose calls under a template render are the render's own work (the engines and their helpers).
+TEMPLATE_ENGINES = frozenset({"django", "jinja2", "markupsafe"})
 
 
 def collapse_library(calls: list[Call]) -> list[Call]:
@@ -226,18 +246,46 @@ def collapse_library(calls: list[Call]) -> list[Call]:
     """
     for call in calls:
         if (call.library or call.template) and call.file != GC_FILE:
+            _mark_hot(call)
             call.children = _absorb_library_children(call, call)
         else:
             call.children = collapse_library(call.children)
     return calls
 
 
+#: A library chain's hot call stays visible once it holds at least this much of the chain's time, and this long.
+HOT_SHARE = 0.5
+HOT_MIN_S = 0.02
+
+
+def _mark_hot(owner: Call) -> None:
+    """Follow a library chain down while one call holds most of the time: the deepest such call (the password
+    hasher under a login view, the query compiler under a list view) stays visible when the chain collapses, so
+    the time is named where it went rather than at the chain's entry."""
+    node, hot = owner, None
+    floor = max(HOT_SHARE * owner.time, HOT_MIN_S)
+    while True:
+        heavy = [c for c in node.children if c.time >= floor]
+        if len(heavy) != 1 or not heavy[0].library or heavy[0].keep:
+            break
+        node = heavy[0]
+        if node.package not in TRANSPARENT:  # the standard library's or plumbing's frames are never the news
+            hot = node
+    if hot is not None and hot is node:
+        # Time the library code itself worked (or waited in C), not awaiting or in the application's callbacks.
+        callbacks = sum(c.time for c in hot.children if c.keep or not c.library)
+        awaited = sum(c.await_time for c in hot.walk() if c.library and not c.keep)
+        hot.hot = hot.time - callbacks - awaited >= floor
+
+
 def _stays(child: Call, caller: Call, owner: Call) -> bool:
-    if not child.library or child.keep or caller.dispatcher:
+    if owner.template and child.name == owner.name:
+        return False  # the template's compiled code (Jinja), under the render that stands for it
+    if not child.library or child.keep or caller.dispatcher or child.hot:
         return True
-    if owner.template:
-        return False  # the template engine's own calls are the render's time
     package = child.package
+    if owner.template and package in TEMPLATE_ENGINES:
+        return False  # the template engine's own calls are the render's time
     return package not in TRANSPARENT and package != owner.package
 
 
@@ -246,6 +294,7 @@ def _absorb_library_children(owner: Call, caller: Call) -> list[Call]:
     for child in caller.children:
         if _stays(child, caller, owner):
             if (child.library or child.template) and child.file != GC_FILE:
+                _mark_hot(child)
                 child.children = _absorb_library_children(child, child)
             else:
                 child.children = collapse_library(child.children)
@@ -316,7 +365,8 @@ def _claimer_path(roots: list[Call], token: str) -> list[Call]:
 def prune(calls: list[Call], min_duration: float, max_calls: int) -> list[Call]:
     """Drop calls shorter than ``min_duration``, then keep the ``max_calls`` longest (parents before children
     on ties, so the kept set stays a tree). A dropped call's time goes to its parent's self time."""
-    calls = _drop(calls, lambda c: c.duration < min_duration, None)
+    # A template render stays however short (a sample or its marks saw it): which template a page renders is news.
+    calls = _drop(calls, lambda c: c.duration < min_duration and not c.template, None)
     everything = [(c, depth) for c, depth in _with_depth(calls)]
     if len(everything) > max_calls:
         ranked = sorted(everything, key=lambda item: (-item[0].duration, item[1], item[0].start))
