@@ -8,6 +8,7 @@ attributes; ``on_end`` then hands the recording to the span worker.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -420,6 +421,7 @@ class PystrumentSpanProcessor(SpanProcessor):
             f"pystrument: profiling would take more than PYSTRUMENT_SPAN_BUDGET={budget:g} of a CPU core; fast "
             "requests keep no function spans while it is spent (slow and failed requests keep theirs)",
             exc_info=False,
+            level=logging.INFO,
         )
         return False
 

@@ -221,6 +221,7 @@ class StackSampler:
                     f"pystrument: sampling would take more than PYSTRUMENT_SPAN_BUDGET={cost_budget.share:g} of a "
                     "CPU core; sampling less often while it is spent (requests say pystrument.profile.degraded)",
                     exc_info=False,
+                    level=logging.INFO,
                 )
         elif self.stretch > 1 and left > 0.5 * cost_budget.share * BURST_S:
             self.stretch = 1

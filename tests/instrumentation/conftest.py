@@ -65,12 +65,24 @@ def _log_once_per_test() -> None:
     _safety.reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cost_budget() -> Iterator[None]:
+    """The cost budget is process-wide: each test starts with a full bucket, not the debt an earlier test ran up."""
+    from pystrument._budget import cost_budget
+
+    cost_budget.configure(1.0)
+    yield
+    cost_budget.configure(1.0)
+
+
 @pytest.fixture
 def tracing() -> Iterator[Callable[..., Tracing]]:
     """Factory: ``tracing(sampler="default", min_span_ms=0, ...)`` -> a fresh :class:`Tracing`."""
     made: list[TracerProvider] = []
 
     def make(**settings: Any) -> Tracing:
+        # Accuracy and isolation are measured on full profiles; the cost budget's own tests set one.
+        settings.setdefault("span_budget", 1)
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
