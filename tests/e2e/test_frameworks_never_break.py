@@ -277,7 +277,8 @@ def test_exporter_raising(wsgi_server: Callable[[Any], str], caplog: pytest.LogC
     exporter = RaisingExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))  # exports on the ending thread: the worst case
-    processor = pystrument.configure(provider, min_span_ms=0)
+    # These check that nothing breaks, on full profiles: the cost budget (process-wide) is another test's subject.
+    processor = pystrument.configure(provider, min_span_ms=0, span_budget=1)
     assert processor is not None
     url = wsgi_server(make_flask_app(provider))
     with caplog.at_level(logging.WARNING):
@@ -298,7 +299,7 @@ def test_request_span_ended_on_another_thread(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    pystrument.configure(provider, sampler=sampler, min_span_ms=0)
+    pystrument.configure(provider, sampler=sampler, min_span_ms=0, span_budget=1)
     url = wsgi_server(make_flask_app(provider))
     with caplog.at_level(logging.WARNING, logger="pystrument"):
         for _ in range(3):
@@ -336,7 +337,7 @@ def test_sampler_failing_under_uvicorn(get_free_port: Callable[[], int], caplog:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    pystrument.configure(provider, min_span_ms=0)
+    pystrument.configure(provider, min_span_ms=0, span_budget=1)
     app = FastAPI()
 
     @app.on_event("startup")
