@@ -365,8 +365,9 @@ def _claimer_path(roots: list[Call], token: str) -> list[Call]:
 def prune(calls: list[Call], min_duration: float, max_calls: int) -> list[Call]:
     """Drop calls shorter than ``min_duration``, then keep the ``max_calls`` longest (parents before children
     on ties, so the kept set stays a tree). A dropped call's time goes to its parent's self time."""
-    # A template render stays however short (a sample or its marks saw it): which template a page renders is news.
-    calls = _drop(calls, lambda c: c.duration < min_duration and not c.template, None)
+    # A template render stays however short (a sample or its marks saw it), and so do the calls leading to it (a
+    # short call dropped takes its subtree along): which template a page renders is news.
+    calls = _drop(calls, lambda c: c.duration < min_duration and not any(x.template for x in c.walk()), None)
     everything = [(c, depth) for c, depth in _with_depth(calls)]
     if len(everything) > max_calls:
         ranked = sorted(everything, key=lambda item: (-item[0].duration, item[1], item[0].start))

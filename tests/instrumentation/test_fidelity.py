@@ -349,3 +349,15 @@ def test_the_hot_end_of_a_library_chain_stays_named() -> None:
     (hasher,) = view.children
     assert hasher.name == "pbkdf2" and hasher.self_time == pytest.approx(0.2)
     assert view.self_time == pytest.approx(0.02)
+
+
+def test_a_short_call_around_a_template_render_is_not_pruned_with_it() -> None:
+    """``render_template`` lasting less than the minimum span duration once dropped its subtree, template included."""
+    from pystrument._tree import prune
+
+    render = _info("render_template", f"{SITE}/flask/templating.py")
+    template = "template list.html\x00/app/templates/list.html\x000\x01o0\x01tlist.html"
+    records = [([VIEW], 0.05), ([VIEW, render, template], 0.0), ([VIEW, render], 0.002), ([VIEW], 0.05)]
+    calls = prune(collapse_library(build_calls(records, 0.0)), min_duration=0.01, max_calls=100)
+    names = [c.name for root in calls for c in root.walk()]
+    assert "template list.html" in names and "render_template" in names, names
