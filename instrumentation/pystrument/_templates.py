@@ -60,11 +60,11 @@ def _enter(frame: Any, label: str) -> tuple[int, Any, Any]:
 
 def _exit(frame: Any, token: tuple[int, Any, Any]) -> None:
     key, owner, stack = token
-    virtual_frames.pop(key, None)
     if owner is not None:
         owner.template_depth -= 1
         if stack is not None:
-            owner.mark_here(frame, "")  # the render ends: the frames below the wrapper are gone, the wrapper is not
+            owner.mark_here(frame, "")  # the render ends: still on the stack, the wrapper stands for the template
+    virtual_frames.pop(key, None)
 
 
 def render(self: Any, context: Any) -> Any:
