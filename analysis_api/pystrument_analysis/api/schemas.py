@@ -60,10 +60,12 @@ class ProjectCreated(Struct):
     name: str
     status: str
     created_at: datetime
+    id: int
+    """The project's stable numeric id: unlike the key it survives a key rotation (the UI's URLs use it)."""
 
 
 class ProjectItem(Struct):
-    """One row of the seed 5.1.2 list; ``description`` and ``created_at`` are extras."""
+    """One row of the seed 5.1.2 list; ``description``, ``created_at`` and ``id`` are extras."""
 
     project_key: str
     name: str
@@ -72,6 +74,8 @@ class ProjectItem(Struct):
     last_activity: datetime | None
     description: str
     created_at: datetime
+    id: int
+    """The project's stable numeric id: unlike the key it survives a key rotation (the UI's URLs use it)."""
 
 
 class ProjectPage(Struct):
@@ -93,6 +97,8 @@ class ProjectDetail(Struct):
     updated_at: datetime
     last_activity: datetime | None
     record_count: int
+    id: int
+    """The project's stable numeric id: unlike the key it survives a key rotation (the UI's URLs use it)."""
 
 
 class ProjectDeleted(Struct):

@@ -1,6 +1,7 @@
 /** Pure helpers for AI analyses: status, tones, progress and links from a bottleneck to its spans. */
 import type { Analysis, Bottleneck } from './api';
 import type { Tone } from './format';
+import { projects } from './projects.svelte';
 
 export type AnalysisStatus = 'pending' | 'running' | 'completed' | 'failed';
 
@@ -49,9 +50,18 @@ export function progressFraction(elapsedMs: number, estimatedSeconds: number | n
 	return 0.9 + 0.09 * (1 - Math.exp(-(e - est) / est));
 }
 
-/** The trace view with a span selected. */
-export function spanHref(projectKey: string, traceId: string, spanId?: string | null): string {
-	const base = `/projects/${encodeURIComponent(projectKey)}/traces/${encodeURIComponent(traceId)}`;
+/**
+ * A project's URL segment: its id; a key (as analyses carry) is mapped to the id when the project list
+ * knows it (else the key itself, which the project route redirects to the id URL).
+ */
+export function projectSegment(project: number | string): string {
+	if (typeof project === 'number') return String(project);
+	return String(projects.byKey(project)?.id ?? project);
+}
+
+/** The trace view with a span selected; `project` is the project's id (or its key, see `projectSegment`). */
+export function spanHref(project: number | string, traceId: string, spanId?: string | null): string {
+	const base = `/projects/${encodeURIComponent(projectSegment(project))}/traces/${encodeURIComponent(traceId)}`;
 	return spanId ? `${base}?span=${encodeURIComponent(spanId)}` : base;
 }
 
@@ -62,7 +72,9 @@ export function bottleneckHref(analysis: Pick<Analysis, 'project_key' | 'trace_i
 }
 
 /** The analysis page (with its project, so the page can name it: the API only does when asked by project). */
-export function analysisHref(id: string, projectKey?: string | null): string {
+export function analysisHref(id: string, project?: number | string | null): string {
 	const base = `/analyses/${encodeURIComponent(id)}`;
-	return projectKey ? `${base}?project=${encodeURIComponent(projectKey)}` : base;
+	return project !== null && project !== undefined && project !== ''
+		? `${base}?project=${encodeURIComponent(projectSegment(project))}`
+		: base;
 }

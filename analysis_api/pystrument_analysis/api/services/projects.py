@@ -61,6 +61,7 @@ async def create(session: AsyncSession, body: schemas.ProjectCreate) -> schemas.
         name=project.name,
         status=project.status,
         created_at=utc_seconds(project.created_at),
+        id=project.id,
     )
 
 
@@ -91,6 +92,7 @@ async def list_page(
             last_activity=_opt_seconds(activity),
             description=p.description,
             created_at=utc_seconds(p.created_at),
+            id=p.id,
         )
         for p, activity in rows.all()
     ]
@@ -124,6 +126,7 @@ async def _detail_of(session: AsyncSession, project: Project) -> schemas.Project
         updated_at=utc_seconds(project.updated_at),
         last_activity=_opt_seconds(row[1]),
         record_count=int(row[0]),
+        id=project.id,
     )
 
 

@@ -541,6 +541,7 @@ export interface components {
         ProjectCreated: {
             /** Format: date-time */
             created_at: string;
+            id: number;
             name: string;
             project_key: string;
             status: string;
@@ -572,6 +573,7 @@ export interface components {
             created_at: string;
             description: string;
             framework: string;
+            id: number;
             last_activity: string | null;
             name: string;
             project_key: string;
@@ -594,6 +596,7 @@ export interface components {
             created_at: string;
             description: string;
             framework: string;
+            id: number;
             last_activity: string | null;
             name: string;
             project_key: string;

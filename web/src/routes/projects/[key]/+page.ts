@@ -1,6 +1,0 @@
-import type { PageLoad } from './$types';
-
-export const load: PageLoad = ({ params, url }) => {
-	const n = Number.parseInt(url.searchParams.get('page') ?? '1', 10);
-	return { key: params.key, page: Number.isFinite(n) && n > 0 ? n : 1 };
-};
