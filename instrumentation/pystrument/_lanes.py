@@ -555,9 +555,53 @@ class TaskLane(Lane):
         self._waiter: object = None
         self._waiting: Stack | None = None
         self._ready: Stack | None = None
+        self.cpu_last: float | None = None
+        self._clock: int | None = None
+
+    def _read_clock(self) -> float | None:
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = thread_cpu_clock(self.thread_id)
+        if clock:
+            try:
+                return time.clock_gettime(clock)
+            except OSError:  # the thread is gone
+                self._clock = 0
+        return None
 
     def record(self, now: float, stack: Stack) -> None:
+        samples = self.samples
+        before = len(samples)
+        merges = bool(samples) and stack is samples[-1][1]
+        ran = -1.0
+        if stack and stack[-1] is not AWAIT and stack[-1] is not READY:
+            # Running: the loop thread's CPU clock since this task's previous running sample tells the time its
+            # thread ran from the time it waited in the task's frame (the GIL, the CPU, a blocking C call). Other
+            # tasks the loop ran in between only add to it: a wait is never made up.
+            reading = self._read_clock()
+            last = self.cpu_last
+            if reading is not None and last is not None:
+                ran = max(0.0, reading - last)
+            self.cpu_last = reading
+        else:
+            self.cpu_last = None  # not read while it awaits (that would cost a system call per waiting task)
+        if merges and ran >= 0.0 and (not self.cpu or self.cpu[-1] < 0.0):
+            # The first tick of this run had no clock to compare with: a run-length sample's CPU time is known for
+            # all of its ticks or none, so the run starts again here (an equal tuple, not the same one, is not merged).
+            stack = (*stack,)
+            if self._last.stack is samples[-1][1]:
+                self._last.stack = stack
+            merges = False
         super().record(now, stack)
+        cpu = self.cpu
+        if cpu is None and ran >= 0.0:
+            cpu = self.cpu = [-1.0] * before
+        if cpu is not None:
+            if merges:
+                if cpu:
+                    cpu[-1] = cpu[-1] + ran if cpu[-1] >= 0.0 and ran >= 0.0 else -1.0
+            elif len(samples) > before:
+                cpu.append(ran)
         if not self.ran_code and stack is not self._checked:  # an unchanged await chain is the same tuple
             self._checked = stack
             self.ran_code = not all(map(is_library_info, stack))

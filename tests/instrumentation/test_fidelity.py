@@ -256,6 +256,33 @@ def test_a_request_ready_while_another_holds_the_loop_counts_loop_wait(tracing: 
     assert culprit_attrs.get("pystrument.loop_wait_ms", 0) < 20
 
 
+def test_a_running_task_tells_its_thread_s_waits_from_its_work(tracing: Any, helpers: SimpleNamespace) -> None:
+    """A coroutine that runs while its loop thread is off the CPU (a blocking call, a wait for the GIL or a core)
+    holds the loop, but does no work of its own: its self time says which part was waiting, as a thread's does."""
+    t = tracing(min_span_ms=0)
+
+    def blocks() -> None:
+        time.sleep(0.12)  # off the CPU, in the task's own frame
+
+    def computes() -> None:
+        helpers.burn(0.12)
+
+    async def handler() -> None:
+        blocks()
+        computes()
+
+    async def main() -> None:
+        with t.tracer.start_as_current_span("GET /mixed", kind=SpanKind.SERVER):
+            await handler()
+
+    asyncio.run(main())
+    request = next(r for r in t.requests() if r.name == "GET /mixed")
+    by_name = {s.name.rsplit(".", 1)[-1]: attrs(s) for s in t.functions(request)}
+    blocked, busy = by_name["blocks"], by_name["computes"]
+    assert blocked.get("pystrument.wait_time_ms", 0) >= 0.6 * blocked["pystrument.self_time_ms"], blocked
+    assert busy.get("pystrument.wait_time_ms", 0) <= 0.3 * busy["pystrument.self_time_ms"], busy
+
+
 def test_work_in_a_greenlet_shows_under_the_coroutine_that_awaits_it(tracing: Any, helpers: SimpleNamespace) -> None:
     """SQLAlchemy's asyncio layer runs the ORM's sync code in a greenlet whose outermost frame has no caller: the
     samples taken there continue in the frame that switched to it, inside the request."""
