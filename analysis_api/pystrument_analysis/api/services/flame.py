@@ -1,0 +1,490 @@
+"""Aggregated flame graphs and the function view, from the stored function spans.
+
+Both read in two steps, each bounded by ``project_id`` and by the spans' partition key (``start_time``):
+
+1. the *cohort*: the newest ``limit`` matching requests (``performance_records``, by the
+   ``(project_id, route, timestamp)`` index), or for the function view the requests that called the function;
+2. one query streams the cohort's function spans ``(trace_id, span_id, parent_span_id, name, duration,
+   self_time_ms, file, library)``, joined to the cohort on ``(trace_id, service_name)`` and bounded in time by
+   the cohort's first start and last end, so only those days' partitions are scanned.
+
+The call trees are merged in Python by call path (measured faster than a recursive CTE doing the grouping, see
+docs/benchmarks.md "Aggregated flame graph").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from pystrument_analysis.api import flame_schemas as fs
+from pystrument_analysis.api.errors import BadRequest, NotFound
+from pystrument_analysis.api.services._common import project_by_key, utc
+from pystrument_analysis.api.services.stats import TARGET_BUCKETS, window
+
+SPAN_SLACK = timedelta(minutes=1)  # function spans start within their request; allow for clock skew
+MAX_REQUEST_SECONDS = 86_400.0  # a wild duration must not stretch the span scan over the whole table
+ROOT = -1
+
+COHORT_SQL = """
+SELECT trace_id, service_name, duration, "timestamp"
+FROM performance_records
+WHERE project_id = :project_id AND "timestamp" >= :start AND "timestamp" < :end {filters}
+ORDER BY "timestamp" DESC
+LIMIT :limit
+"""
+
+TRACE_COHORT_SQL = """
+SELECT trace_id, service_name, duration, "timestamp"
+FROM performance_records
+WHERE project_id = :project_id AND trace_id = :trace_id {filters}
+"""
+
+COUNT_SQL = """
+SELECT count(*) FROM performance_records
+WHERE project_id = :project_id AND "timestamp" >= :start AND "timestamp" < :end {filters}
+"""
+
+# The one span query of the flame graph (and of the function view): the cohort's function spans.
+SPANS_SQL = """
+SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.duration,
+       CASE WHEN jsonb_typeof(s.attributes -> 'pystrument.self_time_ms') = 'number'
+            THEN (s.attributes ->> 'pystrument.self_time_ms')::float8 END AS self_ms,
+       coalesce(s.attributes ->> 'code.file.path', '') AS file,
+       coalesce(s.attributes ->> 'pystrument.library', '') = 'true' AS library
+FROM spans s
+JOIN unnest(CAST(:trace_ids AS text[]), CAST(:services AS text[])) AS c(trace_id, service_name)
+  ON s.trace_id = c.trace_id AND s.service_name = c.service_name
+WHERE s.project_id = :project_id AND s.start_time >= :span_start AND s.start_time <= :span_end AND s.synthetic
+"""
+
+# Requests in the range whose function spans include the function (the function view's cohort).
+FUNCTION_TRACES_SQL = """
+SELECT r.trace_id, r.service_name, r.duration, r."timestamp", r.method, r.route, r.status_code, f.calls
+FROM (
+    SELECT s.trace_id, s.service_name, count(*) AS calls
+    FROM spans s
+    WHERE s.project_id = :project_id AND s.start_time >= :span_start AND s.start_time < :span_end AND s.synthetic
+      AND s.name = :name {file_filter}
+    GROUP BY s.trace_id, s.service_name
+) f
+JOIN performance_records r
+  ON r.project_id = :project_id AND r.trace_id = f.trace_id AND r.service_name = f.service_name
+WHERE r."timestamp" >= :start AND r."timestamp" < :end {filters}
+ORDER BY r."timestamp" DESC
+LIMIT :limit
+"""
+
+
+@dataclass
+class Cohort:
+    """The requests read: trace ids, their services, durations and start times."""
+
+    rows: list[Any]
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        first = min(utc(r.timestamp) for r in self.rows)
+        last = max(
+            utc(r.timestamp) + timedelta(seconds=min(max(float(r.duration), 0.0), MAX_REQUEST_SECONDS))
+            for r in self.rows
+        )
+        return first - SPAN_SLACK, last + SPAN_SLACK
+
+
+def _record_filters(route: str | None, service: str | None, method: str | None, params: dict[str, Any]) -> str:
+    parts = []
+    if route is not None:
+        parts.append("AND route = :route")
+        params["route"] = route
+    if service is not None:
+        parts.append("AND service_name = :service")
+        params["service"] = service
+    if method:
+        parts.append("AND method = :method")
+        params["method"] = method.upper()
+    return " ".join(parts)
+
+
+async def cohort_spans(session: AsyncSession, project_id: int, cohort: Cohort) -> list[Any]:
+    """Every function span of the cohort's requests (their own service's), in one query."""
+    if not cohort.rows:
+        return []
+    span_start, span_end = cohort.bounds()
+    result = await session.execute(
+        text(SPANS_SQL),
+        {
+            "project_id": project_id,
+            "trace_ids": [r.trace_id for r in cohort.rows],
+            "services": [r.service_name for r in cohort.rows],
+            "span_start": span_start,
+            "span_end": span_end,
+        },
+    )
+    return list(result.tuples())
+
+
+@dataclass
+class _Tree:
+    """The merged tree under construction: node ``i`` by columns, children keyed by (parent, function)."""
+
+    functions: list[fs.FlameFunction] = field(default_factory=list)
+    function_index: dict[tuple[str, str], int] = field(default_factory=dict)
+    parent: list[int] = field(default_factory=lambda: [ROOT])
+    function: list[int] = field(default_factory=lambda: [ROOT])
+    total: list[float] = field(default_factory=lambda: [0.0])
+    self_time: list[float] = field(default_factory=lambda: [0.0])
+    calls: list[int] = field(default_factory=lambda: [0])
+    requests: list[int] = field(default_factory=lambda: [0])
+    children: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def function_of(self, name: str, file: str, library: bool) -> int:
+        key = (name, file)
+        index = self.function_index.get(key)
+        if index is None:
+            index = self.function_index[key] = len(self.functions)
+            self.functions.append(fs.FlameFunction(name=name, file=file, library=library))
+        return index
+
+    def child(self, parent: int, function: int) -> int:
+        key = (parent, function)
+        node = self.children.get(key)
+        if node is None:
+            node = self.children[key] = len(self.parent)
+            self.parent.append(parent)
+            self.function.append(function)
+            self.total.append(0.0)
+            self.self_time.append(0.0)
+            self.calls.append(0)
+            self.requests.append(0)
+        return node
+
+
+def merge(spans: list[Any], request_time: float, profiled: int) -> _Tree:
+    """Merges every request's function-call tree by call path (root = the request; a span whose parent is not
+    a function span of the same trace hangs from the root)."""
+    tree = _Tree()
+    by_trace: dict[str, list[Any]] = defaultdict(list)
+    for row in spans:
+        by_trace[row[0]].append(row)
+    child = tree.child
+    function_of = tree.function_of
+    total, self_col, calls, requests = tree.total, tree.self_time, tree.calls, tree.requests
+    top = 0.0
+    for rows in by_trace.values():
+        parent_of = {row[1]: row[2] for row in rows}
+        fn_of = {row[1]: function_of(row[3], row[6], bool(row[7])) for row in rows}
+        node_of: dict[str, int] = {}
+        seen: set[int] = set()
+        for row in rows:
+            span_id = row[1]
+            if span_id in node_of:
+                node = node_of[span_id]
+            else:
+                # Walk up to the first span already placed (or the root), then place the path back down.
+                path = [span_id]
+                up = parent_of.get(span_id)
+                while up is not None and up in parent_of and up not in node_of and len(path) < 10_000:
+                    if up in path:  # a cycle in bad data: cut it at the root
+                        up = None
+                        break
+                    path.append(up)
+                    up = parent_of.get(up)
+                node = node_of[up] if up is not None and up in node_of else 0
+                for sid in reversed(path):
+                    node = child(node, fn_of[sid])
+                    node_of[sid] = node
+            duration = max(float(row[4]), 0.0)
+            own = row[5]
+            total[node] += duration
+            self_col[node] += max(float(own), 0.0) / 1000.0 if own is not None else 0.0
+            calls[node] += 1
+            if tree.parent[node] == 0:
+                top += duration
+            if node not in seen:
+                seen.add(node)
+                requests[node] += 1
+    total[0] = request_time
+    self_col[0] = max(0.0, request_time - top)
+    calls[0] = requests[0] = profiled
+    return tree
+
+
+def _preorder(tree: _Tree, max_nodes: int) -> tuple[list[int], int]:
+    """Node order for the answer: pre-order, widest child first; beyond ``max_nodes`` the narrowest are dropped."""
+    kids: dict[int, list[int]] = defaultdict(list)
+    for node in range(1, len(tree.parent)):
+        kids[tree.parent[node]].append(node)
+    keep: set[int] | None = None
+    if len(tree.parent) > max_nodes:
+        ranked = sorted(range(1, len(tree.parent)), key=lambda n: -tree.total[n])[: max_nodes - 1]
+        keep = {0, *ranked}
+    order: list[int] = []
+    stack = [0]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        children = [k for k in kids.get(node, ()) if keep is None or k in keep]
+        children.sort(key=lambda n: (tree.total[n], -n))
+        stack.extend(children)  # widest last, so popped first
+    return order, len(tree.parent) - len(order)
+
+
+def to_wire(tree: _Tree, max_nodes: int) -> tuple[list[fs.FlameFunction], fs.FlameNodes, int]:
+    order, dropped = _preorder(tree, max_nodes)
+    position = {node: i for i, node in enumerate(order)}
+    used: dict[int, int] = {}
+    functions: list[fs.FlameFunction] = []
+    for node in order[1:]:
+        f = tree.function[node]
+        if f not in used:
+            used[f] = len(functions)
+            functions.append(tree.functions[f])
+    nodes = fs.FlameNodes(
+        parent=[position[tree.parent[n]] if n else ROOT for n in order],
+        function=[used[tree.function[n]] if n else ROOT for n in order],
+        total=[round(tree.total[n], 6) for n in order],
+        self_time=[round(tree.self_time[n], 6) for n in order],
+        calls=[tree.calls[n] for n in order],
+        requests=[tree.requests[n] for n in order],
+    )
+    return functions, nodes, dropped
+
+
+async def flame_tree(
+    session: AsyncSession,
+    project_key: str,
+    *,
+    route: str | None,
+    service: str | None,
+    method: str | None,
+    trace_id: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    max_nodes: int,
+) -> fs.FlameTree:
+    """The merged flame tree of one trace, or of the newest ``limit`` requests of a route/service in a range."""
+    project = await project_by_key(session, project_key)
+    params: dict[str, Any] = {"project_id": project.id}
+    lo: datetime | None
+    hi: datetime | None
+    if trace_id is not None:
+        if not all(c in "0123456789abcdefABCDEF" for c in trace_id) or len(trace_id) > 32:
+            raise BadRequest(f"trace_id must be up to 32 hex digits, got {trace_id!r}")
+        params["trace_id"] = trace_id.lower()
+        filters = _record_filters(None, service, None, params)
+        rows = list((await session.execute(text(TRACE_COHORT_SQL.format(filters=filters)), params)).all())
+        if not rows:
+            raise NotFound(f"trace not found in this project: {trace_id!r}")
+        request_count = len(rows)
+        lo = hi = None
+    else:
+        lo, hi = window(start, end)
+        params.update(start=lo, end=hi, limit=limit)
+        filters = _record_filters(route, service, method, params)
+        rows = list((await session.execute(text(COHORT_SQL.format(filters=filters)), params)).all())
+        if len(rows) < limit:
+            request_count = len(rows)
+        else:
+            counted = await session.scalar(text(COUNT_SQL.format(filters=filters)), params)
+            request_count = int(counted or 0)
+    spans = await cohort_spans(session, project.id, Cohort(rows))
+    with_spans = {s[0] for s in spans}
+    profiled_rows = [r for r in rows if r.trace_id in with_spans]
+    request_time = sum(max(float(r.duration), 0.0) for r in profiled_rows)
+    tree = merge(spans, request_time, len(profiled_rows))
+    functions, nodes, dropped = to_wire(tree, max_nodes)
+    return fs.FlameTree(
+        start=lo,
+        end=hi,
+        route=route,
+        service=service,
+        trace_id=trace_id.lower() if trace_id else None,
+        request_count=request_count,
+        sampled=len(rows),
+        profiled=len(profiled_rows),
+        request_time=request_time,
+        span_count=len(spans),
+        dropped_nodes=dropped,
+        functions=functions,
+        nodes=nodes,
+    )
+
+
+# ---------------------------------------------------------------- function view
+
+
+def _bucket(start: datetime, end: datetime) -> int:
+    wanted = (end - start).total_seconds() / TARGET_BUCKETS
+    for step in (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 604800):
+        if step >= wanted:
+            return step
+    return 604800
+
+
+@dataclass
+class _Link:
+    file: str = ""
+    total: float = 0.0
+    self_time: float = 0.0
+    calls: int = 0
+
+
+def _links(table: dict[str, _Link], limit: int) -> list[fs.FunctionLink]:
+    ranked = sorted(table.items(), key=lambda kv: (-kv[1].total, kv[0]))[:limit]
+    return [
+        fs.FunctionLink(name=k, file=v.file, total=v.total, self_time=v.self_time, calls=v.calls) for k, v in ranked
+    ]
+
+
+REQUEST_CALLER = "(request)"
+
+
+async def function_view(
+    session: AsyncSession,
+    project_key: str,
+    *,
+    name: str,
+    file: str | None,
+    route: str | None,
+    service: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    traces: int,
+) -> fs.FunctionView:
+    """Callers, callees, share over time and the slowest traces of one function over ``[start, end)``."""
+    project = await project_by_key(session, project_key)
+    lo, hi = window(start, end)
+    params: dict[str, Any] = {
+        "project_id": project.id,
+        "start": lo,
+        "end": hi,
+        "span_start": lo - SPAN_SLACK,
+        "span_end": hi + SPAN_SLACK + timedelta(hours=1),
+        "name": name,
+        "limit": limit,
+    }
+    file_filter = ""
+    if file:
+        file_filter = "AND s.attributes ->> 'code.file.path' = :file"
+        params["file"] = file
+    filters = _record_filters(route, service, None, params).replace("AND ", "AND r.")
+    sql = FUNCTION_TRACES_SQL.format(file_filter=file_filter, filters=filters)
+    rows = list((await session.execute(text(sql), params)).all())
+    found = len(rows)
+    if found >= limit:
+        count_sql = f"SELECT count(*) FROM ({sql.replace('LIMIT :limit', '')}) x"
+        found = int(await session.scalar(text(count_sql), params) or 0)
+    spans = await cohort_spans(session, project.id, Cohort(rows))
+    by_trace: dict[str, dict[str, Any]] = defaultdict(dict)
+    for s in spans:
+        by_trace[s[0]][s[1]] = s
+    callers: dict[str, _Link] = defaultdict(_Link)
+    callees: dict[str, _Link] = defaultdict(_Link)
+    per_trace: dict[str, tuple[float, int]] = {}
+    total_calls, total_time, total_self = 0, 0.0, 0.0
+
+    def matches(s: Any) -> bool:
+        return bool(s[3] == name and (not file or s[6] == file))
+
+    for trace_id, members in by_trace.items():
+        kids: dict[str, list[Any]] = defaultdict(list)
+        for s in members.values():
+            if s[2] is not None:
+                kids[s[2]].append(s)
+        outer, calls = 0.0, 0
+        for s in members.values():
+            if not matches(s):
+                continue
+            calls += 1
+            duration = max(float(s[4]), 0.0)
+            own = max(float(s[5]), 0.0) / 1000.0 if s[5] is not None else 0.0
+            total_self += own
+            parent = members.get(s[2]) if s[2] is not None else None
+            caller = callers[parent[3] if parent is not None else REQUEST_CALLER]
+            if parent is not None:
+                caller.file = parent[6]
+            caller.total += duration
+            caller.self_time += own
+            caller.calls += 1
+            for k in kids.get(s[1], ()):
+                callee = callees[k[3]]
+                callee.file = k[6]
+                callee.total += max(float(k[4]), 0.0)
+                callee.self_time += max(float(k[5]), 0.0) / 1000.0 if k[5] is not None else 0.0
+                callee.calls += 1
+            # Outermost calls only: a recursive call inside the same function is already counted.
+            up, hops = parent, 0
+            while up is not None and not matches(up) and hops < 10_000:
+                up = members.get(up[2]) if up[2] is not None else None
+                hops += 1
+            if up is None:
+                outer += duration
+        per_trace[trace_id] = (outer, calls)
+        total_calls += calls
+        total_time += outer
+
+    bucket = _bucket(lo, hi)
+    series: dict[int, list[float]] = {}
+    request_time = 0.0
+    for r in rows:
+        fn_time, calls = per_trace.get(r.trace_id, (0.0, 0))
+        duration = max(float(r.duration), 0.0)
+        request_time += duration
+        index = math.floor((utc(r.timestamp) - lo).total_seconds() / bucket)
+        point = series.setdefault(index, [0, 0, 0.0, 0.0])
+        point[0] += 1
+        point[1] += calls
+        point[2] += fn_time
+        point[3] += duration
+    timeseries = [
+        fs.FunctionTracePoint(
+            time=lo + timedelta(seconds=i * bucket),
+            requests=int(p[0]),
+            calls=int(p[1]),
+            function_time=p[2],
+            request_time=p[3],
+            share=min(1.0, p[2] / p[3]) if p[3] > 0 else 0.0,
+        )
+        for i, p in sorted(series.items())
+    ]
+    slowest = sorted(rows, key=lambda r: (-float(r.duration), r.trace_id))[:traces]
+    trace_list = [
+        fs.FunctionTrace(
+            trace_id=r.trace_id,
+            service=r.service_name,
+            method=r.method,
+            route=r.route,
+            status_code=r.status_code,
+            timestamp=utc(r.timestamp),
+            duration=float(r.duration),
+            function_time=per_trace.get(r.trace_id, (0.0, 0))[0],
+            calls=per_trace.get(r.trace_id, (0.0, int(r.calls)))[1] or int(r.calls),
+        )
+        for r in slowest
+    ]
+    return fs.FunctionView(
+        name=name,
+        file=file or None,
+        start=lo,
+        end=hi,
+        bucket=bucket,
+        traces_found=found,
+        traces_read=len(rows),
+        calls=total_calls,
+        total=total_time,
+        self_time=total_self,
+        request_time=request_time,
+        share=min(1.0, total_time / request_time) if request_time > 0 else 0.0,
+        callers=_links(callers, 50),
+        callees=_links(callees, 50),
+        timeseries=timeseries,
+        traces=trace_list,
+    )
