@@ -18,6 +18,7 @@ API_OPERATIONS = {
     ("GET", "/api/v1/performance/records/{trace_id}/speedscope"): "exportSpeedscope",
     ("GET", "/api/v1/performance/stats"): "getStats",
     ("GET", "/api/v1/performance/functions"): "getHotFunctions",
+    ("GET", "/api/v1/performance/services"): "listServices",
     ("GET", "/api/v1/performance/routes/differential"): "getRouteDifferential",
     ("POST", "/api/v1/analysis/trigger"): "triggerAnalysis",
     ("GET", "/api/v1/analysis/results/{analysis_id}"): "getAnalysisResult",

@@ -31,6 +31,11 @@ Route = Annotated[str | None, QueryParameter(max_length=2000, description="exact
 Service = Annotated[str | None, QueryParameter(max_length=200, description="service.name of the request span")]
 TraceId = Annotated[str, PathParameter(min_length=1, max_length=64, description="the trace id (32 hex digits)")]
 Method = Annotated[str | None, QueryParameter(pattern="^[A-Za-z]{1,16}$", description="HTTP method")]
+PathContains = Annotated[str | None, QueryParameter(max_length=2000, description="request path contains")]
+StatusClass = Annotated[str | None, QueryParameter(pattern="^[1-5]xx$", description="e.g. 5xx")]
+ErrorOnly = Annotated[bool | None, QueryParameter(description="only failed (true) or successful (false)")]
+MinDuration = Annotated[float | None, QueryParameter(ge=0, description="seconds")]
+MaxDuration = Annotated[float | None, QueryParameter(ge=0, description="seconds")]
 
 
 class PerformanceController(Controller):
@@ -148,6 +153,11 @@ class PerformanceController(Controller):
         route: Route = None,
         method: Method = None,
         service: Service = None,
+        path: PathContains = None,
+        status_class: StatusClass = None,
+        error: ErrorOnly = None,
+        min_duration: MinDuration = None,
+        max_duration: MaxDuration = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000, description="routes to return, by request count")] = 50,
         slowest: Annotated[int, QueryParameter(ge=1, le=100, description="slowest routes to return, by p95")] = 10,
         mode: Annotated[
@@ -158,7 +168,18 @@ class PerformanceController(Controller):
             ),
         ] = "auto",
     ) -> schemas.StatsResponse:
-        filters = RecordFilter(route=route, method=method, service=service, start=start, end=end)
+        filters = RecordFilter(
+            route=route,
+            method=method,
+            service=service,
+            start=start,
+            end=end,
+            path=path,
+            status_class=status_class,
+            error=error,
+            min_duration=min_duration,
+            max_duration=max_duration,
+        )
         async with db.session() as session:
             report = await stats_service.report(session, project_key, filters, bucket, limit, slowest, mode)
         return schemas.StatsResponse(data=report)
@@ -183,8 +204,24 @@ class PerformanceController(Controller):
             int, QueryParameter(ge=1, le=1000, description="requests read per cohort, newest with function spans")
         ] = 200,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="functions to return, by delta")] = 50,
+        path: PathContains = None,
+        status_class: StatusClass = None,
+        error: ErrorOnly = None,
+        min_duration: MinDuration = None,
+        max_duration: MaxDuration = None,
     ) -> schemas.RouteDifferentialResponse:
-        filters = RecordFilter(route=route, method=method, service=service, start=start, end=end)
+        filters = RecordFilter(
+            route=route,
+            method=method,
+            service=service,
+            start=start,
+            end=end,
+            path=path,
+            status_class=status_class,
+            error=error,
+            min_duration=min_duration,
+            max_duration=max_duration,
+        )
         async with db.session() as session:
             report = await differential_service.route_differential(session, project_key, filters, sample, limit)
         return schemas.RouteDifferentialResponse(data=report)
@@ -204,8 +241,40 @@ class PerformanceController(Controller):
         start: Start = None,
         end: End = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        path: PathContains = None,
+        status_class: StatusClass = None,
+        error: ErrorOnly = None,
+        min_duration: MinDuration = None,
+        max_duration: MaxDuration = None,
     ) -> schemas.FunctionReportResponse:
-        filters = RecordFilter(route=route, method=method, service=service, start=start, end=end)
+        filters = RecordFilter(
+            route=route,
+            method=method,
+            service=service,
+            start=start,
+            end=end,
+            path=path,
+            status_class=status_class,
+            error=error,
+            min_duration=min_duration,
+            max_duration=max_duration,
+        )
         async with db.session() as session:
             report = await stats_service.hot_functions(session, project_key, filters, limit)
         return schemas.FunctionReportResponse(data=report)
+
+    @get(
+        "/services",
+        operation_id="listServices",
+        summary="The project's service names (service.name of its requests), with request counts",
+    )
+    async def list_services(
+        self,
+        db: NamedDependency[Database],
+        project_key: ProjectKey,
+        start: Start = None,
+        end: End = None,
+    ) -> schemas.ServiceListResponse:
+        async with db.session() as session:
+            services = await stats_service.services(session, project_key, start, end)
+        return schemas.ServiceListResponse(data=services)

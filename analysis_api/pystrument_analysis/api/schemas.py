@@ -60,8 +60,6 @@ class ProjectCreated(Struct):
     name: str
     status: str
     created_at: datetime
-    id: int
-    """The project's stable numeric id: unlike the key it survives a key rotation (the UI's URLs use it)."""
 
 
 class ProjectItem(Struct):
@@ -306,6 +304,21 @@ class StatsResponse(_Envelope, kw_only=True):
 
 class FunctionReportResponse(_Envelope, kw_only=True):
     data: FunctionReport
+
+
+class ServiceItem(Struct):
+    """One ``service.name`` of a project's requests."""
+
+    name: str
+    count: int
+
+
+class ServiceList(Struct):
+    services: list[ServiceItem]
+
+
+class ServiceListResponse(_Envelope, kw_only=True):
+    data: ServiceList
 
 
 # ---------------------------------------------------------------- tail vs median

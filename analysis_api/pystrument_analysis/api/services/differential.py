@@ -149,10 +149,10 @@ def _cohort(lo: float | None, hi: float | None, size: int, totals: _Totals) -> s
 async def route_differential(
     session: AsyncSession, project_key: str, filters: RecordFilter, sample: int, limit: int
 ) -> schemas.RouteDifferential:
-    """The tail-vs-median report of ``filters.route`` (with optional method, service and window)."""
+    """The tail-vs-median report of ``filters.route`` (with the other filters of the records list, e.g. service)."""
     project = await project_by_key(session, project_key)
     start, end = window(filters.start, filters.end)
-    scoped = RecordFilter(route=filters.route, method=filters.method, service=filters.service, start=start, end=end)
+    scoped = RecordFilter(**{**filters.__dict__, "start": start, "end": end})
     conditions = scoped.conditions(project.id)
     r = PerformanceRecord
     stats = (

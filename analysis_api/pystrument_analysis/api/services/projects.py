@@ -61,7 +61,6 @@ async def create(session: AsyncSession, body: schemas.ProjectCreate) -> schemas.
         name=project.name,
         status=project.status,
         created_at=utc_seconds(project.created_at),
-        id=project.id,
     )
 
 

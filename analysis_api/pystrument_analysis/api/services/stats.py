@@ -29,6 +29,7 @@ _BUCKET_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 SELF_TIME_ATTRIBUTE = "pystrument.self_time_ms"
 EXACT_LIMIT = 20_000  # mode=auto: up to this many requests, exact percentile_cont; above, the rollups
 MODES = ("auto", "exact", "rollup")
+MAX_SERVICES = 500
 
 
 def window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -105,7 +106,8 @@ async def report(
 
     ``mode``: ``exact`` computes everything from the records (``percentile_cont``); ``rollup`` from the
     per-minute/hour rollups (exact counts, percentiles within 10%); ``auto`` picks exact up to
-    ``EXACT_LIMIT`` requests in the window and when the bucket is not a whole number of minutes.
+    ``EXACT_LIMIT`` requests in the window and when the bucket is not a whole number of minutes, and always
+    when a filter the rollups do not count by is set (path, status, error, duration).
     """
     project = await project_by_key(session, project_key)
     start, end = window(filters.start, filters.end)
@@ -114,8 +116,11 @@ async def report(
         step = max(step, 60)  # the auto step of a short window: the rollups' finest is a minute
     if mode == "rollup" and step % 60:
         raise BadRequest("mode=rollup needs a bucket that is a whole number of minutes (e.g. 60, 5m, 1h)")
+    countable = filters.by_route_only()  # the rollups count by route, method and service only
+    if mode == "rollup" and not countable:
+        raise BadRequest("mode=rollup counts by route, method, service and time only: use mode=exact or auto")
     scope = rollups.Scope(project.id, filters.route, filters.method, filters.service)
-    if mode == "rollup" or (mode == "auto" and step % 60 == 0):
+    if countable and (mode == "rollup" or (mode == "auto" and step % 60 == 0)):
         whole = rollups.plan(start, end)
         summary = (await rollups.figures(session, scope, whole)).get(("", ""), rollups.Figures())
         if mode == "rollup" or summary.count > EXACT_LIMIT:
@@ -308,4 +313,25 @@ async def hot_functions(
         request_count=request_count,
         request_time=request_time,
         functions=functions,
+    )
+
+
+async def services(
+    session: AsyncSession, project_key: str, start: datetime | None, end: datetime | None
+) -> schemas.ServiceList:
+    """The service names of the project's requests (in ``[start, end)`` when given), busiest first."""
+    project = await project_by_key(session, project_key)
+    r = PerformanceRecord
+    conditions = RecordFilter(start=start, end=end).conditions(project.id)
+    rows = (
+        await session.execute(
+            select(r.service_name, func.count().label("count"))
+            .where(*conditions, r.service_name != "")
+            .group_by(r.service_name)
+            .order_by(func.count().desc(), r.service_name)
+            .limit(MAX_SERVICES)
+        )
+    ).all()
+    return schemas.ServiceList(
+        services=[schemas.ServiceItem(name=row.service_name, count=int(row.count)) for row in rows]
     )

@@ -123,6 +123,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/performance/flame": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Aggregated flame graph: the function spans of a route's, service's or one trace's requests, merged by call path */
+        get: operations["getFlameTree"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/performance/function": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One function over a time range: callers, callees, share of request time over time, its traces */
+        get: operations["getFunctionView"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/performance/functions": {
         parameters: {
             query?: never;
@@ -200,6 +234,23 @@ export interface paths {
         };
         /** Tail vs median of one route: which functions grow most in its slowest requests */
         get: operations["getRouteDifferential"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/performance/services": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The project's service names (service.name of its requests), with request counts */
+        get: operations["listServices"];
         put?: never;
         post?: never;
         delete?: never;
@@ -448,6 +499,45 @@ export interface components {
             /** @description what went wrong, and how to fix it */
             msg: string;
         };
+        /** FlameFunction */
+        FlameFunction: {
+            file: string;
+            library: boolean;
+            name: string;
+        };
+        /** FlameNodes */
+        FlameNodes: {
+            calls: number[];
+            function: number[];
+            parent: number[];
+            requests: number[];
+            self_time: number[];
+            total: number[];
+        };
+        /** FlameTree */
+        FlameTree: {
+            dropped_nodes: number;
+            end: string | null;
+            functions: components["schemas"]["FlameFunction"][];
+            nodes: components["schemas"]["FlameNodes"];
+            profiled: number;
+            request_count: number;
+            request_time: number;
+            route: string | null;
+            sampled: number;
+            service: string | null;
+            span_count: number;
+            start: string | null;
+            trace_id: string | null;
+        };
+        /** FlameTreeResponse */
+        FlameTreeResponse: {
+            /** @default 0 */
+            code: number;
+            data: components["schemas"]["FlameTree"];
+            /** @default success */
+            msg: string;
+        };
         /** FunctionDelta */
         FunctionDelta: {
             delta: number;
@@ -462,6 +552,14 @@ export interface components {
             tail_calls: number;
             tail_self_time: number;
             tail_time: number;
+        };
+        /** FunctionLink */
+        FunctionLink: {
+            calls: number;
+            file: string;
+            name: string;
+            self_time: number;
+            total: number;
         };
         /** FunctionReport */
         FunctionReport: {
@@ -493,6 +591,58 @@ export interface components {
             self_time_share: number;
             total_time: number;
             traces: number;
+        };
+        /** FunctionTrace */
+        FunctionTrace: {
+            calls: number;
+            duration: number;
+            function_time: number;
+            method: string;
+            route: string;
+            service: string;
+            status_code: number | null;
+            /** Format: date-time */
+            timestamp: string;
+            trace_id: string;
+        };
+        /** FunctionTracePoint */
+        FunctionTracePoint: {
+            calls: number;
+            function_time: number;
+            request_time: number;
+            requests: number;
+            share: number;
+            /** Format: date-time */
+            time: string;
+        };
+        /** FunctionView */
+        FunctionView: {
+            bucket: number;
+            callees: components["schemas"]["FunctionLink"][];
+            callers: components["schemas"]["FunctionLink"][];
+            calls: number;
+            /** Format: date-time */
+            end: string;
+            file: string | null;
+            name: string;
+            request_time: number;
+            self_time: number;
+            share: number;
+            /** Format: date-time */
+            start: string;
+            timeseries: components["schemas"]["FunctionTracePoint"][];
+            total: number;
+            traces: components["schemas"]["FunctionTrace"][];
+            traces_found: number;
+            traces_read: number;
+        };
+        /** FunctionViewResponse */
+        FunctionViewResponse: {
+            /** @default 0 */
+            code: number;
+            data: components["schemas"]["FunctionView"];
+            /** @default success */
+            msg: string;
         };
         /** LatencyStats */
         LatencyStats: {
@@ -541,7 +691,6 @@ export interface components {
         ProjectCreated: {
             /** Format: date-time */
             created_at: string;
-            id: number;
             name: string;
             project_key: string;
             status: string;
@@ -758,6 +907,23 @@ export interface components {
             /** @description google.rpc.Code */
             code: number;
             message: string;
+        };
+        /** ServiceItem */
+        ServiceItem: {
+            count: number;
+            name: string;
+        };
+        /** ServiceList */
+        ServiceList: {
+            services: components["schemas"]["ServiceItem"][];
+        };
+        /** ServiceListResponse */
+        ServiceListResponse: {
+            /** @default 0 */
+            code: number;
+            data: components["schemas"]["ServiceList"];
+            /** @default success */
+            msg: string;
         };
         /** SpanItem */
         SpanItem: {
@@ -1404,6 +1570,192 @@ export interface operations {
             };
         };
     };
+    getFlameTree: {
+        parameters: {
+            query: {
+                /** @description the project's key (proj_...) */
+                project_key: string;
+                /** @description exact route template, e.g. /users/{id} */
+                route?: string | null;
+                /** @description service.name of the request span */
+                service?: string | null;
+                /** @description HTTP method */
+                method?: string | null;
+                /** @description one trace instead of a route or service */
+                trace_id?: string | null;
+                /** @description from this time (ISO 8601, inclusive) */
+                start?: string | null;
+                /** @description until this time (ISO 8601, exclusive) */
+                end?: string | null;
+                /** @description newest matching requests to merge (default 10000) */
+                limit?: number;
+                /** @description call paths to return, the widest (default 20000) */
+                max_nodes?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FlameTreeResponse"];
+                };
+            };
+            /** @description Invalid request: a parameter or body, or a Host header that is not served */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing or wrong credentials (API token, or project key for ingest) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too many wrong API tokens from this address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Database unavailable or receiver overloaded; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    getFunctionView: {
+        parameters: {
+            query: {
+                /** @description the project's key (proj_...) */
+                project_key: string;
+                /** @description code.function.name */
+                name: string;
+                /** @description code.file.path (any file when unset) */
+                file?: string | null;
+                /** @description exact route template, e.g. /users/{id} */
+                route?: string | null;
+                /** @description service.name of the request span */
+                service?: string | null;
+                /** @description from this time (ISO 8601, inclusive) */
+                start?: string | null;
+                /** @description until this time (ISO 8601, exclusive) */
+                end?: string | null;
+                /** @description newest requests calling it to read (default 5000) */
+                limit?: number;
+                /** @description slowest traces to list (default 50) */
+                traces?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FunctionViewResponse"];
+                };
+            };
+            /** @description Invalid request: a parameter or body, or a Host header that is not served */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing or wrong credentials (API token, or project key for ingest) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too many wrong API tokens from this address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Database unavailable or receiver overloaded; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
     getHotFunctions: {
         parameters: {
             query: {
@@ -1420,6 +1772,16 @@ export interface operations {
                 /** @description until this time (ISO 8601, exclusive) */
                 end?: string | null;
                 limit?: number;
+                /** @description request path contains */
+                path?: string | null;
+                /** @description e.g. 5xx */
+                status_class?: string | null;
+                /** @description only failed (true) or successful (false) */
+                error?: boolean | null;
+                /** @description seconds */
+                min_duration?: number | null;
+                /** @description seconds */
+                max_duration?: number | null;
             };
             header?: never;
             path?: never;
@@ -1785,6 +2147,16 @@ export interface operations {
                 sample?: number;
                 /** @description functions to return, by delta */
                 limit?: number;
+                /** @description request path contains */
+                path?: string | null;
+                /** @description e.g. 5xx */
+                status_class?: string | null;
+                /** @description only failed (true) or successful (false) */
+                error?: boolean | null;
+                /** @description seconds */
+                min_duration?: number | null;
+                /** @description seconds */
+                max_duration?: number | null;
             };
             header?: never;
             path?: never;
@@ -1799,6 +2171,87 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RouteDifferentialResponse"];
+                };
+            };
+            /** @description Invalid request: a parameter or body, or a Host header that is not served */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Missing or wrong credentials (API token, or project key for ingest) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Too many wrong API tokens from this address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description Database unavailable or receiver overloaded; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    listServices: {
+        parameters: {
+            query: {
+                /** @description the project's key (proj_...) */
+                project_key: string;
+                /** @description from this time (ISO 8601, inclusive) */
+                start?: string | null;
+                /** @description until this time (ISO 8601, exclusive) */
+                end?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceListResponse"];
                 };
             };
             /** @description Invalid request: a parameter or body, or a Host header that is not served */
@@ -1874,6 +2327,16 @@ export interface operations {
                 method?: string | null;
                 /** @description service.name of the request span */
                 service?: string | null;
+                /** @description request path contains */
+                path?: string | null;
+                /** @description e.g. 5xx */
+                status_class?: string | null;
+                /** @description only failed (true) or successful (false) */
+                error?: boolean | null;
+                /** @description seconds */
+                min_duration?: number | null;
+                /** @description seconds */
+                max_duration?: number | null;
                 /** @description routes to return, by request count */
                 limit?: number;
                 /** @description slowest routes to return, by p95 */
