@@ -10,7 +10,12 @@ range-partitioned by day (UTC). Maintenance, at start and then hourly, for each 
   ago and deletes older rows from the default partitions and ``performance_records``; 0 keeps everything.
 
 DDL runs with a short ``lock_timeout`` so ingest never waits long behind it (a missed step is retried on the
-next run), and under a transaction-level advisory lock so replicas sharing a database take turns.
+next run), and under a transaction-level advisory lock so replicas sharing a database take turns. Row deletes
+name one project each (one shard on Citus).
+
+On Citus (``pystrument_collector.db.citus``) the partitions of the distributed ``spans`` and ``logs`` are made with
+``CREATE TABLE … PARTITION OF`` (Citus distributes them with their parent) and dropped with ``DROP TABLE``; with no
+rollup trigger there, retention also deletes the ``route_rollups`` buckets that ended before its cutoff.
 """
 
 from __future__ import annotations
@@ -107,11 +112,55 @@ async def span_partitions(conn: AsyncConnection) -> dict[str, date | None]:
     return await partitions(conn, "spans")
 
 
+async def _distributed(conn: AsyncConnection, table: str) -> bool:
+    """Whether ``table`` is a Citus table (the extension present and the table in its metadata)."""
+    found = await conn.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') "
+            "AND to_regclass('pg_dist_partition') IS NOT NULL"
+        )
+    )
+    if not found:
+        return False
+    return bool(
+        await conn.scalar(
+            text("SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass(:t))"), {"t": table}
+        )
+    )
+
+
+async def _create_distributed_day_partition(
+    conn: AsyncConnection, table: str, name: str, key: str, lo: datetime, hi: datetime
+) -> int:
+    """Citus: the default partition's rows of the day go through a temporary table around the new partition."""
+    bounds = {"lo": lo, "hi": hi}
+    await conn.execute(text("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"))
+    count = int(
+        await conn.scalar(text(f"SELECT count(*) FROM {table}_default WHERE {key} >= :lo AND {key} < :hi"), bounds) or 0
+    )
+    if count:
+        await conn.execute(
+            text(
+                f"CREATE TEMP TABLE pystrument_moved ON COMMIT DROP AS "
+                f"SELECT * FROM {table}_default WHERE {key} >= :lo AND {key} < :hi"
+            ),
+            bounds,
+        )
+        await conn.execute(text(f"DELETE FROM {table}_default WHERE {key} >= :lo AND {key} < :hi"), bounds)
+    bounds_sql = f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
+    await conn.execute(text(f"CREATE TABLE {name} PARTITION OF {table} {bounds_sql}"))
+    if count:
+        await conn.execute(text(f"INSERT INTO {table} SELECT * FROM pystrument_moved"))
+    return count
+
+
 async def create_day_partition(conn: AsyncConnection, day: date, table: str = "spans") -> int:
     """Make ``<table>_pYYYYMMDD`` for ``day`` (in the caller's transaction); returns rows moved from the default."""
     key = PARTITIONED_TABLES[table]
     name = partition_name(day, table)
     lo, hi = _day_start(day), _day_start(day + timedelta(days=1))
+    if await _distributed(conn, table):
+        return await _create_distributed_day_partition(conn, table, name, key, lo, hi)
     bounds = {"lo": lo, "hi": hi}
     await conn.execute(text(f"CREATE TABLE {name} (LIKE {table})"))
     moved = await conn.execute(
@@ -172,7 +221,7 @@ async def drop_expired(db: Database, retention_days: int, now: datetime | None =
         return report
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     async with db.engine.connect() as conn:
-        for table, key in PARTITIONED_TABLES.items():
+        for table in PARTITIONED_TABLES:
             found = await partitions(conn, table)
             await conn.rollback()
             for name, day in sorted(found.items(), key=lambda item: item[0]):
@@ -184,21 +233,38 @@ async def drop_expired(db: Database, retention_days: int, now: datetime | None =
                         return report
                     await conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
                 report.dropped.append(name)
-            report.default_rows_deleted += await _delete_batches(
-                conn,
-                f"DELETE FROM {table}_default WHERE ctid IN "
-                f"(SELECT ctid FROM {table}_default WHERE {key} < :cutoff LIMIT :n)",
-                {"cutoff": cutoff},
-            )
         project_ids = (await conn.execute(text("SELECT id FROM projects ORDER BY id"))).scalars().all()
+        rollups_by_writer = not await conn.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'records_rollup_insert' "
+                "AND tgrelid = 'performance_records'::regclass)"
+            )
+        )
         await conn.rollback()
-        for project_id in project_ids:  # per project, so the (project_id, timestamp) index finds the rows
+        # Per project: the keys lead with project_id (so they find the rows), and on Citus each is one shard.
+        for project_id in project_ids:
+            for table, key in PARTITIONED_TABLES.items():
+                report.default_rows_deleted += await _delete_batches(
+                    conn,
+                    f"DELETE FROM {table}_default WHERE project_id = :p AND ctid IN "
+                    f"(SELECT ctid FROM {table}_default WHERE project_id = :p AND {key} < :cutoff LIMIT :n)",
+                    {"cutoff": cutoff, "p": project_id},
+                )
             report.records_deleted += await _delete_batches(
                 conn,
-                "DELETE FROM performance_records WHERE ctid IN (SELECT ctid FROM performance_records "
-                "WHERE project_id = :p AND timestamp < :cutoff LIMIT :n)",
+                "DELETE FROM performance_records WHERE project_id = :p AND ctid IN (SELECT ctid FROM "
+                "performance_records WHERE project_id = :p AND timestamp < :cutoff LIMIT :n)",
                 {"cutoff": cutoff, "p": project_id},
             )
+            if rollups_by_writer:  # no trigger rebuilds them: buckets wholly before the cutoff go
+                async with conn.begin():
+                    await conn.execute(
+                        text(
+                            "DELETE FROM route_rollups WHERE project_id = :p "
+                            "AND bucket_start + make_interval(secs => bucket_seconds) <= :cutoff"
+                        ),
+                        {"cutoff": cutoff, "p": project_id},
+                    )
     return report
 
 

@@ -65,7 +65,7 @@ async def test_migration_makes_a_partitioned_table_keyed_with_start_time(db) -> 
         db,
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'spans'::regclass AND contype = 'p'",
     )
-    assert key == "PRIMARY KEY (trace_id, span_id, start_time)"
+    assert key == "PRIMARY KEY (project_id, trace_id, span_id, start_time)"  # migration 0008
     async with db.engine.connect() as conn:
         assert await retention.span_partitions(conn) == {"spans_default": None}
     assert await scalar(db, "SELECT count(*) FROM pg_trigger WHERE tgname = 'projects_delete_spans'") == 1

@@ -122,43 +122,54 @@ class AnalysisWorker:
             return int(result.rowcount) if isinstance(result, CursorResult) else 0
 
     async def claim(self) -> Job | None:
-        """Claim the oldest runnable job, or None; a job over its attempt limit is failed instead."""
+        """Claim the oldest runnable job, or None; a job over its attempt limit is failed instead.
+
+        Two steps, so that the write names one project (one shard on Citus, where ``FOR UPDATE`` cannot span
+        shards): read the oldest runnable jobs, then take one with an update that re-checks it is still
+        runnable. Of several servers reaching for one job, one update matches and the others try the next.
+        """
         t = Analysis
+        runnable = or_(t.status == "pending", and_(t.status == "running", t.lease_expires_at < func.now()))
         while True:
-            candidate = (
-                select(t.id)
-                .where(or_(t.status == "pending", and_(t.status == "running", t.lease_expires_at < func.now())))
-                .order_by(t.created_at, t.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-                .scalar_subquery()
-            )
             async with self.db.session() as session:
-                row = (
+                candidates = (
                     await session.execute(
-                        update(t)
-                        .where(t.id == candidate)
-                        .values(
-                            status="running",
-                            claimed_by=self.worker_id,
-                            attempts=t.attempts + 1,
-                            started_at=func.now(),
-                            lease_expires_at=func.now() + _seconds(self.settings.lease_seconds),
-                        )
-                        .returning(
-                            t.id, t.project_id, t.trace_id, t.ai_service, t.analysis_type, t.language, t.attempts
-                        )
-                        .execution_options(synchronize_session=False)
+                        select(t.project_id, t.id).where(runnable).order_by(t.created_at, t.id).limit(8)
                     )
-                ).first()
-                if row is None:
-                    return None
-                job = Job(*row)
-                if job.attempts <= self.settings.max_attempts:
-                    return job
+                ).all()
+            if not candidates:
+                return None
+            job: Job | None = None
+            for project_id, job_id in candidates:
+                async with self.db.session() as session:
+                    row = (
+                        await session.execute(
+                            update(t)
+                            .where(t.project_id == project_id, t.id == job_id, runnable)
+                            .values(
+                                status="running",
+                                claimed_by=self.worker_id,
+                                attempts=t.attempts + 1,
+                                started_at=func.now(),
+                                lease_expires_at=func.now() + _seconds(self.settings.lease_seconds),
+                            )
+                            .returning(
+                                t.id, t.project_id, t.trace_id, t.ai_service, t.analysis_type, t.language, t.attempts
+                            )
+                            .execution_options(synchronize_session=False)
+                        )
+                    ).first()
+                if row is not None:
+                    job = Job(*row)
+                    break
+            if job is None:
+                continue  # every candidate was taken meanwhile: look again
+            if job.attempts <= self.settings.max_attempts:
+                return job
+            async with self.db.session() as session:
                 await session.execute(
                     update(t)
-                    .where(t.id == job.id)
+                    .where(t.project_id == job.project_id, t.id == job.id)
                     .values(
                         status="failed",
                         error=f"gave up after {self.settings.max_attempts} attempts (worker stopped or timed out)",
@@ -167,36 +178,46 @@ class AnalysisWorker:
                     )
                     .execution_options(synchronize_session=False)
                 )
-                logger.warning("analysis %s failed: too many attempts", job.id)
+            logger.warning("analysis %s failed: too many attempts", job.id)
 
-    async def _renew(self, job_id: str) -> bool:
+    async def _renew(self, job: Job) -> bool:
         async with self.db.session() as session:
             result = await session.execute(
                 update(Analysis)
-                .where(Analysis.id == job_id, Analysis.claimed_by == self.worker_id, Analysis.status == "running")
+                .where(
+                    Analysis.project_id == job.project_id,
+                    Analysis.id == job.id,
+                    Analysis.claimed_by == self.worker_id,
+                    Analysis.status == "running",
+                )
                 .values(lease_expires_at=func.now() + _seconds(self.settings.lease_seconds))
                 .execution_options(synchronize_session=False)
             )
             return isinstance(result, CursorResult) and result.rowcount == 1
 
-    async def _heartbeat(self, job_id: str, task: asyncio.Task[Outcome]) -> None:
+    async def _heartbeat(self, job: Job, task: asyncio.Task[Outcome]) -> None:
         period = max(0.1, self.settings.lease_seconds / 3)
         while True:
             await asyncio.sleep(period)
             try:
-                if not await self._renew(job_id):
-                    logger.warning("analysis %s: lease lost to another worker; abandoning it", job_id)
+                if not await self._renew(job):
+                    logger.warning("analysis %s: lease lost to another worker; abandoning it", job.id)
                     task.cancel()
                     return
             except Exception:
-                logger.exception("analysis %s: lease renewal failed", job_id)
+                logger.exception("analysis %s: lease renewal failed", job.id)
 
     async def finish(self, job: Job, outcome: Outcome) -> bool:
         """Write the outcome if this worker still holds the job (fencing against a re-claim)."""
         async with self.db.session() as session:
             result = await session.execute(
                 update(Analysis)
-                .where(Analysis.id == job.id, Analysis.claimed_by == self.worker_id, Analysis.status == "running")
+                .where(
+                    Analysis.project_id == job.project_id,
+                    Analysis.id == job.id,
+                    Analysis.claimed_by == self.worker_id,
+                    Analysis.status == "running",
+                )
                 .values(
                     status=outcome.status,
                     performance_score=outcome.score,
@@ -213,7 +234,7 @@ class AnalysisWorker:
     async def _execute(self, job: Job) -> None:
         try:
             work = asyncio.create_task(self._runner(job))
-            beat = asyncio.create_task(self._heartbeat(job.id, work))
+            beat = asyncio.create_task(self._heartbeat(job, work))
             try:
                 outcome = await asyncio.wait_for(work, self.settings.job_timeout)
             except TimeoutError:

@@ -55,11 +55,13 @@ class Database:
         await asyncio.to_thread(self.start_sync)
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
-        from pystrument_collector.db.migrate import upgrade
+        """Bring the schema to the newest Alembic revision; on Citus, then distribute the tables."""
+        from pystrument_collector.db.migrate import distribute, upgrade
 
         async with self.engine.begin() as conn:
             await conn.run_sync(upgrade)
+        async with self.engine.begin() as conn:
+            await conn.run_sync(distribute)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

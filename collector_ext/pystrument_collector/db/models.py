@@ -2,6 +2,9 @@
 
 Spans of one trace arrive in any order and any batch: every row is keyed by ``(trace_id, span_id)``
 and derived from its own span only, so inserts are idempotent (``ON CONFLICT DO NOTHING``).
+
+``project_id`` leads every primary key and unique index of the per-project tables (migration 0008): on Citus they
+are hash-distributed by it (``pystrument_collector.db.citus``), and a query naming one project runs on one shard.
 """
 
 from __future__ import annotations
@@ -50,17 +53,18 @@ class Span(Base):
     """Every span received: request, client and pystrument's synthetic function spans alike.
 
     Range-partitioned by day on ``start_time`` (migration 0003; partitions managed by
-    ``pystrument_collector.retention``). Postgres needs the partition key in the unique key, so it is
-    ``(trace_id, span_id, start_time)``: a span sent again has the same start time, so it still collides.
+    ``pystrument_collector.retention``). Postgres needs the partition key in the unique key and Citus the
+    distribution column, so it is ``(project_id, trace_id, span_id, start_time)`` (0008): a span sent again has
+    the same start time, so it still collides. That key is the one index: every read names a project and a trace.
     No per-row foreign key (write speed): the writer locks the projects it writes for, and a trigger on
     ``projects`` deletes a deleted project's spans.
     """
 
     __tablename__ = "spans"
 
+    project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     trace_id: Mapped[str] = mapped_column(String(32, collation="C"), primary_key=True)
     span_id: Mapped[str] = mapped_column(String(16, collation="C"), primary_key=True)
-    project_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     parent_span_id: Mapped[str | None] = mapped_column(String(16, collation="C"), nullable=True)
     name: Mapped[str] = mapped_column(Text, nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
@@ -73,10 +77,7 @@ class Span(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     events: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, default=list)
 
-    __table_args__ = (
-        Index("ix_spans_project_start", "project_id", "start_time"),
-        {"postgresql_partition_by": "RANGE (start_time)"},
-    )
+    __table_args__ = ({"postgresql_partition_by": "RANGE (start_time)"},)
 
 
 class LogRecord(Base):
@@ -109,13 +110,15 @@ class LogRecord(Base):
 
 
 class PerformanceRecord(Base):
-    """One row per request span (SERVER kind or a root span): what the records list shows."""
+    """One row per request span (SERVER kind or a root span): what the records list shows.
+
+    Keyed by ``(project_id, trace_id, span_id)`` (migration 0008)."""
 
     __tablename__ = "performance_records"
 
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     trace_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     span_id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
     service_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     method: Mapped[str] = mapped_column(String(16), nullable=False, default="")
     route: Mapped[str] = mapped_column(Text, nullable=False, default="")
@@ -167,12 +170,12 @@ class RouteRollup(Base):
 
 
 class Analysis(Base):
-    """An AI analysis job and, once completed, its structured result (seed 5.3.2)."""
+    """An AI analysis job and, once completed, its structured result (seed 5.3.2); keyed by ``(project_id, id)``."""
 
     __tablename__ = "analyses"
 
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # "analysis_" + random
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), nullable=False)
     trace_id: Mapped[str] = mapped_column(String(64), nullable=False)
     analysis_type: Mapped[str] = mapped_column(String(32), nullable=False, default="manual")
     ai_service: Mapped[str] = mapped_column(String(64), nullable=False, default="builtin")
@@ -192,6 +195,6 @@ class Analysis(Base):
 
     __table_args__ = (
         Index("ix_analyses_project_created", "project_id", "created_at"),
-        Index("ix_analyses_trace", "trace_id"),
+        Index("ix_analyses_trace", "project_id", "trace_id"),
         Index("ix_analyses_status", "status", "created_at"),
     )

@@ -51,8 +51,8 @@ SELECT t, s, p, ps, n, k, st, d, sc, sm, sv, sy, a::jsonb, e::jsonb
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
             $8::float8[], $9::int2[], $10::text[], $11::text[], $12::bool[], $13::text[], $14::text[])
      AS u(t, s, p, ps, n, k, st, d, sc, sm, sv, sy, a, e)
-ORDER BY t, s
-ON CONFLICT DO NOTHING
+ORDER BY p, t, s
+ON CONFLICT (project_id, trace_id, span_id, start_time) DO NOTHING
 """
 
 RECORDS_SQL = """
@@ -62,9 +62,23 @@ SELECT t, s, p, sv, m, r, pa, sc, d, c, mem::jsonb, err, ts
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int4[],
             $9::float8[], $10::float8[], $11::text[], $12::bool[], $13::timestamptz[])
      AS u(t, s, p, sv, m, r, pa, sc, d, c, mem, err, ts)
-ORDER BY t, s
-ON CONFLICT DO NOTHING
+ORDER BY p, t, s
+ON CONFLICT (project_id, trace_id, span_id) DO NOTHING
 """
+
+# Where ``performance_records`` has no rollup trigger (Citus: see pystrument_collector.db.citus), the writer adds
+# the records it inserted to ``route_rollups`` itself, with the trigger's own aggregate (migrations 0004/0005).
+RECORDS_RETURNING = (
+    RECORDS_SQL.rstrip() + ' RETURNING project_id, "timestamp", service_name, method, route, path, duration, is_error'
+)
+ROLLUP_ADD_SQL = (
+    "SELECT pystrument_rollup_add($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::float8[], $8::bool[])"
+)
+HAS_ROLLUP_TRIGGER_SQL = (
+    "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'records_rollup_insert' "
+    "AND tgrelid = 'performance_records'::regclass)"
+)
 
 LOGS_SQL = """
 INSERT INTO logs (project_id, timestamp, log_id, trace_id, span_id, severity_number, severity_text, body, attributes,
@@ -74,7 +88,7 @@ FROM unnest($1::int8[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $
             $9::text[], $10::text[], $11::text[])
      AS u(p, ts, l, t, s, sn, st, b, a, sv, sc)
 ORDER BY p, ts, l
-ON CONFLICT DO NOTHING
+ON CONFLICT (project_id, timestamp, log_id) DO NOTHING
 """
 
 # Held to the commit: a concurrent project delete waits, then its trigger removes these spans too.
@@ -190,7 +204,8 @@ BatchSource = Callable[[], Iterable[Batch]]
 # another day's partition): the unique key, which must hold start_time, cannot see them.
 REUSED_SQL = """
 SELECT u.i FROM unnest($1::text[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS u(t, s, st, i)
-WHERE EXISTS (SELECT 1 FROM spans x WHERE x.trace_id = u.t AND x.span_id = u.s AND x.start_time <> u.st)
+WHERE EXISTS (SELECT 1 FROM spans x WHERE x.project_id = $4 AND x.trace_id = u.t AND x.span_id = u.s
+              AND x.start_time <> u.st)
 """
 REUSED_MESSAGE = "span id {} of trace {} is stored already with another start time; the first one is kept"
 
@@ -205,8 +220,18 @@ async def _drop_reused_span_ids(conn: Any, batch: Batch) -> None:
         start = first.setdefault((row[0], row[1]), row[6])
         if start != row[6]:
             drop.add(i)
-    found = await conn.fetch(REUSED_SQL, [r[0] for r in rows], [r[1] for r in rows], [r[6] for r in rows])
-    drop.update(int(r[0]) - 1 for r in found)
+    by_project: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_project.setdefault(row[2], []).append(i)
+    for project_id, indexes in by_project.items():  # one project a query: one shard on Citus
+        found = await conn.fetch(
+            REUSED_SQL,
+            [rows[i][0] for i in indexes],
+            [rows[i][1] for i in indexes],
+            [rows[i][6] for i in indexes],
+            project_id,
+        )
+        drop.update(indexes[int(r[0]) - 1] for r in found)
     if not drop:
         return
     for i in sorted(drop):
@@ -241,6 +266,7 @@ class Writer:
         self._pool_db: Database | None = None
         self._pool_lock = asyncio.Lock()
         self._activity: dict[int, float] = {}
+        self._rollups_by_writer: bool | None = None  # no rollup trigger on performance_records (Citus)
 
     async def _pool_for(self, db: Database) -> Any:
         if self._pool is not None and self._pool_db is db:
@@ -264,6 +290,7 @@ class Writer:
                     **params,
                 )
                 self._pool_db = db
+                self._rollups_by_writer = None
         return self._pool
 
     async def close(self) -> None:
@@ -340,7 +367,7 @@ class Writer:
                     await self._lock_projects(conn, batch.project_ids - locked)
                     locked |= batch.project_ids
                 if skip_if_recorded and batch.record_count:
-                    recorded = _count(await conn.execute(RECORDS_SQL, *batch.records))
+                    recorded = await self._records(conn, batch)
                     result.records += recorded
                     if recorded:
                         result.inserted += await self._spans(conn, batch, copy)
@@ -350,8 +377,19 @@ class Writer:
                 if batch.log_rows:
                     result.inserted += await self._logs(conn, batch, copy)
                 if batch.record_count:
-                    result.records += _count(await conn.execute(RECORDS_SQL, *batch.records))
+                    result.records += await self._records(conn, batch)
         return result
+
+    async def _records(self, conn: Any, batch: Batch) -> int:
+        """Insert the batch's request records; without the rollup trigger, add the inserted ones to the rollups."""
+        if self._rollups_by_writer is None:
+            self._rollups_by_writer = not await conn.fetchval(HAS_ROLLUP_TRIGGER_SQL)
+        if not self._rollups_by_writer:
+            return _count(await conn.execute(RECORDS_SQL, *batch.records))
+        rows = await conn.fetch(RECORDS_RETURNING, *batch.records)
+        if rows:
+            await conn.execute(ROLLUP_ADD_SQL, *([row[i] for row in rows] for i in range(8)))
+        return len(rows)
 
     @staticmethod
     async def _lock_projects(conn: Any, project_ids: set[int]) -> None:
