@@ -73,6 +73,18 @@ function isoOrEmpty(value: string | null): string {
 	return Number.isNaN(t) ? '' : new Date(t).toISOString();
 }
 
+/**
+ * A milliseconds field of the filter form: a number input bound with `bind:value` gives a number, or
+ * null/undefined/'' when empty (a string when set from elsewhere). null: no filter; undefined: invalid.
+ */
+export function parseMs(value: number | string | null | undefined): number | null | undefined {
+	if (value === null || value === undefined) return null;
+	if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
+	if (value.trim() === '') return null;
+	const n = Number(value);
+	return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
 /** Filters from the page URL; anything invalid falls back to its default instead of failing. */
 export function parseFilters(params: URLSearchParams): RecordFilters {
 	const page = Number.parseInt(params.get('page') ?? '1', 10);
@@ -119,6 +131,18 @@ export function filtersToSearch(f: RecordFilters): string {
 	return text ? `?${text}` : '';
 }
 
+/**
+ * The dashboard's range when none was asked for: the smallest preset holding the project's latest request
+ * (so a burst of demo traffic draws lines over an hour, not dots over a day); 1 h without any data.
+ */
+export function adaptiveRange(lastActivity: string | null | undefined, now: number = Date.now()): Exclude<Range, 'custom'> {
+	const t = lastActivity ? Date.parse(lastActivity) : Number.NaN;
+	if (Number.isNaN(t)) return '1h';
+	const age = Math.max(0, now - t);
+	for (const r of ['1h', '6h', '24h', '7d', '30d'] as const) if (age <= RANGE_MS[r] * 0.9) return r;
+	return '30d';
+}
+
 /** The time window [start, end) as ISO strings; `end` empty means "until now". */
 export function timeWindow(range: Range, start: string, end: string, now: number = Date.now()): { start?: string; end?: string } {
 	if (range === 'custom') return { start: start || undefined, end: end || undefined };
@@ -153,12 +177,21 @@ export function recordQuery(projectKey: string, f: RecordFilters, size: number, 
 	return q;
 }
 
-/** The statistics query (the filters the stats endpoint knows: route, method, service, window). */
-export function statsQuery(projectKey: string, f: Pick<RecordFilters, 'route' | 'method' | 'service' | 'range' | 'start' | 'end'>, now: number = Date.now()): StatsQuery & FunctionsQuery {
+/** The statistics query: every filter of the records list, so the whole page shows the same requests. */
+export function statsQuery(
+	projectKey: string,
+	f: Pick<RecordFilters, 'route' | 'method' | 'service' | 'range' | 'start' | 'end'> & Partial<Pick<RecordFilters, 'path' | 'status' | 'minMs' | 'maxMs'>>,
+	now: number = Date.now()
+): StatsQuery & FunctionsQuery {
 	const q: StatsQuery & FunctionsQuery = { project_key: projectKey, ...statsWindow(f.range, f.start, f.end, now) };
 	if (f.route) q.route = f.route;
 	if (f.method) q.method = f.method;
 	if (f.service) q.service = f.service;
+	if (f.path) q.path = f.path;
+	if (f.status === 'error') q.error = true;
+	else if (f.status) q.status_class = f.status;
+	if (f.minMs !== null && f.minMs !== undefined) q.min_duration = f.minMs / 1000;
+	if (f.maxMs !== null && f.maxMs !== undefined) q.max_duration = f.maxMs / 1000;
 	return q;
 }
 

@@ -162,3 +162,20 @@ describe('formatBucket and formatAxisDuration', () => {
 		expect(formatAxisDuration(0.25)).toBe('250 ms');
 	});
 });
+
+describe('rates in one unit, localized', () => {
+	it('picks the unit from the largest value and keeps it for every label', async () => {
+		const { formatRateIn, rateUnit, formatRate, formatBucket } = await import('./format');
+		expect(rateUnit(30)).toBe('s');
+		expect(rateUnit(0.5)).toBe('min');
+		expect(rateUnit(0.001)).toBe('h');
+		const unit = rateUnit(32);
+		expect([0, 10, 20, 30].map((v) => formatRateIn(v, unit))).toEqual(['0/s', '10/s', '20/s', '30/s']);
+		expect(formatRateIn(0.5, 's')).toBe('0.5/s');
+		expect(formatRate(30)).toBe('30.0/s');
+		expect(formatRate(30, 'zh-CN')).toBe('30.0/秒');
+		expect(formatRate(0.01, 'zh-CN')).toBe('0.6/分钟');
+		expect(formatBucket(300, 'zh-CN')).toBe('5 分钟');
+		expect(formatBucket(300)).toBe('5 min');
+	});
+});

@@ -129,17 +129,48 @@ export function formatPercent(share: number | null | undefined, locale = 'en'): 
 	return `${new Intl.NumberFormat(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits }).format(pct)}%`;
 }
 
+export type RateUnit = 's' | 'min' | 'h';
+
+const RATE_SUFFIX: Record<'en' | 'zh', Record<RateUnit, string>> = {
+	en: { s: '/s', min: '/min', h: '/h' },
+	zh: { s: '/秒', min: '/分钟', h: '/小时' }
+};
+const PER: Record<RateUnit, number> = { s: 1, min: 60, h: 3600 };
+
+function lang(locale: string): 'en' | 'zh' {
+	return locale.toLowerCase().startsWith('zh') ? 'zh' : 'en';
+}
+
+/** The unit that reads best for a rate of `perSecond` (requests/s from 1/s up, per minute from 1/min, else per hour). */
+export function rateUnit(perSecond: number): RateUnit {
+	const v = Math.abs(perSecond);
+	if (v >= 1) return 's';
+	if (v * 60 >= 1) return 'min';
+	return 'h';
+}
+
+/** A rate in a given unit, e.g. one unit for every label of a chart axis: `30/s`, `0.5/s`, `12/min`. */
+export function formatRateIn(perSecond: number | null | undefined, unit: RateUnit, locale = 'en'): string {
+	if (perSecond === null || perSecond === undefined || !Number.isFinite(perSecond)) return DASH;
+	const v = perSecond * PER[unit];
+	const abs = Math.abs(v);
+	const d = v === 0 || abs >= 100 ? 0 : abs >= 10 ? 0 : abs >= 0.1 ? 1 : 2;
+	const text = new Intl.NumberFormat(locale, { maximumFractionDigits: d, minimumFractionDigits: v === 0 ? 0 : Math.min(d, 1) }).format(v);
+	return `${text}${RATE_SUFFIX[lang(locale)][unit]}`;
+}
+
 /** Requests per second in the unit that reads best: `12.5/s`, `3.0/min`, `0.3/h` (quiet services), `<0.01/h`. */
 export function formatRate(perSecond: number | null | undefined, locale = 'en'): string {
 	if (perSecond === null || perSecond === undefined || !Number.isFinite(perSecond)) return DASH;
-	if (perSecond === 0) return '0/s';
+	const suffix = RATE_SUFFIX[lang(locale)];
+	if (perSecond === 0) return `0${suffix.s}`;
 	const nf = (v: number, d: number) => new Intl.NumberFormat(locale, { maximumFractionDigits: d, minimumFractionDigits: d }).format(v);
 	const digits = (v: number) => (v >= 100 ? 0 : v >= 0.1 ? 1 : 2);
-	if (Math.abs(perSecond) >= 1) return `${nf(perSecond, perSecond >= 100 ? 0 : 1)}/s`;
+	if (Math.abs(perSecond) >= 1) return `${nf(perSecond, perSecond >= 100 ? 0 : 1)}${suffix.s}`;
 	const perMinute = perSecond * 60;
-	if (perMinute >= 0.1) return `${nf(perMinute, perMinute >= 10 ? 0 : 1)}/min`;
+	if (perMinute >= 0.1) return `${nf(perMinute, perMinute >= 10 ? 0 : 1)}${suffix.min}`;
 	const perHour = perMinute * 60;
-	return perHour < 0.01 ? '<0.01/h' : `${nf(perHour, digits(perHour))}/h`;
+	return perHour < 0.01 ? `<0.01${suffix.h}` : `${nf(perHour, digits(perHour))}${suffix.h}`;
 }
 
 /** A count with grouping: `1,234` / `1,234`. */
@@ -153,13 +184,27 @@ export function formatMsValue(ms: number | null | undefined): string {
 	return ms === null || ms === undefined || !Number.isFinite(ms) ? DASH : formatDuration(ms / 1000);
 }
 
-/** A time bucket's length in seconds as a short label: `30 s`, `5 min`, `1 h`, `1 d`. */
-export function formatBucket(seconds: number): string {
+const BUCKET_UNITS: Record<'en' | 'zh', [string, string, string, string]> = {
+	en: ['d', 'h', 'min', 's'],
+	zh: ['天', '小时', '分钟', '秒']
+};
+
+/** A time bucket's length in seconds as a short label: `30 s`, `5 min`, `1 h`, `1 d` (`5 分钟` in Chinese). */
+export function formatBucket(seconds: number, locale = 'en'): string {
 	if (!Number.isFinite(seconds) || seconds <= 0) return DASH;
-	if (seconds % 86_400 === 0) return `${seconds / 86_400} d`;
-	if (seconds % 3600 === 0) return `${seconds / 3600} h`;
-	if (seconds % 60 === 0) return `${seconds / 60} min`;
-	return `${seconds} s`;
+	const [d, h, min, s] = BUCKET_UNITS[lang(locale)];
+	if (seconds % 86_400 === 0) return `${seconds / 86_400} ${d}`;
+	if (seconds % 3600 === 0) return `${seconds / 3600} ${h}`;
+	if (seconds % 60 === 0) return `${seconds / 60} ${min}`;
+	return `${seconds} ${s}`;
+}
+
+/** A time of day, 24-hour, in the UI's locale (one format everywhere: `14:05:09`). */
+export function formatTime(iso: string | number | null | undefined, locale = 'en'): string {
+	if (iso === null || iso === undefined) return DASH;
+	const d = new Date(iso);
+	if (Number.isNaN(d.getTime())) return DASH;
+	return new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }).format(d);
 }
 
 /** An axis label for a latency in seconds: a plain `0` at the origin, otherwise as `formatDuration`. */

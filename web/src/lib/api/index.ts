@@ -33,6 +33,7 @@ export type TriggerData = Schemas['TriggerData'];
 export type AuthStatus = Schemas['AuthStatus'];
 export type RouteDifferential = Schemas['RouteDifferential'];
 export type FunctionDelta = Schemas['FunctionDelta'];
+export type ServiceList = Schemas['ServiceList'];
 
 /** The query parameters an operation accepts, as the server documents them. */
 export type QueryOf<Op extends keyof operations> = operations[Op] extends { parameters: { query?: infer Q } }
@@ -170,6 +171,11 @@ export class Api {
 
 	hotFunctions(query: FunctionsQuery, signal?: AbortSignal) {
 		return this.call('getHotFunctions', 'GET', `/api/v1/performance/functions${queryString(query)}`, undefined, signal);
+	}
+
+	/** The project's service names (busiest first), for the service filter. */
+	listServices(query: QueryOf<'listServices'>, signal?: AbortSignal) {
+		return this.call('listServices', 'GET', `/api/v1/performance/services${queryString(query)}`, undefined, signal);
 	}
 
 	routeDifferential(query: DifferentialQuery, signal?: AbortSignal) {
