@@ -107,3 +107,14 @@ async def test_differential_follows_the_service_and_status_filters(client: Any, 
         status_class="2xx", **WINDOW,
     )  # fmt: skip
     assert data["request_count"] == 4
+
+
+async def test_records_of_given_traces_only_in_this_project(client: Any, perf: Any, t: Any) -> None:
+    project, _ = await seed(perf, t)
+    wanted = f"a{1:031x},B{0:031x},{'c' * 32}"  # the third is the other project's: not returned
+    data = await get(client, "/api/v1/performance/records", project_key=project.project_key, trace_ids=wanted)
+    assert sorted(r["trace_id"] for r in data["records"]) == [f"a{1:031x}", f"b{0:031x}"]
+    r = await client.get(
+        "/api/v1/performance/records", params={"project_key": project.project_key, "trace_ids": "nothex!"}
+    )
+    assert r.status_code == 400

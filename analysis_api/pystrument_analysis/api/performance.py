@@ -68,8 +68,17 @@ class PerformanceController(Controller):
             str | None,
             QueryParameter(max_length=1000, description="next_cursor of the previous page (keyset; page is ignored)"),
         ] = None,
+        trace_ids: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=3300,
+                pattern="^[0-9A-Fa-f]{1,32}(,[0-9A-Fa-f]{1,32}){0,99}$",
+                description="only these traces: up to 100 trace ids, comma-separated",
+            ),
+        ] = None,
     ) -> schemas.RecordPageResponse:
         filters = RecordFilter(
+            trace_ids=None if trace_ids is None else tuple(t.lower() for t in trace_ids.split(",")),
             route=route,
             path=path,
             method=method,

@@ -56,6 +56,7 @@ class RecordFilter:
     start: datetime | None = None
     end: datetime | None = None
     service: str | None = None
+    trace_ids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -93,6 +94,8 @@ class RecordFilter:
             out.append(r.timestamp < utc(self.end))
         if self.service is not None:
             out.append(r.service_name == self.service)
+        if self.trace_ids is not None:
+            out.append(r.trace_id.in_(self.trace_ids))
         return out
 
     def by_route_only(self) -> bool:
@@ -106,6 +109,7 @@ class RecordFilter:
                 self.error,
                 self.min_duration,
                 self.max_duration,
+                self.trace_ids,
             )
         )
 

@@ -1888,6 +1888,8 @@ export interface operations {
                 order?: string;
                 /** @description next_cursor of the previous page (keyset; page is ignored) */
                 cursor?: string | null;
+                /** @description only these traces: up to 100 trace ids, comma-separated */
+                trace_ids?: string | null;
             };
             header?: never;
             path?: never;
