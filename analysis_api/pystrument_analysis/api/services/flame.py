@@ -15,6 +15,7 @@ docs/benchmarks.md "Aggregated flame graph").
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,7 +52,8 @@ SELECT count(*) FROM performance_records
 WHERE project_id = :project_id AND "timestamp" >= :start AND "timestamp" < :end {filters}
 """
 
-# The one span query of the flame graph (and of the function view): the cohort's function spans.
+# The one span query of the flame graph (and of the function view): the cohort's function spans. The cohort is
+# joined as a subquery (not as an array parameter) so that the planner knows its size and hashes it.
 SPANS_SQL = """
 SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.duration,
        CASE WHEN jsonb_typeof(s.attributes -> 'pystrument.self_time_ms') = 'number'
@@ -59,8 +61,7 @@ SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.duration,
        coalesce(s.attributes ->> 'code.file.path', '') AS file,
        coalesce(s.attributes ->> 'pystrument.library', '') = 'true' AS library
 FROM spans s
-JOIN unnest(CAST(:trace_ids AS text[]), CAST(:services AS text[])) AS c(trace_id, service_name)
-  ON s.trace_id = c.trace_id AND s.service_name = c.service_name
+JOIN ({cohort}) c ON s.trace_id = c.trace_id AND s.service_name = c.service_name
 WHERE s.project_id = :project_id AND s.start_time >= :span_start AND s.start_time <= :span_end AND s.synthetic
 """
 
@@ -70,7 +71,7 @@ SELECT r.trace_id, r.service_name, r.duration, r."timestamp", r.method, r.route,
 FROM (
     SELECT s.trace_id, s.service_name, count(*) AS calls
     FROM spans s
-    WHERE s.project_id = :project_id AND s.start_time >= :span_start AND s.start_time < :span_end AND s.synthetic
+    WHERE s.project_id = :project_id AND s.start_time >= :fn_start AND s.start_time < :fn_end AND s.synthetic
       AND s.name = :name {file_filter}
     GROUP BY s.trace_id, s.service_name
 ) f
@@ -111,22 +112,39 @@ def _record_filters(route: str | None, service: str | None, method: str | None, 
     return " ".join(parts)
 
 
-async def cohort_spans(session: AsyncSession, project_id: int, cohort: Cohort) -> list[Any]:
-    """Every function span of the cohort's requests (their own service's), in one query."""
+async def cohort_spans(
+    session: AsyncSession, project_id: int, cohort: Cohort, cohort_sql: str, params: dict[str, Any]
+) -> list[Any]:
+    """Every function span of the cohort's requests (their own service's), in one query.
+
+    Read through the driver (asyncpg) directly: for ~190,000 rows the ORM's row wrapping costs more than the
+    query's own decoding.
+    """
     if not cohort.rows:
         return []
     span_start, span_end = cohort.bounds()
-    result = await session.execute(
-        text(SPANS_SQL),
-        {
-            "project_id": project_id,
-            "trace_ids": [r.trace_id for r in cohort.rows],
-            "services": [r.service_name for r in cohort.rows],
-            "span_start": span_start,
-            "span_end": span_end,
-        },
-    )
-    return list(result.tuples())
+    sql = SPANS_SQL.format(cohort=cohort_sql)
+    values = {**params, "project_id": project_id, "span_start": span_start, "span_end": span_end}
+    return await fetch_raw(session, sql, values)
+
+
+_PARAM = re.compile(r"(?<!:):([a-z_]+)")
+
+
+async def fetch_raw(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[Any]:
+    """``sql`` with ``:name`` parameters, run on the session's asyncpg connection; rows as asyncpg Records."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    query = _PARAM.sub(number, sql)
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    return list(await driver.fetch(query, *(params[n] for n in names)))
 
 
 @dataclass
@@ -167,52 +185,70 @@ class _Tree:
 
 def merge(spans: list[Any], request_time: float, profiled: int) -> _Tree:
     """Merges every request's function-call tree by call path (root = the request; a span whose parent is not
-    a function span of the same trace hangs from the root)."""
+    a function span of the same trace hangs from the root).
+
+    ``spans`` rows are ``(trace, span_id, parent_span_id, name, duration, self_ms, file, library)``. One pass
+    over the rows (the per-row work is the whole cost: ~190,000 rows for 10,000 requests), keyed by
+    ``(trace, span_id)``; a span met before its parent places the parent's path first.
+    """
     tree = _Tree()
-    by_trace: dict[str, list[Any]] = defaultdict(list)
+    functions: dict[str, int] = {}
+    info: dict[tuple[Any, str], tuple[tuple[Any, Any], int, float, Any]] = {}
     for row in spans:
-        by_trace[row[0]].append(row)
+        trace = row[0]
+        f = functions.get(row[3])
+        if f is None:
+            f = functions[row[3]] = tree.function_of(row[3], row[6], bool(row[7]))
+        info[(trace, row[1])] = ((trace, row[2]), f, row[4], row[5])
+    node_of: dict[tuple[Any, str], int] = {}
+    children = tree.children
     child = tree.child
-    function_of = tree.function_of
+    parents = tree.parent
     total, self_col, calls, requests = tree.total, tree.self_time, tree.calls, tree.requests
+    counted: set[tuple[Any, int]] = set()
     top = 0.0
-    for rows in by_trace.values():
-        parent_of = {row[1]: row[2] for row in rows}
-        fn_of = {row[1]: function_of(row[3], row[6], bool(row[7])) for row in rows}
-        node_of: dict[str, int] = {}
-        seen: set[int] = set()
-        for row in rows:
-            span_id = row[1]
-            if span_id in node_of:
-                node = node_of[span_id]
-            else:
-                # Walk up to the first span already placed (or the root), then place the path back down.
-                path = [span_id]
-                up = parent_of.get(span_id)
-                while up is not None and up in parent_of and up not in node_of and len(path) < 10_000:
-                    if up in path:  # a cycle in bad data: cut it at the root
-                        up = None
-                        break
-                    path.append(up)
-                    up = parent_of.get(up)
-                node = node_of[up] if up is not None and up in node_of else 0
-                for sid in reversed(path):
-                    node = child(node, fn_of[sid])
-                    node_of[sid] = node
-            duration = max(float(row[4]), 0.0)
-            own = row[5]
+    for key, (pkey, f, duration, own) in info.items():
+        node = node_of.get(key)
+        if node is None:
+            parent = node_of.get(pkey)
+            if parent is None:
+                parent = _place(pkey, info, node_of, child) if pkey in info else 0
+            node = children.get((parent, f))
+            if node is None:
+                node = child(parent, f)
+            node_of[key] = node
+        if duration > 0:
             total[node] += duration
-            self_col[node] += max(float(own), 0.0) / 1000.0 if own is not None else 0.0
-            calls[node] += 1
-            if tree.parent[node] == 0:
+            if parents[node] == 0:
                 top += duration
-            if node not in seen:
-                seen.add(node)
-                requests[node] += 1
+        if own is not None and own > 0:
+            self_col[node] += own / 1000.0
+        calls[node] += 1
+        mark = (key[0], node)
+        if mark not in counted:
+            counted.add(mark)
+            requests[node] += 1
     total[0] = request_time
     self_col[0] = max(0.0, request_time - top)
     calls[0] = requests[0] = profiled
     return tree
+
+
+def _place(key: tuple[Any, str], info: dict[Any, Any], node_of: dict[Any, int], child: Any) -> int:
+    """The node of a span not placed yet: its ancestors' path first (bounded, and a cycle is cut at the root)."""
+    path = [key]
+    up = info[key][0]
+    while up in info and up not in node_of and len(path) < 10_000:
+        if up in path:
+            up = None
+            break
+        path.append(up)
+        up = info[up][0]
+    node = node_of[up] if up is not None and up in node_of else 0
+    for k in reversed(path):
+        node = child(node, info[k][1])
+        node_of[k] = node
+    return node
 
 
 def _preorder(tree: _Tree, max_nodes: int) -> tuple[list[int], int]:
@@ -279,7 +315,8 @@ async def flame_tree(
             raise BadRequest(f"trace_id must be up to 32 hex digits, got {trace_id!r}")
         params["trace_id"] = trace_id.lower()
         filters = _record_filters(None, service, None, params)
-        rows = list((await session.execute(text(TRACE_COHORT_SQL.format(filters=filters)), params)).all())
+        cohort_sql = TRACE_COHORT_SQL.format(filters=filters)
+        rows = list((await session.execute(text(cohort_sql), params)).all())
         if not rows:
             raise NotFound(f"trace not found in this project: {trace_id!r}")
         request_count = len(rows)
@@ -288,13 +325,14 @@ async def flame_tree(
         lo, hi = window(start, end)
         params.update(start=lo, end=hi, limit=limit)
         filters = _record_filters(route, service, method, params)
-        rows = list((await session.execute(text(COHORT_SQL.format(filters=filters)), params)).all())
+        cohort_sql = COHORT_SQL.format(filters=filters)
+        rows = list((await session.execute(text(cohort_sql), params)).all())
         if len(rows) < limit:
             request_count = len(rows)
         else:
             counted = await session.scalar(text(COUNT_SQL.format(filters=filters)), params)
             request_count = int(counted or 0)
-    spans = await cohort_spans(session, project.id, Cohort(rows))
+    spans = await cohort_spans(session, project.id, Cohort(rows), cohort_sql, params)
     with_spans = {s[0] for s in spans}
     profiled_rows = [r for r in rows if r.trace_id in with_spans]
     request_time = sum(max(float(r.duration), 0.0) for r in profiled_rows)
@@ -366,8 +404,8 @@ async def function_view(
         "project_id": project.id,
         "start": lo,
         "end": hi,
-        "span_start": lo - SPAN_SLACK,
-        "span_end": hi + SPAN_SLACK + timedelta(hours=1),
+        "fn_start": lo - SPAN_SLACK,
+        "fn_end": hi + SPAN_SLACK + timedelta(hours=1),
         "name": name,
         "limit": limit,
     }
@@ -382,7 +420,7 @@ async def function_view(
     if found >= limit:
         count_sql = f"SELECT count(*) FROM ({sql.replace('LIMIT :limit', '')}) x"
         found = int(await session.scalar(text(count_sql), params) or 0)
-    spans = await cohort_spans(session, project.id, Cohort(rows))
+    spans = await cohort_spans(session, project.id, Cohort(rows), sql, params)
     by_trace: dict[str, dict[str, Any]] = defaultdict(dict)
     for s in spans:
         by_trace[s[0]][s[1]] = s
