@@ -140,8 +140,9 @@ def orders_trace(rnd: random.Random, project_id: int, start: datetime) -> tuple[
     tr.fn(pricing, "shop.pricing.tax_rate", "/srv/shop/pricing.py", at + 0.001, 0.002, 0.002)
     tr.fn(pricing, "shop.pricing.shipping", "/srv/shop/pricing.py", at + 0.003, 0.003, 0.003)
     if slow:
-        d = tr.fn(pricing, "shop.pricing.compute_discounts", "/srv/shop/pricing.py", at + 0.006, discounts, discounts * 0.7)
-        tr.fn(d, "shop.pricing.coupon_rules", "/srv/shop/rules.py", at + 0.006 + discounts * 0.7, discounts * 0.3, discounts * 0.3)
+        pricing_file, rules = "/srv/shop/pricing.py", discounts * 0.3
+        d = tr.fn(pricing, "shop.pricing.compute_discounts", pricing_file, at + 0.006, discounts, discounts - rules)
+        tr.fn(d, "shop.pricing.coupon_rules", "/srv/shop/rules.py", at + 0.006 + discounts - rules, rules, rules)
     at += pricing_dur
     depth = rnd.randint(2, 5)
     render_dur = 0.012 + 0.002 * depth
@@ -401,7 +402,8 @@ def measure_page(url: str, seeded: dict[str, Any], args: argparse.Namespace, now
                 context.close()
                 if run:  # the first load warms the server's and the browser's caches
                     times.append(float(elapsed))
-            print(f"  page {path.split('?')[0]}: navigation start -> flame graph drawn ({drawn} frames): {summary(times)}")
+            page_path = path.split("?")[0]
+            print(f"  page {page_path}: navigation start -> flame graph drawn ({drawn} frames): {summary(times)}")
         finally:
             browser.close()
 
