@@ -179,3 +179,15 @@ describe('rates in one unit, localized', () => {
 		expect(formatBucket(300)).toBe('5 min');
 	});
 });
+
+describe('one 24-hour time format in every locale', () => {
+	it('never prints AM/PM', async () => {
+		const { formatTime, formatDateTime } = await import('./format');
+		const iso = '2024-08-24T15:04:05Z';
+		expect(formatTime(iso, 'en')).toMatch(/^\d{2}:04:05$/);
+		expect(formatDateTime(iso, 'en', 'UTC')).toContain('15:04:05');
+		expect(formatDateTime('2024-08-24T00:30:00Z', 'en', 'UTC')).toContain('00:30:00');
+		expect(formatDateTime(iso, 'zh-CN', 'UTC')).toContain('15:04:05');
+		expect(formatDateTime(iso, 'en', 'UTC')).not.toMatch(/AM|PM/);
+	});
+});

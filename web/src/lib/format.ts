@@ -49,7 +49,7 @@ function dateTimeFormat(locale: string, timeZone?: string): Intl.DateTimeFormat 
 			hour: '2-digit',
 			minute: '2-digit',
 			second: '2-digit',
-			hour12: false,
+			hourCycle: 'h23',
 			timeZone
 		});
 		dateTimeFormats.set(key, f);
@@ -204,7 +204,7 @@ export function formatTime(iso: string | number | null | undefined, locale = 'en
 	if (iso === null || iso === undefined) return DASH;
 	const d = new Date(iso);
 	if (Number.isNaN(d.getTime())) return DASH;
-	return new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }).format(d);
+	return new Intl.DateTimeFormat(locale, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).format(d);
 }
 
 /** An axis label for a latency in seconds: a plain `0` at the origin, otherwise as `formatDuration`. */

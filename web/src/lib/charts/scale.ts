@@ -92,9 +92,9 @@ export function timeTicks(start: number, end: number, count = 6): number[] {
 
 /** How to label a time tick: with the date for multi-day spans, with seconds for short ones. */
 export function timeTickFormat(span: number): Intl.DateTimeFormatOptions {
-	if (span >= 2 * DAY) return { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hour12: false };
-	if (span <= 5 * MINUTE) return { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false };
-	return { hour: '2-digit', minute: '2-digit', hour12: false };
+	if (span >= 2 * DAY) return { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
+	if (span <= 5 * MINUTE) return { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' };
+	return { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
 }
 
 export interface Point {
