@@ -46,6 +46,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per process (default 4)")
     parser.add_argument("--chunk", type=int, default=2048, help="rows per raw COPY (default 2048)")
     parser.add_argument("--write-connections", type=int, default=None, help="the server's PYSTRUMENT_WRITE_CONNECTIONS")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="comma-separated `serve --workers` counts to run end to end over OTLP/HTTP in this run (default 1)",
+    )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="use PYSTRUMENT_DATABASE_URL's database itself (e.g. a Citus coordinator's), not a new one; "
+        "its spans and records are truncated",
+    )
+    parser.add_argument("--skip-raw", action="store_true", help="skip the raw COPY baseline")
+    parser.add_argument("--skip-grpc", action="store_true", help="skip the OTLP/gRPC run")
     args, _unknown = parser.parse_known_args(argv)
     return args
 
@@ -192,21 +205,25 @@ def _connect_params(url: str) -> dict[str, Any]:
     return dict(params)
 
 
-async def prepare_database(admin_url: str) -> tuple[str, int, str]:
-    """A fresh database, migrated, with one project and today's partitions; returns (url, project id, key)."""
+async def prepare_database(admin_url: str, in_place: bool = False) -> tuple[str, int, str]:
+    """A fresh database (or, ``in_place``, the given one), migrated, with one project and today's partitions;
+    returns (url, project id, key)."""
     import asyncpg
     from pystrument_collector.db import Database
     from pystrument_collector.db.models import Project
     from pystrument_collector.keys import new_project_key
     from pystrument_collector.retention import ensure_partitions
 
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(**_connect_params(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = _with_database(admin_url, name)
+    if in_place:
+        url = admin_url
+    else:
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        conn = await asyncpg.connect(**_connect_params(admin_url))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        url = _with_database(admin_url, name)
     db = Database(url)
     await db.start()
     try:
@@ -301,14 +318,14 @@ def free_port() -> int:
 
 
 def start_server(
-    url: str, port: int, data_dir: Path, write_connections: int | None, grpc_port: int = 0
+    url: str, port: int, data_dir: Path, write_connections: int | None, grpc_port: int = 0, workers: int = 1
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYSTRUMENT_DATABASE_URL": url, "PYSTRUMENT_RETENTION_DAYS": "0"}
     if write_connections:
         env["PYSTRUMENT_WRITE_CONNECTIONS"] = str(write_connections)
     code = "import sys; from pystrument_analysis.cli import main; sys.exit(main())"
     cmd = [sys.executable, "-c", code, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
-    cmd += ["--grpc-port", str(grpc_port)]
+    cmd += ["--grpc-port", str(grpc_port), "--workers", str(workers)]
     log = data_dir / "server.log"  # a file, not a pipe nobody reads: a full pipe would stall the server
     with log.open("wb") as err:  # the child keeps its own descriptor
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -337,8 +354,31 @@ def proc_status(pid: int, field: str) -> int:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the process and its children (``serve --workers N``'s worker processes)."""
+    import psutil
+
+    total = 0.0
+    proc = psutil.Process(pid)
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def tree_rss(pid: int, field: str) -> int:
+    """``proc_status`` summed over the process and its children."""
+    import psutil
+
+    total = 0
+    for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            total += proc_status(p.pid, field)
+        except OSError:
+            continue
+    return total
 
 
 def postgres_cpu_seconds(postmaster: int | None) -> float | None:
@@ -454,15 +494,21 @@ def _grpc_exporter(port: int, key: str, bodies: list[bytes], concurrency: int, g
 
 
 def end_to_end(
-    url: str, key: str, bodies: list[bytes], args: argparse.Namespace, postmaster: int | None, transport: str = "http"
+    url: str,
+    key: str,
+    bodies: list[bytes],
+    args: argparse.Namespace,
+    postmaster: int | None,
+    transport: str = "http",
+    workers: int = 1,
 ) -> dict[str, Any]:
     port = free_port()
     grpc_port = free_port() if transport == "grpc" else 0
     client, target = (_grpc_exporter, grpc_port) if transport == "grpc" else (_exporter, port)
     with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(url, port, Path(data_dir), args.write_connections, grpc_port)
+        server = start_server(url, port, Path(data_dir), args.write_connections, grpc_port, workers)
         try:
-            rss_idle = proc_status(server.pid, "VmRSS")
+            rss_idle = tree_rss(server.pid, "VmRSS")
             cpu0 = proc_cpu_seconds(server.pid)
             ctx = multiprocessing.get_context("fork")
             go, out = ctx.Event(), ctx.Queue()
@@ -481,7 +527,8 @@ def end_to_end(
             cpu = proc_cpu_seconds(server.pid) - cpu0
             pg1 = postgres_cpu_seconds(postmaster)
             pg_cpu = None if pg0 is None or pg1 is None else pg1 - pg0
-            peak = proc_status(server.pid, "VmHWM")
+            peak = tree_rss(server.pid, "VmHWM")
+            writer_connections = count_writer_connections(url)
         finally:
             server.terminate()
             try:
@@ -497,20 +544,40 @@ def end_to_end(
         "client_cpu": sum(r[3] for r in results),
         "rss_idle": rss_idle,
         "rss_peak": peak,
+        "writer_connections": writer_connections,
     }
+
+
+def count_writer_connections(url: str) -> dict[str, int]:
+    """The server's database connections by application name, at the end of a run (idle ones stay pooled)."""
+    import asyncpg
+
+    async def run() -> dict[str, int]:
+        conn = await asyncpg.connect(**_connect_params(url))
+        try:
+            rows = await conn.fetch(
+                "SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() GROUP BY 1"
+            )
+            return {str(r[0]) or "(sqlalchemy)": int(r[1]) for r in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 # -- main ---------------------------------------------------------------------------------------------------
 
 
-async def _prepare(admin_url: str) -> tuple[str, int, str]:
-    return await prepare_database(admin_url)
+async def _prepare(admin_url: str, in_place: bool = False) -> tuple[str, int, str]:
+    return await prepare_database(admin_url, in_place)
 
 
 def run(args: argparse.Namespace, admin_url: str, postmaster: int | None = None) -> None:
     t = time.perf_counter()
     bodies = make_bodies(args.spans, args.batch)
-    url, project_id, key = asyncio.run(_prepare(admin_url))
+    url, project_id, key = asyncio.run(_prepare(admin_url, args.in_place))
+    worker_counts = [int(w) for w in str(args.workers).split(",") if w.strip()]
     rows = flatten(bodies, project_id)
     n = len(rows)
     print(
@@ -520,7 +587,7 @@ def run(args: argparse.Namespace, admin_url: str, postmaster: int | None = None)
     try:
         results: list[tuple[str, float, str]] = []
         raw_pg_cpu: list[float | None] = []
-        for connections in (1, 2):
+        for connections in () if args.skip_raw else (1, 2):
             asyncio.run(reset_tables(url))
             seconds, pg_cpu = asyncio.run(raw_copy(url, rows, connections, args.chunk, postmaster))
             raw_pg_cpu.append(pg_cpu)
@@ -529,51 +596,61 @@ def run(args: argparse.Namespace, admin_url: str, postmaster: int | None = None)
             results.append((f"raw COPY, {connections} connection{'s' if connections > 1 else ''}", seconds, ""))
         exporters = args.processes * args.concurrency
         runs: dict[str, dict[str, Any]] = {}
-        for transport in ("http", "grpc"):
+        plan = [("http", w) for w in worker_counts] + ([] if args.skip_grpc else [("grpc", worker_counts[0])])
+        for transport, workers in plan:
             asyncio.run(reset_tables(url))
-            runs[transport] = end_to_end(url, key, bodies, args, postmaster, transport)
+            name = f"{transport}/{workers}"
+            runs[name] = end_to_end(url, key, bodies, args, postmaster, transport, workers)
             stored, records = asyncio.run(count_rows(url))
             assert stored == n, f"end to end over {transport} stored {stored} of {n} spans"
             assert records == -(-n // SPANS_PER_TRACE), f"{records} request records for {n} spans"
             label = f"end to end {'OTLP/HTTP' if transport == 'http' else 'OTLP/gRPC'}, {exporters} exporters"
-            e2e = runs[transport]
+            label += f", {workers} worker{'s' if workers > 1 else ''}"
+            e2e = runs[name]
             results.append((label, e2e["seconds"], f"{e2e['rss_peak'] / 2**20:.0f} MiB"))
-        e2e = runs["http"]
-        raw1 = results[0][1]
+        e2e = runs[f"http/{worker_counts[0]}"]
+        raw1 = results[0][1] if not args.skip_raw else None
         print()
         widths = (7, 7, 8, 7, 15)
         header = ("rows", "seconds", "spans/s", "e2e/raw", "server peak RSS")
-        print(f"| {'path':40} | " + " | ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)) + " |")
-        print(f"|{'-' * 42}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 17}|")
+        print(f"| {'path':52} | " + " | ".join(f"{h:>{w}}" for h, w in zip(header, widths, strict=True)) + " |")
+        print(f"|{'-' * 54}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 17}|")
         for label, seconds, rss in results:
-            ratio = f"{raw1 / seconds:.2f}" if label.startswith("end") else ""
-            print(f"| {label:40} | {n:>7} | {seconds:>7.2f} | {n / seconds:>8,.0f} | {ratio:>7} | {rss:>15} |")
+            ratio = f"{raw1 / seconds:.2f}" if label.startswith("end") and raw1 else ""
+            print(f"| {label:52} | {n:>7} | {seconds:>7.2f} | {n / seconds:>8,.0f} | {ratio:>7} | {rss:>15} |")
         print()
         us = 1e6 / n
         pg = "n/a (remote)" if e2e["postgres_cpu"] is None else f"{e2e['postgres_cpu'] * us:.1f} us"
-        if raw_pg_cpu[0] is not None:
+        if raw_pg_cpu and raw_pg_cpu[0] is not None:
             pg += f" (raw COPY: {raw_pg_cpu[0] * us:.1f} us)"
+        if not args.skip_raw:
+            print(f"end to end vs raw on 2 connections: {results[1][1] / e2e['seconds']:.2f}")
         print(
-            f"end to end vs raw on 2 connections: {results[1][1] / e2e['seconds']:.2f}; CPU per span: server "
-            f"{e2e['server_cpu'] * us:.1f} us, postgres {pg}, clients {e2e['client_cpu'] * us:.1f} us "
-            f"(2 cores give {2 * e2e['seconds'] * us:.1f} us of wall time per span)"
+            f"CPU per span: server {e2e['server_cpu'] * us:.1f} us, postgres {pg}, clients "
+            f"{e2e['client_cpu'] * us:.1f} us (2 cores give {2 * e2e['seconds'] * us:.1f} us of wall time per span)"
         )
         print(
             f"server RSS idle {e2e['rss_idle'] / 2**20:.0f} MiB; 503 retries {e2e['retries']}, "
             f"failures {e2e['failures']}; {records} request records; load {os.getloadavg()[0]:.2f}"
         )
-        grpc_run = runs["grpc"]
-        ratio = e2e["seconds"] / grpc_run["seconds"]
-        print(
-            f"OTLP/gRPC vs OTLP/HTTP: {n / grpc_run['seconds']:,.0f} vs {n / e2e['seconds']:,.0f} spans/s = "
-            f"{ratio:.2f}x "
-            f"(goal >= 0.9x); gRPC server CPU per span {grpc_run['server_cpu'] * us:.1f} us, "
-            f"retries {grpc_run['retries']}, failures {grpc_run['failures']}"
-        )
-        if e2e["failures"] or grpc_run["failures"]:
+        for name, run_ in runs.items():
+            print(f"database connections at the end of {name} (transport/workers): {run_['writer_connections']}")
+        if not args.skip_grpc:
+            grpc_run = runs[f"grpc/{worker_counts[0]}"]
+            ratio = e2e["seconds"] / grpc_run["seconds"]
+            print(
+                f"OTLP/gRPC vs OTLP/HTTP: {n / grpc_run['seconds']:,.0f} vs {n / e2e['seconds']:,.0f} spans/s = "
+                f"{ratio:.2f}x "
+                f"(goal >= 0.9x); gRPC server CPU per span {grpc_run['server_cpu'] * us:.1f} us, "
+                f"retries {grpc_run['retries']}, failures {grpc_run['failures']}"
+            )
+        if any(r["failures"] for r in runs.values()):
             raise SystemExit("some requests failed")
     finally:
-        asyncio.run(drop_database(admin_url, url))
+        if args.in_place:
+            asyncio.run(reset_tables(url))
+        else:
+            asyncio.run(drop_database(admin_url, url))
 
 
 def main(argv: list[str] | None = None) -> int:

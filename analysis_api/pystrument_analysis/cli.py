@@ -30,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a --host beyond loopback without PYSTRUMENT_API_TOKEN (env PYSTRUMENT_INSECURE=1)",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes sharing the port (default 1, env PYSTRUMENT_WORKERS); each has its own database "
+        "connections; the schema is migrated once, before they start",
+    )
+    serve.add_argument(
         "--access-log",
         action="store_true",
         help="log every HTTP request (off by default: at ingest rates it is one log line per export)",
@@ -87,6 +94,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pystrument: {exc}", file=sys.stderr)
             return 2
         return run_demo(settings, options)
+    from pystrument_collector.settings import workers_from_env
+
+    try:
+        workers = args.workers if args.workers is not None else workers_from_env()
+        if workers < 1:
+            raise ValueError(f"--workers {workers}: give a positive number of processes")
+    except ValueError as exc:
+        print(f"pystrument: {exc}", file=sys.stderr)
+        return 2
+    if workers > 1:
+        return _serve_workers(settings, workers, access_log=args.access_log, grpc_port=args.grpc_port)
     return _serve(settings, access_log=args.access_log)
 
 
@@ -130,6 +148,70 @@ def _serve(settings: object, *, access_log: bool = False) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _serve_workers(settings: object, workers: int, *, access_log: bool, grpc_port: int | None) -> int:
+    """N processes on one port: uvicorn binds the socket here and hands it to each (every one accepts on it);
+    OTLP/gRPC binds the port in each with SO_REUSEPORT. The schema is migrated and today's partitions are made here,
+    once, before any process starts (their own start-up migration then finds nothing to do). With no database URL
+    the embedded Postgres is started here too, and the processes share it. Analysis jobs are claimed by one process
+    each (an update that re-checks the job is still runnable), and maintenance runs under an advisory lock."""
+    import os
+
+    import uvicorn
+    from pystrument_collector.db import Database
+    from pystrument_collector.retention import ensure_partitions
+    from pystrument_collector.settings import (
+        ENV_DATABASE_URL,
+        ENV_GRPC_PORT,
+        ENV_HOST,
+        ENV_PORT,
+        ENV_WORKERS,
+        Settings,
+    )
+
+    assert isinstance(settings, Settings)
+    db = Database(settings.database_url, settings.data_dir)
+
+    async def prepare() -> str:
+        await db.start()
+        await db.migrate()
+        await ensure_partitions(db)
+        await db.engine.dispose()  # the processes open their own connections
+        assert db.url is not None
+        return db.url
+
+    try:
+        url = asyncio.run(prepare())
+        os.environ[ENV_DATABASE_URL] = url
+        os.environ[ENV_HOST] = settings.host
+        os.environ[ENV_PORT] = str(settings.port)
+        os.environ[ENV_WORKERS] = str(workers)
+        if grpc_port is not None:
+            os.environ[ENV_GRPC_PORT] = str(grpc_port)
+        logging.getLogger(__name__).info("pystrument: %d worker processes on port %s", workers, settings.port)
+        uvicorn.run(
+            "pystrument_analysis.cli:worker_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level="info",
+            access_log=access_log,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        asyncio.run(db.stop())  # the embedded Postgres, when this process started it
+    return 0
+
+
+def worker_app() -> object:
+    """One ``serve --workers N`` process's app, from the environment the parent set."""
+    from pystrument_collector.settings import Settings
+
+    from pystrument_analysis.app import create_app
+
+    return create_app(Settings.from_env(), freeze_gc=True)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,23 @@ ENV_PORT = "PYSTRUMENT_PORT"
 ENV_CORS_ORIGINS = "PYSTRUMENT_CORS_ORIGINS"
 ENV_GRPC_PORT = "PYSTRUMENT_GRPC_PORT"
 ENV_ALLOWED_HOSTS = "PYSTRUMENT_ALLOWED_HOSTS"
+ENV_WORKERS = "PYSTRUMENT_WORKERS"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_GRPC_PORT = 4317  # OTLP/gRPC's registered port: what every OpenTelemetry SDK exports to by default
 DRIVER = "postgresql+asyncpg"
 URL_EXAMPLE = f"{DRIVER}://user:password@host:5432/dbname"
+
+
+def workers_from_env() -> int:
+    """``PYSTRUMENT_WORKERS``: server processes sharing the port (default 1)."""
+    text = os.environ.get(ENV_WORKERS, "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{ENV_WORKERS}={text!r} must be a positive whole number of processes, e.g. 2")
+    return int(text)
 
 
 def normalize_database_url(url: str | None) -> str | None:

@@ -660,7 +660,7 @@ async def test_job_in_flight_at_shutdown_is_rerun_after_restart(
     from pystrument_collector.db.models import Analysis
 
     url = fake_ai.script("restart", Reply(body=GOOD, delay=30), default=Reply(body=GOOD))
-    await plant_n_plus_one(perf, t)
+    project = await plant_n_plus_one(perf, t)
     config = {"ai_services": {"mine": {"provider": "custom", "endpoint": f"{url}/analyze", "timeout": 60}}}
     async with apps.run(config) as client:
         analysis_id = (await trigger(client, ai_service="mine"))["analysis_id"]
@@ -671,7 +671,7 @@ async def test_job_in_flight_at_shutdown_is_rerun_after_restart(
         stopped_at = time.monotonic()
     assert time.monotonic() - stopped_at < 5  # shutdown does not wait for the AI call
     async with db.session() as s:
-        row = await s.get_one(Analysis, analysis_id)
+        row = await s.get_one(Analysis, (project.id, analysis_id))  # keyed by project (migration 0008)
         assert (row.status, row.claimed_by, row.attempts, row.lease_expires_at) == ("pending", None, 0, None)
     async with apps.run(config) as client:
         result = await wait_done(client, analysis_id)

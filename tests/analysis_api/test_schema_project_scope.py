@@ -35,6 +35,8 @@ FAN_OUT = {
     "SELECT count(*) AS count_1 \nFROM analyses \nWHERE analyses.status = $1::VARCHAR": "queue depth for the ETA",
     # GET /analysis/results/{id} answers by the unguessable id alone (seed 5.3.2 has no project in it).
     "WHERE analyses.id = $1::VARCHAR": "a result read by its id alone",
+    # At shutdown a worker hands its running jobs back to the queue, whatever their project.
+    "WHERE analyses.claimed_by = $7::VARCHAR AND analyses.status = $8::VARCHAR": "a stopping worker's jobs",
 }
 
 

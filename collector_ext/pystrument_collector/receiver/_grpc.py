@@ -25,7 +25,7 @@ from google.rpc.status_pb2 import Status
 from pystrument_collector.ingest import IngestError
 from pystrument_collector.receiver._body import Reservation
 from pystrument_collector.receiver._pipeline import LOGS, METRICS, TRACES, ExportPipeline, Signal
-from pystrument_collector.settings import ENV_GRPC_PORT
+from pystrument_collector.settings import ENV_GRPC_PORT, workers_from_env
 
 if TYPE_CHECKING:
     from pystrument_collector.db import Database
@@ -95,9 +95,12 @@ class GrpcReceiver:
 
     async def start(self, host: str, port: int) -> int:
         """Bind and start; ``OSError`` naming the fix when the address is taken."""
+        # A second server on the port must fail, not share its traffic; except the processes of one
+        # ``serve --workers N``, which share it on purpose (the kernel spreads connections over them).
+        shared = workers_from_env() > 1
         server = grpc.aio.server(
             options=[
-                ("grpc.so_reuseport", 0),  # a second server on the port must fail, not share its traffic
+                ("grpc.so_reuseport", 1 if shared else 0),
                 ("grpc.max_receive_message_length", self.pipeline.limit),
                 ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ]

@@ -30,15 +30,22 @@ def _clean_framework(framework: str) -> str:
     return cleaned.lower() if cleaned.lower() in KNOWN_FRAMEWORKS else cleaned
 
 
-def _last_activity() -> ColumnElement[datetime | None]:
-    """Newest of the stored ``last_activity`` and the newest record, so it is right whoever updates it."""
-    newest_record = (
-        select(func.max(PerformanceRecord.timestamp))
-        .where(PerformanceRecord.project_id == Project.id)
-        .correlate(Project)
-        .scalar_subquery()
+async def _newest_records(session: AsyncSession, project_ids: list[int]) -> dict[int, datetime]:
+    """Each project's newest record time. Not a subquery correlated with ``projects``: on Citus that is a reference
+    table, and a distributed table cannot be correlated with it; here each project's rows are read by its key."""
+    if not project_ids:
+        return {}
+    r = PerformanceRecord
+    rows = await session.execute(
+        select(r.project_id, func.max(r.timestamp)).where(r.project_id.in_(project_ids)).group_by(r.project_id)
     )
-    return func.greatest(Project.last_activity, newest_record)
+    return {int(pid): newest for pid, newest in rows.all() if newest is not None}
+
+
+def _last_activity(stored: datetime | None, newest_record: datetime | None) -> datetime | None:
+    """Newest of the stored ``last_activity`` and the newest record, so it is right whoever updates it."""
+    known = [t for t in (stored, newest_record) if t is not None]
+    return max(known) if known else None
 
 
 def _opt_seconds(value: datetime | None) -> datetime | None:
@@ -74,14 +81,16 @@ async def list_page(
     if status:
         conditions.append(Project.status == status)
     total = await session.scalar(select(func.count()).select_from(Project).where(*conditions)) or 0
-    last_activity = _last_activity().label("last_activity")
-    rows = await session.execute(
-        select(Project, last_activity)
-        .where(*conditions)
-        .order_by(Project.created_at.desc(), Project.id.desc())
-        .offset(offset(page, size))
-        .limit(size)
-    )
+    page_rows = (
+        await session.scalars(
+            select(Project)
+            .where(*conditions)
+            .order_by(Project.created_at.desc(), Project.id.desc())
+            .offset(offset(page, size))
+            .limit(size)
+        )
+    ).all()
+    newest = await _newest_records(session, [p.id for p in page_rows])
     projects = [
         schemas.ProjectItem(
             project_key=p.project_key,
@@ -93,7 +102,8 @@ async def list_page(
             created_at=utc_seconds(p.created_at),
             id=p.id,
         )
-        for p, activity in rows.all()
+        for p in page_rows
+        for activity in [_last_activity(p.last_activity, newest.get(p.id))]
     ]
     return schemas.ProjectPage(projects=projects, total=total, page=page, size=size)
 
@@ -104,17 +114,8 @@ async def detail(session: AsyncSession, project_key: str) -> schemas.ProjectDeta
 
 
 async def _detail_of(session: AsyncSession, project: Project) -> schemas.ProjectDetail:
-    row = (
-        await session.execute(
-            select(
-                select(func.count())
-                .select_from(PerformanceRecord)
-                .where(PerformanceRecord.project_id == project.id)
-                .scalar_subquery(),
-                select(_last_activity()).where(Project.id == project.id).scalar_subquery(),
-            )
-        )
-    ).one()
+    r = PerformanceRecord
+    row = (await session.execute(select(func.count(), func.max(r.timestamp)).where(r.project_id == project.id))).one()
     return schemas.ProjectDetail(
         project_key=project.project_key,
         name=project.name,
@@ -123,7 +124,7 @@ async def _detail_of(session: AsyncSession, project: Project) -> schemas.Project
         status=project.status,
         created_at=utc_seconds(project.created_at),
         updated_at=utc_seconds(project.updated_at),
-        last_activity=_opt_seconds(row[1]),
+        last_activity=_opt_seconds(_last_activity(project.last_activity, row[1])),
         record_count=int(row[0]),
         id=project.id,
     )
