@@ -221,6 +221,8 @@ def test_big_trace_is_interactive_fast(served: str, browser: Any) -> None:
     base = served
     created = httpx.post(base + "/api/v1/projects", json={"name": "big", "framework": "flask"}).json()
     key = created["data"]["project_key"]
+    listed = httpx.get(base + "/api/v1/projects", params={"size": 100}).json()["data"]["projects"]
+    project_id = next(p["id"] for p in listed if p["project_key"] == key)  # UI URLs name a project by id
     trace_id = send_big_trace(base, key)
     detail_url = f"{base}/api/v1/performance/records/{trace_id}"
     deadline = time.monotonic() + 30
@@ -245,7 +247,7 @@ def test_big_trace_is_interactive_fast(served: str, browser: Any) -> None:
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
-        page.goto(f"{base}/projects/{key}/traces/{trace_id}")
+        page.goto(f"{base}/projects/{project_id}/traces/{trace_id}")
         wait_for_js(page, "window.__ui && window.__ui.rendered", timeout=15)
         rendered = page.evaluate("window.__ui.rendered")
         api = page.evaluate(
@@ -282,7 +284,7 @@ def test_big_trace_is_interactive_fast(served: str, browser: Any) -> None:
     page = context.new_page()
     navs = []
     for _ in range(IN_APP_RUNS):
-        page.goto(f"{base}/projects/{key}/monitor")
+        page.goto(f"{base}/projects/{project_id}/monitor")
         page.get_by_test_id("record-row").first.get_by_role("link").wait_for()
         page.evaluate(
             "() => { window.__ui = { start: performance.now() };"

@@ -152,12 +152,15 @@ def test_ui_journey(live_server, browser_page, get_free_port, spawn_app) -> None
     setup.get_by_test_id("setup-tab-collector").click()
     expect(setup.get_by_test_id("setup-snippet")).to_contain_text(f"PYSTRUMENT_PROJECT_KEY={key}")
     expect(setup.get_by_test_id("setup-snippet")).to_contain_text(f"PYSTRUMENT_ENDPOINT={base}")
-    expect(page.get_by_test_id("project-select")).to_have_value(key)
+    project_id = next(
+        p["id"] for p in httpx.get(base + "/api/v1/projects").json()["data"]["projects"] if p["project_key"] == key
+    )
+    expect(page.get_by_test_id("project-select")).to_have_value(str(project_id))  # the first project is selected
     shot(page, "journey-1-created")
 
     # 2. The project page waits for data; a real Flask app under opentelemetry-instrument sends it.
     page.get_by_test_id("open-created").click()
-    page.wait_for_url(f"**/projects/{key}")
+    page.wait_for_url(f"**/projects/{project_id}")
     expect(page.get_by_test_id("empty")).to_be_visible()
     app.wait_ready()
     for _ in range(3):
@@ -315,9 +318,11 @@ def test_ui_journey(live_server, browser_page, get_free_port, spawn_app) -> None
     expect(page.get_by_test_id("project-title")).to_have_text("Flask shop (prod)")
     page.get_by_test_id("rotate-key").click()
     page.get_by_role("dialog", name="Rotate the project key?").get_by_test_id("confirm-ok").click()
-    page.wait_for_url(lambda url: re.search(r"/projects/proj_[0-9a-f]{24}$", url) is not None and key not in url)
-    new_key = page.url.rsplit("/", 1)[1]
-    assert new_key != key
+    # The URL names the project by id, so it stays; the page shows the new key.
+    expect(page.get_by_test_id("project-key")).not_to_have_text(key)
+    assert page.url.endswith(f"/projects/{project_id}"), page.url
+    new_key = page.get_by_test_id("project-key").inner_text().strip()
+    assert re.fullmatch(r"proj_[0-9a-f]{24}", new_key) and new_key != key
     expect(page.get_by_test_id("project-key")).to_have_text(new_key)
     expect(page.get_by_test_id("record-row")).to_have_count(7)
     assert httpx.get(base + f"/api/v1/projects/{key}").status_code == 404
