@@ -188,7 +188,8 @@ async def test_the_full_path_runs_on_one_shard_per_query(citus_url: str, tmp_pat
 def _exercise(url: str, httpx: Any) -> dict[str, Any]:
     """Create a project, send OTLP/JSON spans of 30 requests, read everything back, run an analysis."""
     api = url + "/api/v1"
-    key = httpx.post(api + "/projects", json={"name": "citus-shop", "framework": "flask"}).json()["data"]["project_key"]
+    created = httpx.post(api + "/projects", json={"name": "citus-shop", "framework": "flask"}, timeout=60)
+    key = created.json()["data"]["project_key"]
     now = time.time_ns()
     spans = []
     traces = []
@@ -233,7 +234,7 @@ def _exercise(url: str, httpx: Any) -> dict[str, Any]:
             }
         ]
     }
-    r = httpx.post(url + "/v1/traces", json=body, headers={"x-project-key": key})
+    r = httpx.post(url + "/v1/traces", json=body, headers={"x-project-key": key}, timeout=60)
     assert r.status_code == 200, r.text
 
     def get(path: str, **params: Any) -> dict[str, Any]:
@@ -261,7 +262,7 @@ def _exercise(url: str, httpx: Any) -> dict[str, Any]:
     get("/performance/routes/differential", route="/checkout", **hour)
     get(f"/projects/{key}")
     trigger = httpx.post(
-        api + "/analysis/trigger", json={"trace_id": traces[9], "project_key": key, "ai_service": "builtin"}
+        api + "/analysis/trigger", json={"trace_id": traces[9], "project_key": key, "ai_service": "builtin"}, timeout=60
     ).json()
     assert trigger["code"] == 0, trigger
     analysis_id = trigger["data"]["analysis_id"]
