@@ -1,0 +1,53 @@
+/**
+ * Client calls of the aggregated views (`/performance/flame`, `/performance/function`), typed from the generated
+ * schema, in the same envelope handling as `Api` (an `ApiError` with the server's message on failure).
+ */
+import { ApiError, queryString, type QueryOf } from './api';
+import type { FlameTree, FunctionView } from './aggflame';
+
+export type FlameQuery = QueryOf<'getFlameTree'>;
+export type FunctionQuery = QueryOf<'getFunctionView'>;
+
+async function call<T>(path: string, signal?: AbortSignal, fetcher: typeof fetch = fetch): Promise<T> {
+	let response: Response;
+	try {
+		response = await fetcher(path, { headers: { accept: 'application/json' }, signal });
+	} catch (err) {
+		if (err instanceof DOMException && err.name === 'AbortError') throw err;
+		throw new ApiError(`network error: ${(err as Error).message ?? String(err)}`, 0, 0);
+	}
+	let payload: unknown = null;
+	try {
+		payload = await response.json();
+	} catch {
+		payload = null;
+	}
+	if (payload && typeof payload === 'object' && 'code' in payload) {
+		const env = payload as { code: number; msg?: string; data: T };
+		if (env.code === 0 && response.ok) return env.data;
+		throw new ApiError(env.msg || `HTTP ${response.status}`, env.code, response.status);
+	}
+	throw new ApiError(`HTTP ${response.status} ${response.statusText}`.trim(), response.status, response.status);
+}
+
+export function flameTree(query: FlameQuery, signal?: AbortSignal, fetcher?: typeof fetch): Promise<FlameTree> {
+	return call<FlameTree>(`/api/v1/performance/flame${queryString(query)}`, signal, fetcher);
+}
+
+export function functionView(query: FunctionQuery, signal?: AbortSignal, fetcher?: typeof fetch): Promise<FunctionView> {
+	return call<FunctionView>(`/api/v1/performance/function${queryString(query)}`, signal, fetcher);
+}
+
+/** A time range from the URL: explicit `from`/`to` (ISO) win, else a preset ending now (default 24 h). */
+export const PRESETS: Record<string, number> = { '15m': 900, '1h': 3600, '6h': 21600, '24h': 86400, '7d': 604800, '30d': 2592000 };
+
+export function rangeOf(search: URLSearchParams, fromKey = 'from', toKey = 'to', now = Date.now()): { start: string; end: string; preset: string | null } {
+	const from = search.get(fromKey);
+	const to = search.get(toKey);
+	if (from && to && !Number.isNaN(Date.parse(from)) && !Number.isNaN(Date.parse(to))) {
+		return { start: new Date(from).toISOString(), end: new Date(to).toISOString(), preset: null };
+	}
+	const preset = search.get('range') ?? '24h';
+	const seconds = PRESETS[preset] ?? PRESETS['24h']!;
+	return { start: new Date(now - seconds * 1000).toISOString(), end: new Date(now).toISOString(), preset: preset in PRESETS ? preset : '24h' };
+}
