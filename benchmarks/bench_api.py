@@ -50,6 +50,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--spans-per-request", type=int, default=10, help="spans per request (default 10)")
     parser.add_argument("--runs", type=int, default=200, help="timed calls per endpoint (default 200)")
     parser.add_argument("--quick", action="store_true", help="100k requests, 50 runs")
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="use PYSTRUMENT_DATABASE_URL's database itself (e.g. a Citus coordinator's; its pystrument tables are "
+        "dropped first), not a new one",
+    )
     args, _unknown = parser.parse_known_args(argv)
     if args.quick:
         args.requests, args.runs = min(args.requests, 100_000), min(args.runs, 50)
@@ -144,19 +150,33 @@ def _connect_params(url: str) -> dict[str, Any]:
     return dict(params)
 
 
-async def prepare(admin_url: str) -> str:
-    """A fresh, migrated database with span partitions for the last 8 days; returns its URL."""
+WIPE = """
+DROP TABLE IF EXISTS spans, logs, performance_records, route_rollups, analyses, api_sessions, projects,
+    alembic_version CASCADE;
+DROP FUNCTION IF EXISTS pystrument_delete_project_spans, pystrument_delete_project_logs, pystrument_rollup_insert,
+    pystrument_rollup_delete, pystrument_rollup_update, pystrument_rollup_truncate, pystrument_rollup_rebuild,
+    pystrument_rollup_add, pystrument_duration_bucket CASCADE;
+"""
+
+
+async def prepare(admin_url: str, in_place: bool = False) -> str:
+    """A fresh (or, ``in_place``, the given, wiped), migrated database with span partitions for the last 8 days;
+    returns its URL."""
     import asyncpg
     from pystrument_collector.db import Database
     from pystrument_collector.retention import ensure_partitions
 
-    name = f"bench_api_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(**_connect_params(admin_url))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        if in_place:
+            await conn.execute(WIPE)
+            url = admin_url
+        else:
+            name = f"bench_api_{uuid.uuid4().hex[:10]}"
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            url = _with_database(admin_url, name)
     finally:
         await conn.close()
-    url = _with_database(admin_url, name)
     db = Database(url)
     await db.start()
     try:
@@ -180,10 +200,26 @@ async def _project(conn: Any, name: str) -> tuple[int, str]:
     return int(project_id), key
 
 
+ROLLUP_ADD_SQL = (
+    "SELECT pystrument_rollup_add($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::float8[], $8::bool[])"
+)
+
+
 async def _copy(conn: Any, rows: list[tuple[Any, ...]]) -> float:
+    """COPY the records; where there is no rollup trigger (Citus), add them to the rollups as the writer does."""
     started = time.perf_counter()
+    trigger = await conn.fetchval(
+        "SELECT count(*) FROM pg_trigger WHERE tgname = 'records_rollup_insert' "
+        "AND tgrelid = 'performance_records'::regclass"
+    )
     for i in range(0, len(rows), CHUNK):
-        await conn.copy_records_to_table("performance_records", records=rows[i : i + CHUNK], columns=RECORD_COLUMNS)
+        chunk = rows[i : i + CHUNK]
+        await conn.copy_records_to_table("performance_records", records=chunk, columns=RECORD_COLUMNS)
+        if not trigger:
+            cols = list(zip(*chunk, strict=True))
+            # project_id, timestamp, service_name, method, route, path (route '' never here), duration, is_error
+            await conn.execute(ROLLUP_ADD_SQL, cols[2], cols[12], cols[3], cols[4], cols[5], cols[6], cols[8], cols[11])
     return time.perf_counter() - started
 
 
@@ -231,13 +267,23 @@ async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, A
         project_id, key = await _project(conn, "bench")
         other_id, _ = await _project(conn, "other")
         out["key"] = key
-        without, with_trigger = await trigger_cost(conn, project_id, now)
-        out["copy_without_trigger"] = COMPARE_ROWS / without
-        out["copy_with_trigger"] = COMPARE_ROWS / with_trigger
-        print(
-            f"  ingest-like writes ({INGEST_BATCH} records per INSERT and transaction, {COMPARE_ROWS:,} records): "
-            f"{COMPARE_ROWS / without:,.0f}/s without the rollup trigger, {COMPARE_ROWS / with_trigger:,.0f}/s with it"
+        has_trigger = await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'records_rollup_insert' "
+            "AND tgrelid = 'performance_records'::regclass"
         )
+        if has_trigger:
+            without, with_trigger = await trigger_cost(conn, project_id, now)
+            out["copy_without_trigger"] = COMPARE_ROWS / without
+            out["copy_with_trigger"] = COMPARE_ROWS / with_trigger
+            print(
+                f"  ingest-like writes ({INGEST_BATCH} records per INSERT and transaction, {COMPARE_ROWS:,} records): "
+                f"{COMPARE_ROWS / without:,.0f}/s without the rollup trigger, "
+                f"{COMPARE_ROWS / with_trigger:,.0f}/s with it"
+            )
+        else:
+            print(
+                "  no rollup trigger (Citus): rollups added by pystrument_rollup_add after each COPY (as by the writer)"
+            )
 
         started = time.perf_counter()
         rows = record_rows(args.requests, project_id, now, seed=1)
@@ -282,16 +328,44 @@ async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, A
             "WHERE relname IN ('performance_records', 'route_rollups') ORDER BY relname"
         )
         rollup_rows = await conn.fetchval("SELECT count(*) FROM route_rollups")
-        spans_size = await conn.fetchval(
-            "SELECT pg_size_pretty(sum(pg_total_relation_size(i.inhrelid))) FROM pg_inherits i "
-            "WHERE i.inhparent = 'spans'::regclass"
-        )
+        spans_bytes, span_count, heap_bytes, citus = await span_storage(conn)
     finally:
         await conn.close()
+    out["bytes_per_span"] = spans_bytes / max(1, span_count)
     print(f"  VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
-    print("  sizes: " + ", ".join(f"{r['relname']} {r['size']}" for r in sizes) + f", spans {spans_size}")
+    print(
+        "  sizes: "
+        + ", ".join(f"{r['relname']} {r['size']}" for r in sizes)
+        + f", spans {spans_bytes / 2**20:,.0f} MiB ({heap_bytes / 2**20:,.0f} MiB of it table, the rest indexes)"
+    )
+    print(
+        f"  bytes per span on disk: {out['bytes_per_span']:.0f} ({span_count:,} spans; table, TOAST and indexes of "
+        f"every partition{', every shard' if citus else ''})"
+    )
     print(f"  route_rollups rows: {rollup_rows:,}")
     return out
+
+
+async def span_storage(conn: Any) -> tuple[int, int, int, bool]:
+    """(bytes on disk of every span partition, spans, bytes of their tables alone, on Citus): on Citus, the sums
+    over every shard."""
+    parts = [
+        r[0]
+        for r in await conn.fetch(
+            "SELECT i.inhrelid::regclass::text FROM pg_inherits i WHERE i.inhparent = 'spans'::regclass"
+        )
+    ]
+    citus = bool(await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'citus'"))
+    total = heap = 0
+    for part in parts:
+        if citus:
+            total += int(await conn.fetchval("SELECT citus_total_relation_size($1::regclass)", part) or 0)
+            heap += int(await conn.fetchval("SELECT citus_table_size($1::regclass)", part) or 0)
+        else:
+            total += int(await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", part) or 0)
+            heap += int(await conn.fetchval("SELECT pg_table_size($1::regclass)", part) or 0)
+    count = int(await conn.fetchval("SELECT count(*) FROM spans"))
+    return total, count, heap, citus
 
 
 # -- measuring ----------------------------------------------------------------------------------------------
@@ -310,7 +384,7 @@ async def measure(url: str, key: str, args: argparse.Namespace, now: datetime) -
     app = create_app(Settings(database_url=url, retention_days=0), api_token=None)
     week = {"start": (now - timedelta(days=DAYS)).isoformat(), "end": now.isoformat()}
     results: list[tuple[str, list[float], Any]] = []
-    async with AsyncTestClient(app=app, timeout=120) as client:
+    async with AsyncTestClient(app=app, timeout=120, base_url="http://127.0.0.1") as client:  # an allowed Host
         first = (await client.get("/api/v1/performance/records", params={"project_key": key, "size": 20})).json()
         cursor = first["data"]["next_cursor"]
         for _ in range(49):  # a cursor 50 pages deep
@@ -370,7 +444,7 @@ async def run_all(admin_url: str, args: argparse.Namespace) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     print(f"bench_api: {args.requests:,} requests, {args.spans_per_request} spans each, over {DAYS} days")
     started = time.perf_counter()
-    url = await prepare(admin_url)
+    url = await prepare(admin_url, args.in_place)
     seeded = await seed(url, args, now)
     print(f"  seeding took {time.perf_counter() - started:.0f} s")
     print("latency through the app (in-process ASGI client, sequential):")
