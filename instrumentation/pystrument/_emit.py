@@ -35,6 +35,8 @@ SAMPLES = "pystrument.samples"
 SELF_TIME_MS = "pystrument.self_time_ms"
 AWAIT_TIME_MS = "pystrument.await_time_ms"
 WAIT_TIME_MS = "pystrument.wait_time_ms"
+#: Self time in which the call's thread was ready to run but had no CPU core (a machine busier than its cores).
+CPU_WAIT_MS = "pystrument.cpu_wait_ms"
 LIBRARY = "pystrument.library"
 PRECISION_MS = "pystrument.time_precision_ms"
 THREAD = "pystrument.thread"
@@ -77,12 +79,16 @@ def build(recording: Recording, min_duration: float, max_calls: int) -> list[Cal
         else:
             others.append((lane.token, calls))
     calls = prune(attach_lanes(main, others), min_duration, max_calls)
-    ends = {
-        claim[len(END_CLAIM) :]: t
-        for lane in recording.lanes
-        for t, _, claim in lane.marks or ()
-        if claim.startswith(END_CLAIM)
-    }
+    # The call that started a child span was on the stack from its start to its end: whatever moved its claim since
+    # (a library chain absorbed into its owner, a short call pruned into its caller), the claimer covers both.
+    ends: dict[str, float] = {}
+    for lane in recording.lanes:
+        for t, _, claim in lane.marks or ():
+            if claim:
+                if claim.startswith(END_CLAIM):
+                    claim = claim[len(END_CLAIM) :]
+                if t > ends.get(claim, 0.0):
+                    ends[claim] = t
     if ends:
         cover_claims(calls, ends)
     return calls
@@ -180,6 +186,8 @@ def emit_calls(
                 attributes[AWAIT_TIME_MS] = round(call.await_time * 1000, 3)
             if call.wait_time > 0:
                 attributes[WAIT_TIME_MS] = round(call.wait_time * 1000, 3)
+            if call.queue_time > 0:
+                attributes[CPU_WAIT_MS] = round(call.queue_time * 1000, 3)
             if call.loop_wait_time > 0:
                 attributes[LOOP_WAIT_MS] = round(call.loop_wait_time * 1000, 3)
             if call.claims:

@@ -30,6 +30,9 @@ OUT_OF_CONTEXT = OUT_OF_CONTEXT_FRAME_IDENTIFIER
 #: Leaf marker of the part of a thread's sample interval in which the thread did not run (its CPU clock stood
 #: still): it waited in a C call (sleep, I/O, a lock) or for the GIL. Like ``[await]``, it is time of the frame above.
 WAIT = "[wait]"
+#: Leaf marker of the part of a thread's sample interval in which it was ready to run but had no CPU core (the
+#: kernel's run-queue delay: a machine busier than its cores). Neither the frame's work nor a wait on what it calls.
+QUEUED = "[queued]"
 #: Leaf marker of a waiting task whose awaited result is in (or that yielded): ready to run, it waits for the loop,
 #: which another task holds. Time of the frame above, counted as its loop-wait time.
 READY = "[ready]"

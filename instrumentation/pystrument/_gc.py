@@ -27,7 +27,7 @@ from typing import Any
 
 from pyinstrument.frame_ops import FrameRecordType
 
-from pystrument._frames import AWAIT, GC_FILE, MARK, OUT_OF_CONTEXT, READY, WAIT, call_key
+from pystrument._frames import AWAIT, GC_FILE, MARK, OUT_OF_CONTEXT, QUEUED, READY, WAIT, call_key
 from pystrument._safety import log_once
 
 #: Shortest pause kept, in seconds.
@@ -215,7 +215,11 @@ def _shared(a: list[str], b: list[str]) -> list[str]:
     differs between samples); markers such as ``[await]`` excluded."""
     n = 0
     for x, y in zip(a, b, strict=False):
-        if x in (AWAIT, OUT_OF_CONTEXT, WAIT, READY) or x.startswith(MARK) or (x != y and call_key(x) != call_key(y)):
+        if (
+            x in (AWAIT, OUT_OF_CONTEXT, WAIT, READY, QUEUED)
+            or x.startswith(MARK)
+            or (x != y and call_key(x) != call_key(y))
+        ):
             break
         n += 1
     return list(a[:n])

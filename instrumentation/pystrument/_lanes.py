@@ -7,6 +7,7 @@ its timed samples into pyinstrument frame records ``(stack, seconds since the pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import threading
@@ -22,6 +23,7 @@ from pystrument._frames import (
     AWAIT,
     IDENTIFIER_SEP,
     MARK,
+    QUEUED,
     READY,
     WAIT,
     MarkMemo,
@@ -62,6 +64,140 @@ def thread_cpu_clock(thread_id: int) -> int:
     return ((~native) << 3) | 6 if isinstance(native, int) and native > 0 else 0
 
 
+#: Open ``/proc/self/task/<tid>/schedstat`` files by kernel thread id (one ``pread`` reads a thread's CPU time and its
+#: run-queue delay); -1 where there is none. Entries of threads that are gone are dropped when the table grows.
+_schedstat: dict[int, int] = {}
+SCHEDSTAT_KEEP = 256
+
+
+def _forget_schedstat() -> None:
+    for fd in _schedstat.values():
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _schedstat.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_schedstat)
+
+
+def schedstat_fd(thread_id: int) -> int:
+    """An open schedstat file of a thread of this process (Linux), -1 when there is none."""
+    if sys.platform != "linux":
+        return -1
+    thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
+    native = getattr(thread, "native_id", None)
+    if not isinstance(native, int) or native <= 0:
+        return -1
+    fd = _schedstat.get(native)
+    if fd is not None:
+        return fd
+    if len(_schedstat) >= SCHEDSTAT_KEEP:
+        alive = {getattr(t, "native_id", None) for t in threading.enumerate()}
+        for gone in [n for n in _schedstat if n not in alive]:
+            old = _schedstat.pop(gone)
+            if old >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(old)
+    try:
+        fd = os.open(f"/proc/self/task/{native}/schedstat", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        fd = -1
+    _schedstat[native] = fd
+    return fd
+
+
+def _libc_pread() -> Any:
+    """libc's ``pread`` called with the GIL held (``ctypes.PyDLL``): ``os.pread`` gives the GIL up, and the sampler
+    could then wait a switch interval to get it back from a thread running Python code."""
+    try:
+        import ctypes
+
+        pread = ctypes.PyDLL(None).pread
+        pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
+        pread.restype = ctypes.c_ssize_t
+        return pread, ctypes.create_string_buffer(96)
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+_pread: Any = False  # not looked up yet
+
+
+def read_schedstat(fd: int) -> tuple[float, float] | None:
+    """(CPU seconds, seconds ready to run without a core) of the thread; None when it is gone or unreadable."""
+    global _pread
+    if _pread is False:
+        _pread = _libc_pread()
+    if _pread is None:
+        return None
+    pread, buffer = _pread
+    n = pread(fd, buffer, 96, 0)
+    if n <= 0:
+        return None
+    fields = buffer.raw[:n].split()
+    try:
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+    except (ValueError, IndexError):
+        return None
+
+
+#: The sampler thread's id (``_sampler.py`` sets it): the one thread that reads schedstat files.
+sampler_thread = [0]
+
+
+class ThreadClock:
+    """Reads a thread's CPU clock for its lane; where the clock says the thread did not run, also the time it was
+    ready to run but had no core (the kernel's run-queue delay, from schedstat), so that a busy machine's queue is
+    not taken for a wait in the code. The CPU time comes from the clock, which is exact; schedstat's lags by up to a
+    scheduler tick for a running thread."""
+
+    thread_id = 0
+    _clock: int | None = None
+    _sched = -2  # not looked up yet
+    #: The thread's run-queue delay at the previous schedstat reading (None: not read yet).
+    delay_last: float | None = None
+
+    def _read_clock(self) -> float | None:
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = thread_cpu_clock(self.thread_id)
+            self._read_queue()  # the run-queue baseline, once
+        if clock:
+            try:
+                return time.clock_gettime(clock)
+            except OSError:  # the thread is gone
+                self._clock = 0
+        return None
+
+    def _read_queue(self) -> float:
+        """Seconds the thread was ready to run without a core since the previous call; -1 when not known. Read on
+        the sampler thread only: reading a file gives up the GIL, which a sample taken by a collecting thread as a
+        garbage collection starts must not (another thread would run during the pause)."""
+        if threading.get_ident() != sampler_thread[0]:
+            return -1.0
+        fd = self._sched
+        if fd == -2:
+            fd = self._sched = schedstat_fd(self.thread_id)
+        if fd < 0:
+            return -1.0
+        times = read_schedstat(fd)
+        if times is None:
+            self._sched = -1
+            return -1.0
+        delay = times[1]
+        last, self.delay_last = self.delay_last, delay
+        return max(0.0, delay - last) if last is not None else -1.0
+
+    def _queued(self, dt: float, ran: float) -> float:
+        """The run-queue part of a sample interval ``dt`` in which the thread ran ``ran`` seconds: read only when the
+        thread ran less than it could (a wait to tell from a queue), else 0."""
+        if ran < 0.0 or dt - ran <= WAIT_MIN_SHARE * dt:
+            return 0.0
+        return self._read_queue()
+
+
 def thread_name(thread_id: int) -> str:
     """The name of a live thread by id (looked up off the request thread, for sessions)."""
     for thread in threading.enumerate():
@@ -86,6 +222,9 @@ class Lane:
     #: CPU seconds the lane's thread ran in each sample's interval, aligned with ``samples`` (-1: not known); None
     #: when not measured (tasks share their thread's clock).
     cpu: list[float] | None = None
+    #: Seconds of each sample's interval in which the lane's thread was ready to run without a core (run-queue
+    #: delay), aligned with ``cpu`` when measured (0: none seen or not looked at; -1: not known).
+    queue: list[float] | None = None
     #: Stacks seen by the request's own code at an instant: (time, stack, claim) (see ``mark``).
     marks: list[tuple[float, Stack, str]] | None = None
     #: The claim a hand-off mark makes for this lane (set by whoever hands the lane its work).
@@ -155,6 +294,16 @@ class Lane:
     def sample_count(self) -> int:
         return len(self.samples) + self.merged
 
+    def _add_queue(self, index: int, queued: float) -> None:
+        """Add run-queue time to sample ``index`` (the list is made, and padded, only where there is some)."""
+        if queued > 0.0:
+            queue = self.queue
+            if queue is None:
+                queue = self.queue = []
+            if len(queue) <= index:
+                queue.extend([0.0] * (index + 1 - len(queue)))
+            queue[index] += queued
+
     def busy_during(self, pauses: Sequence[tuple[float, float, int]]) -> float:
         """The part of ``busy`` that falls inside ``pauses`` (the intervals ``record`` counted as running)."""
         inside, previous = 0.0, self.start
@@ -190,9 +339,10 @@ class Lane:
         previous = self.start
         end = self.end if self.end is not None else float("inf")
         cpu = self.cpu
+        queue = self.queue
         samples = self.samples[:]
         if self.counts:
-            samples, cpu = _expand(samples, cpu, self.counts, self.start)
+            samples, cpu, queue = _expand(samples, cpu, queue, self.counts, self.start)
         marks = sorted(self.marks, key=_first) if self.marks else ()
         m = 0
         last: Stack = ()  # the stack seen last (a sample's or a mark's)
@@ -201,6 +351,7 @@ class Lane:
                 break
             dt = max(0.0, t - previous)
             ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
+            queued = queue[i] if queue is not None and i < len(queue) else 0.0
             if ran == WAIT_ONLY:  # the rest of a wait the run-length sample before it saw (ThreadLane._flush)
                 out.append(([*stack, WAIT], dt))
                 previous = t
@@ -211,15 +362,17 @@ class Lane:
                 m += 1
                 piece = max(0.0, at - previous)
                 mran = ran * piece / dt if ran >= 0.0 and dt > 0 else -1.0
+                mqueued = queued * piece / dt if queued > 0.0 and dt > 0 else 0.0
                 if piece > 0:
-                    _append(out, last, piece, mran, None)
+                    _append(out, last, piece, mran, mqueued)
                 out.append(([*mstack, MARK + claim], 0.0))
                 last = mstack
                 previous = max(previous, at)
                 dt = max(0.0, t - previous)
                 if ran >= 0.0:
                     ran = max(0.0, ran - mran)
-            _append(out, stack, dt, ran, None)
+                queued = max(0.0, queued - mqueued)
+            _append(out, stack, dt, ran, queued)
             previous, last = t, stack
         for at, mstack, claim in marks[m:]:
             if at > end:
@@ -265,24 +418,34 @@ def ticks(dt: float, interval: float) -> int:
 
 
 def _expand(
-    samples: list[tuple[float, Stack]], cpu: list[float] | None, counts: dict[int, int], start: float
-) -> tuple[list[tuple[float, Stack]], list[float] | None]:
-    """Run-length samples back to one per sample they stand for (times and CPU split evenly), so that records count
-    and split time as if every tick had been recorded."""
+    samples: list[tuple[float, Stack]],
+    cpu: list[float] | None,
+    queue: list[float] | None,
+    counts: dict[int, int],
+    start: float,
+) -> tuple[list[tuple[float, Stack]], list[float] | None, list[float] | None]:
+    """Run-length samples back to one per sample they stand for (times, CPU and run-queue time split evenly), so
+    that records count and split time as if every tick had been recorded."""
     out: list[tuple[float, Stack]] = []
     out_cpu: list[float] | None = [] if cpu is not None else None
+    out_queue: list[float] | None = [] if queue is not None else None
     previous = start
     for i, (t, stack) in enumerate(samples):
         n = counts.get(i, 1)
         ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
+        queued = queue[i] if queue is not None and i < len(queue) else 0.0
         if n == 1:
             out.append((t, stack))
             if out_cpu is not None:
                 out_cpu.append(ran)
+            if out_queue is not None:
+                out_queue.append(queued)
         elif n == 0:
             out.append((t, stack))
             if out_cpu is not None:
                 out_cpu.append(WAIT_ONLY)
+            if out_queue is not None:
+                out_queue.append(0.0)
         else:
             step = max(0.0, t - previous) / n
             share = ran / n if ran >= 0.0 else -1.0
@@ -290,18 +453,27 @@ def _expand(
                 out.append((t if k == n else previous + k * step, stack))
                 if out_cpu is not None:
                     out_cpu.append(share)
+                if out_queue is not None:
+                    out_queue.append(queued / n if queued > 0.0 else 0.0)
         previous = max(previous, t)
-    return out, out_cpu
+    return out, out_cpu, out_queue
 
 
-def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, leaf: str | None) -> None:
-    """One record of ``dt`` seconds, split into a wait part and a run part when the thread ran less than it could."""
-    wait = dt - ran
-    if ran >= 0.0 and stack and wait > WAIT_MIN_SHARE * dt:
-        # The wait first: its record does not count as a sample (``build_calls``), the run part does.
-        out.append(([*stack, WAIT], wait))
-        dt = ran
-    out.append(([*stack, leaf] if leaf is not None else list(stack), dt))
+def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, queued: float = 0.0) -> None:
+    """One record of ``dt`` seconds, split when the thread ran less than it could: the part it was ready to run
+    without a core (``queued``, the run-queue delay), the part it waited, and the part it ran."""
+    if ran >= 0.0 and stack and dt - ran > WAIT_MIN_SHARE * dt:
+        # The queue and the wait first: their records do not count as samples (``build_calls``), the run part does.
+        queued = min(queued, dt - ran) if queued > WAIT_MIN_SHARE * dt else 0.0
+        if queued > 0.0:
+            out.append(([*stack, QUEUED], queued))
+        wait = dt - ran - queued
+        if wait > WAIT_MIN_SHARE * dt:
+            out.append(([*stack, WAIT], wait))
+            dt = ran
+        else:
+            dt -= queued
+    out.append((list(stack), dt))
 
 
 #: Frame infos of the tracing machinery that starts a span (the OpenTelemetry API and SDK, the context managers
@@ -328,7 +500,7 @@ def strip_machinery(stack: Stack, stdlib: bool = False) -> Stack:
     return stack if n == len(stack) else stack[:n]
 
 
-class ThreadLane(Lane):
+class ThreadLane(ThreadClock, Lane):
     """A thread running the request synchronously (WSGI view, threadpool worker call). Each sample also reads the
     thread's CPU clock, so that the time it waited (in a C call, for a lock or the GIL) is told from the time it ran."""
 
@@ -337,7 +509,6 @@ class ThreadLane(Lane):
     _last: _LastStack | None = None
     #: The thread's CPU clock at the previous sample (set at the start by the request thread, which reads it anyway).
     cpu_last: float | None = None
-    _clock: int | None = None
     #: Set by ``capture``: the innermost frame is the previous tick's, at the same instruction (blocked in a call).
     _same_leaf = False
     #: A run of ticks that found the lane unchanged since its last sample: [time of the latest, samples it stands for].
@@ -448,19 +619,10 @@ class ThreadLane(Lane):
         cpu = self.cpu
         if cpu is None:
             cpu = self.cpu = []
+        dt = now - (samples[-1][0] if samples else self.start)
         samples.append((now, stack))
         cpu.append(ran)
-
-    def _read_clock(self) -> float | None:
-        clock = self._clock
-        if clock is None:
-            clock = self._clock = thread_cpu_clock(self.thread_id)
-        if clock:
-            try:
-                return time.clock_gettime(clock)
-            except OSError:  # the thread is gone
-                self._clock = 0
-        return None
+        self._add_queue(len(samples) - 1, self._queued(dt, ran))
 
     def _flush(self, now: float) -> None:
         """Write out the run of unchanged ticks before ``now`` (a changed stack's tick, or the lane's end): the last
@@ -490,8 +652,10 @@ class ThreadLane(Lane):
             return
         ran = max(0.0, reading - last)
         after = min(ran, max(0.0, now - seen))  # what ran after the last unchanged tick: the resumed code
+        dt = seen - samples[-1][0]
         samples.append((seen, stack))
         cpu.append(ran - after)  # anything more ran inside the blocked call itself (a long C computation)
+        self._add_queue(len(samples) - 1, self._queued(dt, ran - after))
         counts[len(samples) - 1] = n
         self.merged += n - 1
         # It resumed after the last unchanged tick and at the latest ``after`` before now (less if it was preempted
@@ -516,7 +680,7 @@ class ThreadLane(Lane):
         self._anchors = frozenset()
 
 
-class TaskLane(Lane):
+class TaskLane(ThreadClock, Lane):
     """An asyncio task: sampled from its thread's stack while it runs, from its await chain while it waits."""
 
     kind = "task"
@@ -556,18 +720,6 @@ class TaskLane(Lane):
         self._waiting: Stack | None = None
         self._ready: Stack | None = None
         self.cpu_last: float | None = None
-        self._clock: int | None = None
-
-    def _read_clock(self) -> float | None:
-        clock = self._clock
-        if clock is None:
-            clock = self._clock = thread_cpu_clock(self.thread_id)
-        if clock:
-            try:
-                return time.clock_gettime(clock)
-            except OSError:  # the thread is gone
-                self._clock = 0
-        return None
 
     def record(self, now: float, stack: Stack) -> None:
         samples = self.samples
@@ -592,6 +744,7 @@ class TaskLane(Lane):
             if self._last.stack is samples[-1][1]:
                 self._last.stack = stack
             merges = False
+        previous = samples[-1][0] if samples else self.start
         super().record(now, stack)
         cpu = self.cpu
         if cpu is None and ran >= 0.0:
@@ -602,6 +755,8 @@ class TaskLane(Lane):
                     cpu[-1] = cpu[-1] + ran if cpu[-1] >= 0.0 and ran >= 0.0 else -1.0
             elif len(samples) > before:
                 cpu.append(ran)
+            if ran >= 0.0 and samples:
+                self._add_queue(len(samples) - 1, self._queued(now - previous, ran))
         if not self.ran_code and stack is not self._checked:  # an unchanged await chain is the same tuple
             self._checked = stack
             self.ran_code = not all(map(is_library_info, stack))
@@ -640,8 +795,12 @@ class TaskLane(Lane):
             stack = stack_below(leaf, self._anchors, root, self.thread_id)
             if not stack and resuming:
                 # Caught as its outermost frame resumes (CPython gives up the GIL at a frame's RESUME, so a waiting
-                # sampler often lands exactly here): it is re-entering the chain it awaited in, not leaving it.
-                return resuming[:-1]
+                # sampler often lands exactly here): it is re-entering the chain it awaited in, not leaving it, and
+                # until now it waited there (for what it awaited, or for the loop): the interval is not its work.
+                samples = self.samples
+                if samples and samples[-1][1] and samples[-1][1][-1] is READY:
+                    return samples[-1][1]
+                return resuming
             return self._last.put(leaf, stack if stack is not None else ())
         # Suspended: while it awaits the same future (held, so it is not a recycled one) it has not moved.
         # Loop wait: it could not run, since another request's task held the loop (sampled mid-step), or it was

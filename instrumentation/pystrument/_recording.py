@@ -254,12 +254,23 @@ class Recording:
     def starved(self, ticks: int) -> str:
         """Why a request of at least two intervals got fewer than two samples ("" when it did not), given the
         sampler's ticks while it ran."""
-        end = self.end_perf if self.end_perf is not None else time.perf_counter()
-        duration = end - self.start_perf
         samples = self.samples_at_end
+        if samples >= 2:
+            return ""
+        now = time.perf_counter()
+        end = self.end_perf if self.end_perf is not None else now
+        duration = end - self.start_perf
+        # An instrumentation may give the span an earlier start than the moment it starts it (Flask's takes the
+        # WSGI call's): the request ran that long before pystrument could sample it.
+        late = self.start_perf - self.perf_at(self.start_ns, now)
+        if late >= self.interval and duration + late >= 2 * self.interval:
+            return (
+                f"late: the request span started {late * 1000:.0f} ms before pystrument was told (its "
+                f"instrumentation set an earlier start time); {samples} samples in the {duration * 1000:.0f} ms after"
+            )
         # Two intervals, not four: the span's own end comes after this (the thread may wait for the GIL in between),
         # so a request measured here a little under four intervals may still last four by its span's clock.
-        if duration < 2 * self.interval or samples >= 2:
+        if duration < 2 * self.interval:
             return ""
         ms = duration * 1000
         pause = sum(max(0.0, min(b, end) - max(a, self.start_perf)) for a, b, _ in self.gc_pauses)

@@ -41,6 +41,7 @@ from typing import Protocol
 
 from pystrument._budget import BURST_S, cost_budget
 from pystrument._gc import gc_pauses
+from pystrument._lanes import sampler_thread
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
@@ -163,6 +164,7 @@ class StackSampler:
             self._thread.start()
 
     def _run(self) -> None:
+        sampler_thread[0] = threading.get_ident()
         try:
             self._loop()
         except Exception:

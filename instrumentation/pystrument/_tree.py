@@ -21,6 +21,7 @@ from pystrument._frames import (
     GC_FILE,
     MARK,
     OUT_OF_CONTEXT,
+    QUEUED,
     READY,
     WAIT,
     call_key,
@@ -60,6 +61,7 @@ class Call:
     self_time: float = 0.0
     await_time: float = 0.0
     wait_time: float = 0.0  # self time in which its thread did not run (``[wait]``)
+    queue_time: float = 0.0  # self time in which its thread was ready to run without a core (``[queued]``)
     loop_wait_time: float = 0.0  # self time in which its task was ready to run but another held the loop
     samples: int = 0
     lane: str = ""
@@ -180,7 +182,7 @@ def build_calls(
             claim = stack[-1][len(MARK) :]
             stack = stack[:-1]
         marker = key(stack[-1]) if stack else None
-        if marker not in (AWAIT, OUT_OF_CONTEXT, WAIT, READY):
+        if marker not in (AWAIT, OUT_OF_CONTEXT, WAIT, READY, QUEUED):
             marker = None
         if marker != OUT_OF_CONTEXT:
             infos = stack[:-1] if marker else stack
@@ -192,7 +194,9 @@ def build_calls(
                 call = new_call(info, t0, lane, is_library)
                 (open_calls[-1].children if open_calls else roots).append(call)
                 open_calls.append(call)
-        counted = marker != WAIT and claim is None  # a wait record is the first part of a sample whose run part follows
+        counted = (
+            marker != WAIT and marker != QUEUED and claim is None
+        )  # a wait record is the first part of a sample whose run part follows
         for call in open_calls:
             call.end = t
             call.time += dt
@@ -203,6 +207,8 @@ def build_calls(
             innermost.self_time += dt
             if marker == WAIT:
                 innermost.wait_time += dt
+            elif marker == QUEUED:
+                innermost.queue_time += dt
             elif marker == READY:
                 innermost.await_time += dt
                 innermost.loop_wait_time += dt
@@ -305,6 +311,7 @@ def _absorb_library_children(owner: Call, caller: Call) -> list[Call]:
             owner.self_time += child.self_time
             owner.await_time += child.await_time
             owner.wait_time += child.wait_time
+            owner.queue_time += child.queue_time
             owner.loop_wait_time += child.loop_wait_time
             owner.claims.extend(child.claims)
     return kept
@@ -331,6 +338,7 @@ def attach_lanes(main: list[Call], others: Sequence[tuple[str, list[Call]]]) -> 
             parent.self_time = max(0.0, parent.self_time - call.time)
             parent.await_time = max(0.0, parent.await_time - call.time)
             parent.wait_time = max(0.0, parent.wait_time - call.time)
+            parent.queue_time = min(parent.queue_time, parent.self_time)
             for encloser in path:
                 encloser.start = min(encloser.start, call.start)
                 encloser.end = max(encloser.end, call.end)
@@ -390,6 +398,7 @@ def _drop(calls: list[Call], doomed: Callable[[Call], bool], parent: Call | None
                 parent.self_time += call.time
                 dropped = list(call.walk())
                 parent.wait_time += sum(c.wait_time for c in dropped)
+                parent.queue_time += sum(c.queue_time for c in dropped)
                 parent.loop_wait_time += sum(c.loop_wait_time for c in dropped)
                 parent.claims.extend(claim for c in dropped for claim in c.claims)
         else:

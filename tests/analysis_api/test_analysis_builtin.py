@@ -307,6 +307,31 @@ async def test_blocking_library_call_inside_async_handler(db: Any, perf: Any, t:
     assert "asyncio.to_thread" in result["optimization_suggestions"][0]["description"]
 
 
+async def test_a_coroutine_awaiting_with_no_span_is_a_wait_not_a_blocked_loop(
+    db: Any, perf: Any, t: Any, project: Any
+) -> None:
+    """The demo's /catalog alone: ``load_price_overrides`` awaits ``asyncio.sleep`` for most of the request. The loop
+    was free all along: the finding says it awaits (and what to do), never that it blocked the loop."""
+    p = await plant(perf, t, project, 0.046, attributes={"pystrument.async": True})
+    handler = await p.fn("catalog", 0.0, 0.045, self_ms=0)
+    loader = await p.fn("load_price_overrides", 0.0, 0.045, handler, self_ms=0)
+    await p.fn(
+        "sleep",
+        0.0,
+        0.045,
+        loader,
+        library=True,
+        file="/usr/local/lib/python3.11/asyncio/tasks.py",
+        **{"pystrument.await_time_ms": 45.0},
+    )
+    result = builtin.analyze(await p.load(db))
+    assert all(b["detector"] != "blocking_in_async" for b in result["bottleneck_analysis"]), result
+    b = top(result)
+    assert (b["detector"], b["type"], b["function"]) == ("async_wait", "io", "load_price_overrides"), b
+    assert loader in b["span_ids"] and "awaits" in b["description"] and "not blocked" in b["description"]
+    assert "asyncio.gather" in result["optimization_suggestions"][0]["description"]
+
+
 async def test_same_call_in_a_sync_handler_is_not_blocking(db: Any, perf: Any, t: Any, project: Any) -> None:
     p = await plant(perf, t, project, 0.300)
     handler = await p.fn("get_weather", 0.0, 0.29, self_ms=5)

@@ -31,6 +31,7 @@ LIBRARY = "pystrument.library"
 SELF_TIME_MS = "pystrument.self_time_ms"
 AWAIT_TIME_MS = "pystrument.await_time_ms"
 WAIT_TIME_MS = "pystrument.wait_time_ms"
+CPU_WAIT_MS = "pystrument.cpu_wait_ms"
 INTERVAL_MS = "pystrument.profile.interval_ms"
 SAMPLES = "pystrument.profile.samples"
 STARVED = "pystrument.profile.starved"
@@ -333,9 +334,10 @@ def is_plumbing(span: Span) -> bool:
 
 
 def own_time_ms(span: Span) -> float:
-    """A call's self time less the time it waited (its thread off the CPU, or its task awaiting)."""
+    """A call's self time less the time it waited (its thread off the CPU, or its task awaiting) and the time its
+    thread was ready to run without a core (the machine's run queue)."""
     a = attrs(span)
-    waited = float(a.get(AWAIT_TIME_MS) or 0.0) + float(a.get(WAIT_TIME_MS) or 0.0)
+    waited = sum(float(a.get(key) or 0.0) for key in (AWAIT_TIME_MS, WAIT_TIME_MS, CPU_WAIT_MS))
     return max(0.0, float(a.get(SELF_TIME_MS) or 0.0) - waited)
 
 

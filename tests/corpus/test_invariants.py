@@ -297,6 +297,27 @@ def test_a_framework_wrapper_does_not_hold_the_view_time() -> None:
     )
     assert inv.templates_and_wrappers(detail) == []
 
+    # A server's send, caught while its thread waited for a core on a crowded machine: neither work nor a wait of
+    # its own, told apart by the SDK; the same time without that account is a pass-through holding the request.
+    def send(**extra: float) -> dict[str, Any]:
+        return trace(
+            request(70),
+            function(
+                "00000000000000a1",
+                "RequestResponseCycle.send",
+                27,
+                40,
+                library=True,
+                self_ms=40,
+                file=f"{SITE}/uvicorn/protocols/http/h11_impl.py",
+                **extra,
+            ),
+        )
+
+    assert inv.templates_and_wrappers(send(**{"pystrument.cpu_wait_ms": 39.0})) == []
+    (violation,) = inv.templates_and_wrappers(send())
+    assert "a framework pass-through" in violation.message
+
 
 def test_generated_code_is_classed_by_its_owner() -> None:
     detail = good_trace()

@@ -5,7 +5,10 @@ and loop wait told from awaiting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -233,6 +236,18 @@ def test_a_request_without_samples_says_why(tracing: Any, helpers: SimpleNamespa
     assert hog["pystrument.profile.starved"].startswith("gil:"), hog
 
 
+def test_a_request_span_started_before_the_sdk_was_told_says_so(tracing: Any) -> None:
+    """Flask's instrumentation starts the request span in a ``before_request`` hook with the WSGI call's time: what
+    ran before (the first request's lazy set-up) could not be sampled, and the span says why it has no samples."""
+    t = tracing()
+    started = time.time_ns() - 120_000_000
+    with t.tracer.start_as_current_span("GET /late", kind=SpanKind.SERVER, start_time=started):
+        pass
+    (late,) = [attrs(r) for r in t.requests()]
+    assert late["pystrument.profile.samples"] < 2
+    assert late["pystrument.profile.starved"].startswith("late: the request span started 12"), late
+
+
 def test_a_request_ready_while_another_holds_the_loop_counts_loop_wait(tracing: Any, helpers: SimpleNamespace) -> None:
     t = tracing()
 
@@ -281,6 +296,41 @@ def test_a_running_task_tells_its_thread_s_waits_from_its_work(tracing: Any, hel
     blocked, busy = by_name["blocks"], by_name["computes"]
     assert blocked.get("pystrument.wait_time_ms", 0) >= 0.6 * blocked["pystrument.self_time_ms"], blocked
     assert busy.get("pystrument.wait_time_ms", 0) <= 0.3 * busy["pystrument.self_time_ms"], busy
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the run-queue delay is read from Linux's schedstat")
+def test_time_without_a_cpu_core_is_neither_work_nor_a_wait(tracing: Any, helpers: SimpleNamespace) -> None:
+    """On a machine busier than its cores a computing thread waits in the kernel's run queue: that time is told
+    apart (``pystrument.cpu_wait_ms``), so the code is neither said to wait on something nor to work that long."""
+    cpu = min(os.sched_getaffinity(0))
+    rival = subprocess.Popen(
+        [sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"],
+    )
+    t = tracing(min_span_ms=0)
+    with t.tracer.start_as_current_span("GET /warm", kind=SpanKind.SERVER):
+        time.sleep(0.01)  # the sampler thread runs
+    threads = {int(tid): os.sched_getaffinity(int(tid)) for tid in os.listdir("/proc/self/task")}
+    try:
+        for tid in threads:  # every thread of this process (the sampler too) shares one core with the rival
+            os.sched_setaffinity(tid, {cpu})
+        time.sleep(0.1)
+        with t.tracer.start_as_current_span("GET /crowded", kind=SpanKind.SERVER):
+            helpers.burn(0.3)
+    finally:
+        for tid, before in threads.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, before)
+        rival.kill()
+        rival.wait()
+    (request,) = [r for r in t.requests() if r.name == "GET /crowded"]
+    functions = [attrs(s) for s in t.functions(request)]
+    own = sum(a["pystrument.self_time_ms"] for a in functions)
+    queued = sum(a.get("pystrument.cpu_wait_ms", 0) for a in functions)
+    waited = sum(a.get("pystrument.wait_time_ms", 0) for a in functions)
+    # About half of it, sharing a core with one rival. The rest of the time off the CPU is a wait for the GIL, which
+    # the sampler takes every interval (itself slower to run on a loaded machine): most of it is the queue's.
+    assert queued >= 0.25 * own, (queued, waited, own)
+    assert queued >= 0.5 * (queued + waited), (queued, waited, own)
 
 
 def test_work_in_a_greenlet_shows_under_the_coroutine_that_awaits_it(tracing: Any, helpers: SimpleNamespace) -> None:

@@ -39,9 +39,14 @@ def names(finding: Finding, unit: Unit) -> bool:
 def _dominant_finding(model: TraceModel, unit: Unit) -> Finding:
     """No rule spoke for the dominant unit: say what it held, as waiting or as work, and where it ran."""
     main = max(unit.spans, key=lambda s: s.ms)
-    waited = sum(s.wait_ms for s in unit.spans) + sum(f.wait_ms for s in unit.spans for f in model.owned_frames[s])
+    owned = [f for s in unit.spans for f in model.owned_frames[s]]
+    waited = sum(s.wait_ms for s in unit.spans) + sum(f.wait_ms for f in owned)
+    # A coroutine suspended in ``await`` holds nothing: the loop runs other requests meanwhile.
+    awaited = sum(s.await_ms - s.loop_wait_ms for s in unit.spans) + sum(f.await_ms - f.loop_wait_ms for f in owned)
     on_loop = model.on_loop.get(main, False)
-    if on_loop:
+    if on_loop and awaited >= 0.75 * unit.held_ms:
+        detector, kind = "async_wait", "io"
+    elif on_loop:
         detector, kind = "blocking_in_async", "blocking"
     elif waited >= 0.75 * unit.held_ms:
         detector, kind = "blocking_wait", "blocking"
@@ -49,7 +54,7 @@ def _dominant_finding(model: TraceModel, unit: Unit) -> Finding:
         detector, kind = "cpu_hotspot", "cpu"
     where = model.owner_of(main.parent) if main.parent is not None else None
     detail = {"library": f"in {where.label}" if where is not None else ""}
-    if on_loop:
+    if detector == "blocking_in_async":
         detail["library"] = "a blocking call or CPU-bound work"
     return Finding(
         detector=detector,

@@ -239,6 +239,26 @@ TEXTS: dict[str, dict[str, tuple[str, str, str]]] = {
             "减少每个进程的线程数或把计算移出去。",
         ),
     },
+    "async_wait": {
+        "en": (
+            "{fn} awaits for {ms} ms ({pct}% of the request){lib_en} and no span shows what for: an async call "
+            "without instrumentation (an HTTP or database client, a queue) or an asyncio.sleep. The event loop "
+            "serves other requests meanwhile: this request is slow, the service is not blocked.",
+            "Find out what {fn} awaits",
+            "Add the OpenTelemetry instrumentation of that async client so each call shows as a span; run "
+            "independent awaits together (asyncio.gather, a TaskGroup); cache the result, set a tight timeout, or "
+            "move the call off the request path; remove fixed sleeps and retry delays.",
+        ),
+        "zh": (
+            "{fn} 在 await 中等待了 {ms} ms（占请求的 {pct}%）{lib_zh}，且没有任何 span 说明在等什么："
+            "可能是未接入追踪的异步调用（HTTP 或数据库客户端、队列）或 asyncio.sleep。等待期间事件循环仍在处理"
+            "其他请求：慢的是这个请求，服务本身没有被阻塞。",
+            "查明 {fn} 在 await 什么",
+            "为该异步客户端加上 OpenTelemetry 的 instrumentation，让每次调用都显示为 span；把互不依赖的 await "
+            "一起执行（asyncio.gather、TaskGroup）；缓存结果、设置更短的超时，或把调用移出请求路径；去掉固定的 "
+            "sleep 和重试间隔。",
+        ),
+    },
     "gc_pause": {
         "en": (
             "Garbage collection ({lib}) stopped the process for {ms} ms ({pct}% of the request, {count} "
