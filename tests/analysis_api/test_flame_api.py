@@ -24,7 +24,7 @@ async def plant(perf: Any, t: Any, project: Any, prefix: str = "aa", *, requests
             project, trace, start=start, duration=duration, route="/checkout", path="/checkout", service="shop"
         )
 
-        async def fn(name: str, at: float, dur: float, parent: str, own: float) -> str:
+        async def fn(name: str, at: float, dur: float, parent: str, own: float, trace: str = trace, i: int = i) -> str:
             return str(
                 await perf.span(
                     project, trace, name, t(i * 60 + at), dur, parent=parent, synthetic=True, service="shop",
@@ -107,7 +107,8 @@ async def test_flame_of_one_trace_and_of_a_service(client: Any, perf: Any, t: An
     assert by_service["profiled"] == 3
     assert by_service["service"] == "shop"
     assert await flame(client, project.project_key, service="nobody", **WINDOW) == {
-        **by_service, "service": "nobody", "request_count": 0, "sampled": 0, "profiled": 0, "request_time": 0.0,
+        **by_service, "service": "nobody", "request_count": 0, "sampled": 0, "stride": 1, "profiled": 0,
+        "request_time": 0.0,
         "span_count": 0, "functions": [],
         "nodes": {"parent": [-1], "function": [-1], "total": [0.0], "self_time": [0.0], "calls": [0], "requests": [0]},
     }  # fmt: skip
@@ -118,6 +119,10 @@ async def test_flame_limit_reads_the_newest_and_says_so(client: Any, perf: Any, 
     await plant(perf, t, project, requests=6)
     data = await flame(client, project.project_key, route="/checkout", limit=4, **WINDOW)
     assert (data["request_count"], data["sampled"], data["profiled"]) == (6, 4, 4)
+    spread = await flame(client, project.project_key, route="/checkout", sample=2, **WINDOW)
+    assert (spread["request_count"], spread["sampled"], spread["stride"], spread["profiled"]) == (6, 2, 3, 2)
+    assert spread["request_time"] == pytest.approx(2 * 0.16)
+    assert (await flame(client, project.project_key, route="/checkout", sample=6, **WINDOW))["stride"] == 1
     small = await flame(client, project.project_key, route="/checkout", max_nodes=4, **WINDOW)
     assert (len(small["nodes"]["parent"]), small["dropped_nodes"]) == (4, 3)  # the 3 narrowest of 7 paths
     assert set(paths(small)) >= {"", "app.views.checkout", "app.views.checkout;app.pricing.recalculate"}
@@ -130,6 +135,7 @@ async def test_flame_limit_reads_the_newest_and_says_so(client: Any, perf: Any, 
         ({"start": "2020-01-01T00:00:00Z", "end": "2024-08-24T10:00:00Z"}, 400, "at most 400 days"),
         ({"limit": 0}, 400, "limit"),
         ({"limit": 50_001}, 400, "limit"),
+        ({"sample": 0}, 400, "sample"),
         ({"max_nodes": 1}, 400, "max_nodes"),
         ({"trace_id": "not-hex!"}, 400, "trace_id must be up to 32 hex digits"),
         ({"trace_id": "ab" * 16}, 404, "trace not found"),

@@ -47,6 +47,15 @@ class FlameController(Controller):
         max_nodes: Annotated[
             int, QueryParameter(ge=2, le=100_000, description="call paths to return, the widest (default 20000)")
         ] = 20_000,
+        sample: Annotated[
+            int | None,
+            QueryParameter(
+                ge=1,
+                le=50_000,
+                description="merge every k-th of the newest `limit` requests so that at most about this many are "
+                "read (a quick first view; unset: all)",
+            ),
+        ] = None,
     ) -> flame_schemas.FlameTreeResponse:
         async with db.session() as session:
             tree = await flame_service.flame_tree(
@@ -60,6 +69,7 @@ class FlameController(Controller):
                 end=end,
                 limit=limit,
                 max_nodes=max_nodes,
+                sample=sample,
             )
         return flame_schemas.FlameTreeResponse(data=tree)
 

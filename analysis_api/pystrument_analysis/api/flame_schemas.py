@@ -42,8 +42,9 @@ class FlameNodes(Struct):
 class FlameTree(Struct):
     """The function spans of the selected requests merged by call path.
 
-    ``request_count``: requests matching the filters; ``sampled``: the newest of them that were read (at most
-    ``limit``; ``sampled < request_count`` means the graph is of the newest ``sampled`` only); ``profiled``: of
+    ``request_count``: requests matching the filters; ``sampled``: the requests read: the newest ``limit``, or with
+    ``sample`` every ``stride``-th of them (an even spread over the range); ``sampled < request_count`` means the
+    graph is of those only; ``profiled``: of
     those, the ones that carry function spans (the SDK keeps them for slow, failed and a sampled share of the
     rest). ``request_time``: summed duration of the profiled requests. ``dropped_nodes``: smallest call paths left
     out to keep the tree under ``max_nodes``.
@@ -56,6 +57,7 @@ class FlameTree(Struct):
     trace_id: str | None
     request_count: int
     sampled: int
+    stride: int
     profiled: int
     request_time: float
     span_count: int

@@ -33,12 +33,16 @@ SPAN_SLACK = timedelta(minutes=1)  # function spans start within their request; 
 MAX_REQUEST_SECONDS = 86_400.0  # a wild duration must not stretch the span scan over the whole table
 ROOT = -1
 
+# The newest ``limit`` matching requests, every ``stride``-th of them (``stride`` 1: all).
 COHORT_SQL = """
-SELECT trace_id, service_name, duration, "timestamp"
-FROM performance_records
-WHERE project_id = :project_id AND "timestamp" >= :start AND "timestamp" < :end {filters}
-ORDER BY "timestamp" DESC
-LIMIT :limit
+SELECT trace_id, service_name, duration, "timestamp" FROM (
+    SELECT trace_id, service_name, duration, "timestamp", row_number() OVER (ORDER BY "timestamp" DESC) AS n
+    FROM performance_records
+    WHERE project_id = :project_id AND "timestamp" >= :start AND "timestamp" < :end {filters}
+    ORDER BY "timestamp" DESC
+    LIMIT :limit
+) newest
+WHERE (n - 1) % :stride = 0
 """
 
 TRACE_COHORT_SQL = """
@@ -304,12 +308,14 @@ async def flame_tree(
     end: datetime | None,
     limit: int,
     max_nodes: int,
+    sample: int | None = None,
 ) -> fs.FlameTree:
     """The merged flame tree of one trace, or of the newest ``limit`` requests of a route/service in a range."""
     project = await project_by_key(session, project_key)
     params: dict[str, Any] = {"project_id": project.id}
     lo: datetime | None
     hi: datetime | None
+    stride = 1
     if trace_id is not None:
         if not all(c in "0123456789abcdefABCDEF" for c in trace_id) or len(trace_id) > 32:
             raise BadRequest(f"trace_id must be up to 32 hex digits, got {trace_id!r}")
@@ -323,15 +329,15 @@ async def flame_tree(
         lo = hi = None
     else:
         lo, hi = window(start, end)
-        params.update(start=lo, end=hi, limit=limit)
+        params.update(start=lo, end=hi)
         filters = _record_filters(route, service, method, params)
+        request_count = int(await session.scalar(text(COUNT_SQL.format(filters=filters)), params) or 0)
+        newest = min(request_count, limit)
+        if sample is not None and newest > sample:
+            stride = math.ceil(newest / sample)
+        params.update(limit=limit, stride=stride)
         cohort_sql = COHORT_SQL.format(filters=filters)
         rows = list((await session.execute(text(cohort_sql), params)).all())
-        if len(rows) < limit:
-            request_count = len(rows)
-        else:
-            counted = await session.scalar(text(COUNT_SQL.format(filters=filters)), params)
-            request_count = int(counted or 0)
     spans = await cohort_spans(session, project.id, Cohort(rows), cohort_sql, params)
     with_spans = {s[0] for s in spans}
     profiled_rows = [r for r in rows if r.trace_id in with_spans]
@@ -346,6 +352,7 @@ async def flame_tree(
         trace_id=trace_id.lower() if trace_id else None,
         request_count=request_count,
         sampled=len(rows),
+        stride=stride,
         profiled=len(profiled_rows),
         request_time=request_time,
         span_count=len(spans),

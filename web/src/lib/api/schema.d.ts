@@ -528,6 +528,7 @@ export interface components {
             service: string | null;
             span_count: number;
             start: string | null;
+            stride: number;
             trace_id: string | null;
         };
         /** FlameTreeResponse */
@@ -1591,6 +1592,8 @@ export interface operations {
                 limit?: number;
                 /** @description call paths to return, the widest (default 20000) */
                 max_nodes?: number;
+                /** @description merge every k-th of the newest `limit` requests so that at most about this many are read (a quick first view; unset: all) */
+                sample?: number | null;
             };
             header?: never;
             path?: never;
