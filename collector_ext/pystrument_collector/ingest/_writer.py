@@ -93,6 +93,9 @@ ON CONFLICT (project_id, timestamp, log_id) DO NOTHING
 
 # Held to the commit: a concurrent project delete waits, then its trigger removes these spans too.
 LOCK_PROJECTS_SQL = "SELECT id FROM projects WHERE id = ANY($1::int8[]) FOR KEY SHARE"
+# Citus: ``projects`` is a reference table, where row locks from concurrent writers deadlock on its placements'
+# locks; there the spans' foreign key to it (with ON DELETE CASCADE) keeps a deleted project's rows out instead.
+CHECK_PROJECTS_SQL = "SELECT id FROM projects WHERE id = ANY($1::int8[])"
 ACTIVITY_SQL = "UPDATE projects SET last_activity = now() WHERE id = ANY($1::int8[])"
 ACTIVITY_INTERVAL_SECONDS = 1.0
 DEADLOCK_RETRIES = 3  # attempts for transient conflicts (deadlocks, partitions attached meanwhile)
@@ -266,7 +269,9 @@ class Writer:
         self._pool_db: Database | None = None
         self._pool_lock = asyncio.Lock()
         self._activity: dict[int, float] = {}
-        self._rollups_by_writer: bool | None = None  # no rollup trigger on performance_records (Citus)
+        # No rollup trigger on performance_records: Citus (pystrument_collector.db.citus), where the writer adds
+        # its records to the rollups and checks projects without locking them.
+        self._rollups_by_writer: bool | None = None
 
     async def _pool_for(self, db: Database) -> Any:
         if self._pool is not None and self._pool_db is db:
@@ -358,13 +363,15 @@ class Writer:
     ) -> IngestResult:
         result = IngestResult()
         locked: set[int] = set()
+        if self._rollups_by_writer is None:
+            self._rollups_by_writer = not await conn.fetchval(HAS_ROLLUP_TRIGGER_SQL)
         async with conn.transaction(), aclosing(_chunks(source, threaded)) as chunks:
             async for batch in chunks:
                 if batch.rows:
                     await _drop_reused_span_ids(conn, batch)
                 result.count(batch)
                 if not batch.project_ids <= locked:
-                    await self._lock_projects(conn, batch.project_ids - locked)
+                    await self._lock_projects(conn, batch.project_ids - locked, lock=not self._rollups_by_writer)
                     locked |= batch.project_ids
                 if skip_if_recorded and batch.record_count:
                     recorded = await self._records(conn, batch)
@@ -382,8 +389,6 @@ class Writer:
 
     async def _records(self, conn: Any, batch: Batch) -> int:
         """Insert the batch's request records; without the rollup trigger, add the inserted ones to the rollups."""
-        if self._rollups_by_writer is None:
-            self._rollups_by_writer = not await conn.fetchval(HAS_ROLLUP_TRIGGER_SQL)
         if not self._rollups_by_writer:
             return _count(await conn.execute(RECORDS_SQL, *batch.records))
         rows = await conn.fetch(RECORDS_RETURNING, *batch.records)
@@ -392,9 +397,11 @@ class Writer:
         return len(rows)
 
     @staticmethod
-    async def _lock_projects(conn: Any, project_ids: set[int]) -> None:
+    async def _lock_projects(conn: Any, project_ids: set[int], *, lock: bool = True) -> None:
         """Share-lock the projects (``spans`` has no per-row foreign key); a deleted one refuses the write."""
-        found = {row[0] for row in await conn.fetch(LOCK_PROJECTS_SQL, list(project_ids))}
+        found = {
+            row[0] for row in await conn.fetch(LOCK_PROJECTS_SQL if lock else CHECK_PROJECTS_SQL, list(project_ids))
+        }
         if found != project_ids:
             raise UnknownProject("project was deleted; its key is no longer valid")
 
