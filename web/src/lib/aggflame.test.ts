@@ -26,6 +26,7 @@ function tree(profiled: number, pricing: number, extra: Array<[number, string, n
 		trace_id: null,
 		request_count: profiled,
 		sampled: profiled,
+		stride: 1,
 		profiled,
 		request_time: total[0]!,
 		span_count: 4 * profiled,

@@ -278,6 +278,7 @@ export const en = {
 	'aggpage.apply': 'Show',
 	'aggpage.summary': '{profiled} profiled requests merged ({sampled} read of {count} in the range) · {spans} function spans',
 	'aggpage.sampled': 'Only the newest {sampled} of the {count} matching requests are merged.',
+	'aggpage.refining': 'A first view from an even spread of {sampled} of the requests; merging all of them…',
 	'aggpage.dropped': '{count} of the narrowest call paths are left out.',
 	'aggpage.empty': 'No profiled requests match: pick another route, service or time range.',
 	'aggpage.functions': 'Functions, all call paths summed (by self time)',

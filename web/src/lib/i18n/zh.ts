@@ -280,6 +280,7 @@ export const zh: Messages = {
 	'aggpage.apply': '显示',
 	'aggpage.summary': '合并了 {profiled} 个有剖析数据的请求（范围内共 {count} 个，读取 {sampled} 个）· {spans} 个函数 span',
 	'aggpage.sampled': '仅合并了 {count} 个匹配请求中最新的 {sampled} 个。',
+	'aggpage.refining': '先显示均匀抽取的 {sampled} 个请求；正在合并全部请求…',
 	'aggpage.dropped': '省略了 {count} 条最窄的调用路径。',
 	'aggpage.empty': '没有匹配的已剖析请求：请换一个路由、服务或时间范围。',
 	'aggpage.functions': '函数（所有调用路径合计，按自身时间排序）',
