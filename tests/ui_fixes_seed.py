@@ -179,3 +179,20 @@ def open_page(browser: Any, lang: str, width: int = 1366, height: int = 900, dar
 
 def no_errors(page: Any) -> None:
     assert not page.errors, f"uncaught errors in the page: {page.errors}"
+
+
+def analyse(base: str, key: str, trace_id: str, language: str) -> str:
+    r = httpx.post(
+        base + "/api/v1/analysis/trigger",
+        json={"trace_id": trace_id, "project_key": key, "language": language, "analysis_type": "manual"},
+    )
+    assert r.status_code == 200, r.text
+    analysis_id = r.json()["data"]["analysis_id"]
+    deadline = time.monotonic() + 30
+    while True:
+        got = httpx.get(base + f"/api/v1/analysis/results/{analysis_id}", params={"project_key": key}).json()
+        if got["data"]["status"] in ("completed", "failed"):
+            assert got["data"]["status"] == "completed", got
+            return str(analysis_id)
+        assert time.monotonic() < deadline, got
+        time.sleep(0.2)

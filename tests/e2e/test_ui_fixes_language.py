@@ -6,14 +6,12 @@ dark mode follows the system."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from browser import chromium, require_built_ui
-from ui_fixes_seed import no_errors, open_page, seed
+from ui_fixes_seed import analyse, no_errors, open_page, seed
 
 pytestmark = pytest.mark.browser
 
@@ -27,23 +25,6 @@ def _built_ui(monkeypatch: pytest.MonkeyPatch) -> None:
 def browser(live_server: Any) -> Iterator[Any]:
     with chromium() as b:
         yield b
-
-
-def analyse(base: str, key: str, trace_id: str, language: str) -> str:
-    r = httpx.post(
-        base + "/api/v1/analysis/trigger",
-        json={"trace_id": trace_id, "project_key": key, "language": language, "analysis_type": "manual"},
-    )
-    assert r.status_code == 200, r.text
-    analysis_id = r.json()["data"]["analysis_id"]
-    deadline = time.monotonic() + 30
-    while True:
-        got = httpx.get(base + f"/api/v1/analysis/results/{analysis_id}", params={"project_key": key}).json()
-        if got["data"]["status"] in ("completed", "failed"):
-            assert got["data"]["status"] == "completed", got
-            return str(analysis_id)
-        assert time.monotonic() < deadline, got
-        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
