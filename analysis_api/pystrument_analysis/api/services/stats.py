@@ -325,7 +325,7 @@ async def services(
     conditions = RecordFilter(start=start, end=end).conditions(project.id)
     rows = (
         await session.execute(
-            select(r.service_name, func.count().label("count"))
+            select(r.service_name, func.count().label("requests"))
             .where(*conditions, r.service_name != "")
             .group_by(r.service_name)
             .order_by(func.count().desc(), r.service_name)
@@ -333,5 +333,5 @@ async def services(
         )
     ).all()
     return schemas.ServiceList(
-        services=[schemas.ServiceItem(name=row.service_name, count=int(row.count)) for row in rows]
+        services=[schemas.ServiceItem(name=row.service_name, count=int(row.requests)) for row in rows]
     )
