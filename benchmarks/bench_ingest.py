@@ -407,6 +407,8 @@ def _exporter(port: int, key: str, bodies: list[bytes], concurrency: int, go: An
         )
         writer.write(head.encode() + body)
         status_line = await reader.readline()
+        if not status_line:  # the server closed the connection (e.g. after a 503): reconnect and send again
+            return 0, 0.0
         status = int(status_line.split()[1])
         length, retry_after = 0, 1.0
         while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -430,6 +432,11 @@ def _exporter(port: int, key: str, bodies: list[bytes], concurrency: int, go: An
                     body = queue.pop()
                     for _ in range(20):
                         status, retry_after = await post(reader, writer, body)
+                        if status == 0:
+                            retries += 1
+                            writer.close()
+                            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                            continue
                         if status == 200:
                             break
                         if status != 503:
