@@ -30,6 +30,9 @@ async function call<T>(path: string, signal?: AbortSignal, fetcher: typeof fetch
 	throw new ApiError(`HTTP ${response.status} ${response.statusText}`.trim(), response.status, response.status);
 }
 
+/** The flame page first draws an even spread of at most this many requests, then all of them. */
+export const QUICK_SAMPLE = 1000;
+
 export function flameTree(query: FlameQuery, signal?: AbortSignal, fetcher?: typeof fetch): Promise<FlameTree> {
 	return call<FlameTree>(`/api/v1/performance/flame${queryString(query)}`, signal, fetcher);
 }
