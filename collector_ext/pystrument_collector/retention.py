@@ -258,12 +258,20 @@ async def drop_expired(db: Database, retention_days: int, now: datetime | None =
             )
             if rollups_by_writer:  # no trigger rebuilds them: buckets wholly before the cutoff go
                 async with conn.begin():
+                    # One bound per grain (Citus refuses a STABLE expression over columns in a DELETE).
                     await conn.execute(
                         text(
-                            "DELETE FROM route_rollups WHERE project_id = :p "
-                            "AND bucket_start + make_interval(secs => bucket_seconds) <= :cutoff"
+                            "DELETE FROM route_rollups WHERE project_id = :p AND ("
+                            "(bucket_seconds = 60 AND bucket_start <= :c60) OR "
+                            "(bucket_seconds = 3600 AND bucket_start <= :c3600) OR "
+                            "(bucket_seconds = 86400 AND bucket_start <= :c86400))"
                         ),
-                        {"cutoff": cutoff, "p": project_id},
+                        {
+                            "p": project_id,
+                            "c60": cutoff - timedelta(seconds=60),
+                            "c3600": cutoff - timedelta(seconds=3600),
+                            "c86400": cutoff - timedelta(seconds=86400),
+                        },
                     )
     return report
 

@@ -275,3 +275,67 @@ def _exercise(url: str, httpx: Any) -> dict[str, Any]:
         time.sleep(0.1)
     get("/analysis/results", trace_id=traces[9])
     return {"analysis": analysis, "key": key}
+
+
+async def test_partitions_retention_and_project_deletion_on_citus(citus_db: Any) -> None:
+    """Day partitions made through Citus (taking rows over from the default one), expired rows and rollups gone,
+    a deleted project's rows removed by the foreign keys' cascade."""
+    from datetime import UTC, datetime, timedelta
+
+    from pystrument_collector import retention
+    from sqlalchemy import text
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    ahead = now + timedelta(days=6)
+    old = now - timedelta(days=5)
+    span = (
+        "INSERT INTO spans (project_id, trace_id, span_id, parent_span_id, name, kind, start_time, duration, "
+        "status_code, status_message, service_name, synthetic, attributes, events) VALUES "
+        "(:p, :t, :s, NULL, 'GET /', 'SERVER', :st, 0.1, 0, '', 'svc', false, '{}', '[]')"
+    )
+    record = (
+        "INSERT INTO performance_records (project_id, trace_id, span_id, service_name, method, route, path, "
+        "status_code, duration, cpu_time, memory, is_error, timestamp) VALUES "
+        "(:p, :t, :s, 'svc', 'GET', '/', '/', 200, 0.1, NULL, '{}', false, :st)"
+    )
+    async with citus_db.engine.begin() as conn:
+        pid = (
+            await conn.execute(
+                text(
+                    "INSERT INTO projects (project_key, name, description, framework, status) "
+                    "VALUES ('proj_citus_ret', 'r', '', '', 'active') RETURNING id"
+                )
+            )
+        ).scalar_one()
+        for i, at in enumerate([ahead, ahead, old, old, now]):
+            await conn.execute(text(span), {"p": pid, "t": f"{i:032x}", "s": f"{i:016x}", "st": at})
+            await conn.execute(text(record), {"p": pid, "t": f"{i:032x}", "s": f"{i:016x}", "st": at})
+        await conn.execute(
+            text(
+                "SELECT pystrument_rollup_add(ARRAY[:p, :p]::int8[], ARRAY[:a, :b]::timestamptz[], "
+                "ARRAY['svc','svc'], ARRAY['GET','GET'], ARRAY['/','/'], ARRAY['/','/'], ARRAY[0.1, 0.1], "
+                "ARRAY[false, false])"
+            ),
+            {"p": pid, "a": old, "b": now},
+        )
+
+    made = await retention.ensure_partitions(citus_db, ahead.date(), behind=0, ahead=0)
+    assert retention.partition_name(ahead.date()) in made.created and made.moved_from_default >= 2
+    expired = await retention.drop_expired(citus_db, 3, now)
+    assert expired.records_deleted == 2
+    async with citus_db.engine.connect() as conn:
+        kept = await conn.scalar(text("SELECT count(*) FROM performance_records WHERE project_id = :p"), {"p": pid})
+        first = "SELECT min(bucket_start) FROM route_rollups WHERE project_id = :p"
+        oldest = await conn.scalar(text(first), {"p": pid})
+        placed = await conn.scalar(
+            text(f"SELECT count(*) FROM {retention.partition_name(ahead.date())} WHERE project_id = :p"), {"p": pid}
+        )
+    assert kept == 3 and placed == 2
+    assert oldest is not None and oldest > now - timedelta(days=3)  # the old day's rollups went with its records
+
+    async with citus_db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM projects WHERE id = :p"), {"p": pid})
+    async with citus_db.engine.connect() as conn:
+        for table in ("spans", "performance_records", "route_rollups"):
+            left = await conn.scalar(text(f"SELECT count(*) FROM {table} WHERE project_id = :p"), {"p": pid})
+            assert left == 0, table
