@@ -353,29 +353,37 @@ def proc_status(pid: int, field: str) -> int:
     return 0
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """CPU time of the process and its children (``serve --workers N``'s worker processes)."""
-    import psutil
-
-    total = 0.0
-    proc = psutil.Process(pid)
-    for p in [proc, *proc.children(recursive=True)]:
+def _tree(pid: int) -> list[int]:
+    """The process and its children (``serve --workers N``'s worker processes), from /proc."""
+    tree = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            times = p.cpu_times()
-        except psutil.Error:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
             continue
-        total += times.user + times.system
+        if int(fields[1]) == pid:
+            tree.append(int(stat.parent.name))
+    return tree
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """CPU time of the process and its children."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
 def tree_rss(pid: int, field: str) -> int:
     """``proc_status`` summed over the process and its children."""
-    import psutil
-
     total = 0
-    for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+    for p in _tree(pid):
         try:
-            total += proc_status(p.pid, field)
+            total += proc_status(p, field)
         except OSError:
             continue
     return total

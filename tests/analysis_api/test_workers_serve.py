@@ -12,9 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 
 BIN = Path(sys.executable).parent
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (from /proc: no psutil in the test dependencies)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("PPid:") and int(line.split()[1]) == pid:
+                found.append(int(status.parent.name))
+    return found
 
 
 def _free_port() -> int:
@@ -73,10 +86,10 @@ def test_two_workers_share_the_port_and_the_database(database_url: str, tmp_path
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
-        workers: list[psutil.Process] = []
+        workers: list[int] = []
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "python" in p.name().lower()]
+            workers = _children(proc.pid)
             try:
                 healthy = httpx.get(url + "/health", timeout=2).status_code == 200
             except httpx.HTTPError:
