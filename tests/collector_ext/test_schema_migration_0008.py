@@ -47,7 +47,7 @@ async def _primary_key(conn: Any, table: str) -> str:
             text(
                 f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = '{table}'::regclass "
                 "AND contype = 'p'"
-            )  # fmt: skip
+            )
         )
     )
 
