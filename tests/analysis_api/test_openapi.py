@@ -20,6 +20,8 @@ API_OPERATIONS = {
     ("GET", "/api/v1/performance/functions"): "getHotFunctions",
     ("GET", "/api/v1/performance/services"): "listServices",
     ("GET", "/api/v1/performance/routes/differential"): "getRouteDifferential",
+    ("GET", "/api/v1/performance/flame"): "getFlameTree",
+    ("GET", "/api/v1/performance/function"): "getFunctionView",
     ("POST", "/api/v1/analysis/trigger"): "triggerAnalysis",
     ("GET", "/api/v1/analysis/results/{analysis_id}"): "getAnalysisResult",
     ("GET", "/api/v1/analysis/results"): "listAnalysisResults",
