@@ -661,6 +661,9 @@ class ThreadLane(ThreadClock, Lane):
         # It resumed after the last unchanged tick and at the latest ``after`` before now (less if it was preempted
         # since, which a busy machine does): the middle of that span, unbiased, is where the blocked stack's wait ends.
         resumed = seen + 0.5 * max(0.0, now - after - seen)
+        marks = self.marks
+        if marks:  # the thread's own code marked its stack since: it had resumed by the first such mark
+            resumed = min([resumed, *(t for t, _, _ in marks[-8:] if seen < t < now)])
         if now - seen > 1.5 * self.interval and resumed > seen:  # the sampler slowed down: place the resumption
             samples.append((resumed, stack))
             cpu.append(0.0)
