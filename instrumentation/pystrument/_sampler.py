@@ -41,7 +41,7 @@ from typing import Protocol
 
 from pystrument._budget import BURST_S, cost_budget
 from pystrument._gc import gc_pauses
-from pystrument._lanes import sampler_thread
+from pystrument._lanes import read_schedstat, sampler_thread
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
@@ -166,6 +166,7 @@ class StackSampler:
     def _run(self) -> None:
         sampler_thread[0] = threading.get_ident()
         try:
+            read_schedstat(-1)  # looks libc's pread up now (ctypes' import), not in the first sample that needs it
             self._loop()
         except Exception:
             log_once("sampler.thread", "pystrument: the sampler thread stopped on an error; restarting it")
