@@ -57,4 +57,22 @@ def test_screenshots_of_the_aggregated_views(live_server: Any) -> None:
             page.screenshot(path=str(target))
             assert target.stat().st_size > 10_000, f"{target} looks empty"
         context.close()
+        # 390 px wide (a phone): nothing forces the page wider than the screen.
+        narrow = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
+        phone = narrow.new_page()
+        phone.on("pageerror", lambda exc: errors.append(str(exc)))
+        for name, path, ready in pages:
+            phone.goto(base + path)
+            phone.get_by_test_id(ready).wait_for()
+            phone.wait_for_load_state("networkidle")
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            if width > 390:
+                wide = phone.evaluate(
+                    "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)"
+                    ".slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"
+                )
+                print(name, wide)
+            phone.screenshot(path=str(ARTIFACTS / f"views-{name}-390.png"), full_page=True)
+            assert width <= 390, f"{name} is {width} px wide at 390"
+        narrow.close()
     assert not errors, errors
