@@ -120,5 +120,11 @@ def test_service_flame_and_an_empty_range(shop, browser_page) -> None:  # type: 
     page.goto(f"{base}/projects/{project_id}/flame?service=shop&range=1h")
     drawn(page)
     assert page.locator(f"[data-testid=flame-functions] tr[data-function='{SLOW_FN}']").count() == 1
+    # "Compare two time ranges" splits the range in halves on the compare page.
+    page.get_by_test_id("flame-compare-link").click()
+    page.wait_for_url(re.compile(r"/compare\?.*a_from="))
+    drawn(page)
+    assert page.get_by_test_id("compare-kind-ranges").is_checked()
+    assert page.locator(f"[data-testid=compare-functions] tr[data-function='{SLOW_FN}']").count() == 1
     page.goto(f"{base}/projects/{project_id}/flame?route=%2Fnowhere&range=1h")
     page.get_by_test_id("flame-none").wait_for()
