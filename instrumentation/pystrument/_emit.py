@@ -81,16 +81,16 @@ def build(recording: Recording, min_duration: float, max_calls: int) -> list[Cal
     calls = prune(attach_lanes(main, others), min_duration, max_calls)
     # The call that started a child span was on the stack from its start to its end: whatever moved its claim since
     # (a library chain absorbed into its owner, a short call pruned into its caller), the claimer covers both.
-    ends: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
     for lane in recording.lanes:
         for t, _, claim in lane.marks or ():
             if claim:
                 if claim.startswith(END_CLAIM):
                     claim = claim[len(END_CLAIM) :]
-                if t > ends.get(claim, 0.0):
-                    ends[claim] = t
-    if ends:
-        cover_claims(calls, ends)
+                start, end = spans.get(claim, (t, t))
+                spans[claim] = (min(start, t), max(end, t))
+    if spans:
+        cover_claims(calls, spans)
     return calls
 
 
@@ -106,7 +106,7 @@ def session(recording: Recording) -> Session:
     end = recording.end_perf if recording.end_perf is not None else time.perf_counter()
     return Session(
         frame_records=records,
-        start_time=recording.start_ns / 1e9,
+        start_time=recording.to_ns(recording.start_perf) / 1e9,
         duration=end - recording.start_perf,
         min_interval=recording.interval,
         max_interval=recording.interval,

@@ -353,8 +353,19 @@ class Lane:
             ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
             queued = queue[i] if queue is not None and i < len(queue) else 0.0
             if ran == WAIT_ONLY:  # the rest of a wait the run-length sample before it saw (ThreadLane._flush)
-                out.append(([*stack, WAIT], dt))
-                previous = t
+                # A mark inside it is placed at its time (not at the next sample's): the thread had resumed by then,
+                # and what it ran from the mark on is the mark's stack.
+                while m < len(marks) and marks[m][0] <= t:
+                    at, mstack, claim = marks[m]
+                    m += 1
+                    if at > previous:
+                        out.append(([*last, WAIT] if last else list(last), at - previous))
+                    out.append(([*mstack, MARK + claim], 0.0))
+                    last = mstack
+                    previous = max(previous, at)
+                if t > previous:
+                    out.append(([*stack, WAIT], t - previous) if last is stack else (list(last), t - previous))
+                previous = max(previous, t)
                 continue
             while m < len(marks) and marks[m][0] <= t:
                 # Up to the mark, what was seen last goes on; the mark itself is an instant (a record of no time).

@@ -453,14 +453,9 @@ class PystrumentSpanProcessor(SpanProcessor):
             calls = _emit.build(recording, self.settings.min_span_s, self.settings.max_spans)
             if not calls:
                 return
-            start_ns, start_perf = recording.start_ns, recording.start_perf
-
-            def to_ns(t: float) -> int:
-                return start_ns + round((t - start_perf) * 1e9)
-
             bounds = (span.start_time, span.end_time) if span.start_time and span.end_time else None
             emitted = _emit.emit_calls(
-                self._get_tracer(), recording.span_context, calls, to_ns, self.settings.interval_ms, bounds
+                self._get_tracer(), recording.span_context, calls, recording.to_ns, self.settings.interval_ms, bounds
             )
         finally:
             recording.release()

@@ -91,8 +91,13 @@ class Recording:
         self.span_context = span_context if span_context is not None else span.get_span_context()
         self.interval = interval
         self.precise = precise
-        self.start_ns = span.start_time or time.time_ns()
         self.start_perf = start = time.perf_counter()
+        # The epoch clock read beside the sampler's (the middle of two readings around it): the one conversion between
+        # the two, both ways (marks of child spans' times, function spans' times), so a child span's end marked on the
+        # sampler's clock comes back as that very end. The request span's own start may be earlier (``start_ns``).
+        self.anchor_ns = time.time_ns()
+        self.anchor_perf = 0.5 * (start + time.perf_counter())
+        self.start_ns = span.start_time or self.anchor_ns
         if thread_id is None:
             thread_id = threading.get_ident()
             if task is None:
@@ -341,13 +346,23 @@ class Recording:
         lane.mark(self.perf_at(at_ns, now), stack, claim)
         return stack
 
-    @staticmethod
-    def perf_at(at_ns: int | None, now: float) -> float:
-        """An epoch time in nanoseconds a moment ago (a span's start or end) on the sampler's clock, ``now`` being that
-        clock's reading now; ``now`` when there is none or it is not earlier."""
+    def perf_at(self, at_ns: int | None, now: float) -> float:
+        """An epoch time in nanoseconds (a span's start or end) on the sampler's clock, through the recording's anchor
+        (``to_perf``); ``now`` (that clock's reading now) when there is none or it is not earlier."""
         if not at_ns:
             return now
-        return now - max(0.0, (time.time_ns() - at_ns) / 1e9)
+        return min(now, self.to_perf(at_ns))
+
+    def to_perf(self, at_ns: int) -> float:
+        """An epoch time in nanoseconds on the sampler's clock (the inverse of ``to_ns``)."""
+        return self.anchor_perf + (at_ns - self.anchor_ns) / 1e9
+
+    def to_ns(self, t: float) -> int:
+        """A time on the sampler's clock in epoch nanoseconds: how function spans are timed. Reading the epoch clock
+        again at each conversion would add whatever the reading thread waited in between (for the GIL, for a core);
+        pairing the sampler's start with the span's own start would shift every call by the time the request ran
+        before pystrument was told (Flask's request span takes the WSGI call's start)."""
+        return self.anchor_ns + round((t - self.anchor_perf) * 1e9)
 
     def bind(self, fn: Callable[..., T]) -> Callable[..., T]:
         """``fn`` wrapped so the thread that runs it is attributed to this request while it runs; the caller's stack

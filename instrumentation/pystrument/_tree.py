@@ -219,17 +219,26 @@ def build_calls(
     return roots
 
 
-def cover_claims(calls: list[Call], ends: dict[str, float], path: tuple[Call, ...] = ()) -> None:
-    """Stretch each call that claims a child span (and its callers) to the span's end: the call that started a span
-    was on the stack until it ended, even when no sample caught it there (``ends``: span id -> end time)."""
+def cover_claims(calls: list[Call], spans: dict[str, tuple[float, float]], path: tuple[Call, ...] = ()) -> None:
+    """Stretch each call that claims a child span (and its callers) over the span's marks, from the first to the last
+    (``spans``: span id -> (start, end) on the sampler's clock): the call that started a span was on the stack from
+    its start until it ended, even where no sample caught it there, and where a claim moved since (to the owner of a
+    library chain, to the caller of a pruned call) the call now holding it was on the stack too. Only the calls move,
+    never the child span."""
     for call in calls:
         here = (*path, call)
         for claim in call.claims:
-            end = ends.get(claim)
-            if end is not None and end > call.end:
+            span = spans.get(claim)
+            if span is None:
+                continue
+            start, end = span
+            if end > call.end:
                 for caller in here:
                     caller.end = max(caller.end, end)
-        cover_claims(call.children, ends, here)
+            if start < call.start:
+                for caller in here:
+                    caller.start = min(caller.start, start)
+        cover_claims(call.children, spans, here)
 
 
 #: Packages that work for their caller (the standard library, tracing and context plumbing): a call into them never

@@ -438,3 +438,132 @@ def test_a_short_call_around_a_template_render_is_not_pruned_with_it() -> None:
     calls = prune(collapse_library(build_calls(records, 0.0)), min_duration=0.01, max_calls=100)
     names = [c.name for root in calls for c in root.walk()]
     assert "template list.html" in names and "render_template" in names, names
+
+
+def test_a_claimer_contains_its_child_when_the_request_span_started_early(
+    tracing: Any, helpers: SimpleNamespace
+) -> None:
+    """Flask's instrumentation gives the request span the WSGI call's start, tens of milliseconds before pystrument
+    is told on a crowded machine. Function spans were timed as if the recording had started at the span's start, so
+    every call showed that much early, and a query claimed by a call ended after it."""
+    t = tracing(min_span_ms=0)
+    tracer = t.tracer
+
+    def load_order() -> None:
+        helpers.burn(0.02)
+        with tracer.start_as_current_span("SELECT order", kind=SpanKind.CLIENT):
+            time.sleep(0.03)  # blocked in the driver's C call until the query ends
+
+    def render() -> None:
+        helpers.burn(0.03)
+
+    started = time.time_ns() - 40_000_000
+    with tracer.start_as_current_span("GET /order", kind=SpanKind.SERVER, start_time=started):
+        load_order()
+        render()
+    (request,) = t.requests()
+    (query,) = [s for s in t.spans() if s.kind == SpanKind.CLIENT]
+    claimer = claimer_of(t, request, query)
+    assert claimer.name.endswith("load_order")
+    assert claimer.start_time <= query.start_time and query.end_time <= claimer.end_time
+    # The next call starts after the query has ended, not the 40 ms of the late start before.
+    (renders,) = [s for s in t.functions(request) if s.name.endswith("render")]
+    assert renders.start_time >= query.end_time - INTERVAL * 1e9
+
+
+APP_VIEW = _info("order_view", "/srv/app/views.py")
+LOAD = _info("load_order", "/srv/app/models.py")
+QUEUE_GET = _info("Queue.get", "/usr/lib/python3.11/queue.py")
+RENDER = _info("render", "/srv/app/views.py")
+QUERY_ID = "00000000000000aa"
+
+
+def _claimer(calls: list[Any], claim: str) -> tuple[Any, list[Any]]:
+    """The call claiming ``claim`` and its callers, outermost first."""
+    stack = [(call, [call]) for call in calls]
+    while stack:
+        call, path = stack.pop()
+        if claim in call.claims:
+            return call, path
+        stack.extend((child, [*path, child]) for child in call.children)
+    raise AssertionError(f"no call claims {claim}")
+
+
+def test_a_mark_in_the_rest_of_a_wait_is_placed_at_its_time() -> None:
+    """A blocked run's resumption sample (``ThreadLane._flush``) carries only the rest of the blocked stack's wait; a
+    mark inside it was placed at the next sample, after the child span it marks had started, and its claimer began
+    after the span. It is placed at its own time, and the claimer holds the span from its start to its end."""
+    from pystrument import _emit
+    from pystrument._frames import END_CLAIM
+    from pystrument._lanes import Lane
+
+    lane = Lane("", 0.0, main=True)
+    blocked, resumed = (APP_VIEW, QUEUE_GET), (APP_VIEW, RENDER)
+    lane.samples = [(0.01, blocked), (0.05, blocked), (0.06, resumed)]
+    lane.cpu = [0.01, 0.0, 0.01]
+    lane.counts = {1: 0}  # the second sample stands for the rest of the first one's wait only
+    lane.mark(0.02, (APP_VIEW, LOAD), QUERY_ID)
+    lane.mark(0.04, (APP_VIEW, LOAD), END_CLAIM + QUERY_ID)
+    lane.close(0.06)
+    calls = _emit.build(SimpleNamespace(lanes=[lane], gc_pauses=()), 0.0, 100)  # type: ignore[arg-type]
+    claimer, path = _claimer(calls, QUERY_ID)
+    assert claimer.name == "load_order"
+    assert claimer.start == pytest.approx(0.02) and claimer.end >= 0.04
+    assert all(c.start <= claimer.start and c.end >= claimer.end for c in path)
+
+
+def test_a_claimer_and_its_callers_are_stretched_over_its_span_never_the_span() -> None:
+    """However a claim moved (a library chain absorbed into its owner, a pruned call into its caller, a lane's samples
+    late to show the call), the call holding it covers the child span's marks, start and end, and so do its callers."""
+    from pystrument._tree import cover_claims
+
+    records = [([APP_VIEW], 0.03), ([APP_VIEW, LOAD], 0.02), ([APP_VIEW], 0.05)]
+    (view,) = build_calls(records, 0.0)
+    (load,) = view.children
+    load.claims.append(QUERY_ID)
+    cover_claims([view], {QUERY_ID: (0.02, 0.12)})
+    assert (load.start, load.end) == (pytest.approx(0.02), pytest.approx(0.12))
+    assert (view.start, view.end) == (pytest.approx(0.0), pytest.approx(0.12))
+
+
+def test_a_claimer_holds_its_span_across_a_garbage_collection_pause() -> None:
+    """A collection stops the thread between a query's start and end: the pause is cut into the timeline at its own
+    time, below the claimer, which still runs from the query's start to its end."""
+    from pystrument import _emit
+    from pystrument._frames import END_CLAIM
+    from pystrument._lanes import Lane
+
+    lane = Lane("", 0.0, main=True)
+    loading, rendering = (APP_VIEW, LOAD), (APP_VIEW, RENDER)
+    lane.samples = [(0.01, (APP_VIEW,)), (0.2, loading), (0.21, rendering), (0.3, rendering)]
+    lane.mark(0.015, loading, QUERY_ID)
+    lane.mark(0.19, loading, END_CLAIM + QUERY_ID)
+    lane.close(0.3)
+    recording = SimpleNamespace(lanes=[lane], gc_pauses=[(0.05, 0.15, 2)])
+    calls = _emit.build(recording, 0.0, 100)  # type: ignore[arg-type]
+    claimer, path = _claimer(calls, QUERY_ID)
+    assert claimer.name == "load_order"
+    assert claimer.start <= 0.015 and claimer.end >= 0.19
+    (pause,) = [c for c in claimer.walk() if c.pause]
+    assert (pause.start, pause.end) == (pytest.approx(0.05), pytest.approx(0.15))
+    (render,) = [c for c in path[0].children if c.name == "render"]
+    assert render.start >= 0.19
+
+
+def test_child_span_times_come_back_unchanged_through_the_recording_s_clock(tracing: Any) -> None:
+    """A child span's start and end, marked on the sampler's clock, come back as those very times on the function
+    span that stretches to them: one anchor converts both ways, whenever the request span says it started."""
+    from pystrument._recording import Recording
+
+    t = tracing()
+    started = time.time_ns() - 50_000_000
+    span = t.tracer.start_span("GET /x", kind=SpanKind.SERVER, start_time=started)
+    recording = Recording(span, 0.005, False, sys._getframe())
+    try:
+        now = time.perf_counter()
+        for at_ns in (time.time_ns() - 3_000_000, time.time_ns() - 20_000_000):
+            assert abs(recording.to_ns(recording.perf_at(at_ns, now)) - at_ns) <= 1
+        # The recording started when it was made, not at the span's earlier start.
+        assert recording.to_ns(recording.start_perf) - started >= 50_000_000
+    finally:
+        span.end()
