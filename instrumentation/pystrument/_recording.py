@@ -43,6 +43,29 @@ def _running_task() -> Any:
         return None
 
 
+#: An anchor's two clock readings are retaken when the thread lost its core between them for longer than this.
+ANCHOR_GAP_S = 20e-6
+
+
+def _anchor(before: float) -> tuple[int, float]:
+    """The epoch clock in nanoseconds read beside the sampler's clock (the middle of the two readings around it): the
+    recording's one conversion between the two, both ways (child spans' times to marks, calls' times to function
+    spans), so that a child span's end marked on the sampler's clock comes back as that very end. Read again (three
+    tries, the closest pair kept) when the thread was preempted in between, which would shift every conversion."""
+    ns = time.time_ns()
+    after = time.perf_counter()
+    best, gap = (ns, 0.5 * (before + after)), after - before
+    for _ in range(2):
+        if gap <= ANCHOR_GAP_S:
+            break
+        before = time.perf_counter()
+        ns = time.time_ns()
+        after = time.perf_counter()
+        if after - before < gap:
+            best, gap = (ns, 0.5 * (before + after)), after - before
+    return best
+
+
 class Recording:
     """Everything recorded for one request span until it ends. Attributes that most requests leave at their default
     are class attributes (the instance is made on the request thread, for every request)."""
@@ -92,11 +115,7 @@ class Recording:
         self.interval = interval
         self.precise = precise
         self.start_perf = start = time.perf_counter()
-        # The epoch clock read beside the sampler's (the middle of two readings around it): the one conversion between
-        # the two, both ways (marks of child spans' times, function spans' times), so a child span's end marked on the
-        # sampler's clock comes back as that very end. The request span's own start may be earlier (``start_ns``).
-        self.anchor_ns = time.time_ns()
-        self.anchor_perf = 0.5 * (start + time.perf_counter())
+        self.anchor_ns, self.anchor_perf = _anchor(start)
         self.start_ns = span.start_time or self.anchor_ns
         if thread_id is None:
             thread_id = threading.get_ident()

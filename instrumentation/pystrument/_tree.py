@@ -401,18 +401,30 @@ def _with_depth(calls: list[Call], depth: int = 0) -> Iterable[tuple[Call, int]]
 
 def _drop(calls: list[Call], doomed: Callable[[Call], bool], parent: Call | None) -> list[Call]:
     kept: list[Call] = []
+    orphans: list[tuple[Call, list[str]]] = []
     for call in calls:
         if doomed(call):
+            dropped = list(call.walk())
+            claims = [claim for c in dropped for claim in c.claims]
             if parent is not None:
                 parent.self_time += call.time
-                dropped = list(call.walk())
                 parent.wait_time += sum(c.wait_time for c in dropped)
                 parent.queue_time += sum(c.queue_time for c in dropped)
                 parent.loop_wait_time += sum(c.loop_wait_time for c in dropped)
-                parent.claims.extend(claim for c in dropped for claim in c.claims)
+                parent.claims.extend(claims)
+            elif claims:
+                orphans.append((call, claims))
         else:
             call.children = _drop(call.children, doomed, call)
             kept.append(call)
+    # A dropped top-level call has no caller to hand its claims to (a mark's stack seen between samples of another
+    # stack makes one of no time): a kept top-level call takes them (the same function seen again if there is one,
+    # the nearest in time), and ``cover_claims`` stretches it over the spans, rather than no call claiming them.
+    for call, claims in orphans if kept else ():
+        nearest = min(
+            kept, key=lambda k: (k.identifier != call.identifier, max(k.start - call.end, call.start - k.end, 0.0))
+        )
+        nearest.claims.extend(claims)
     return kept
 
 

@@ -567,3 +567,23 @@ def test_child_span_times_come_back_unchanged_through_the_recording_s_clock(trac
         assert recording.to_ns(recording.start_perf) - started >= 50_000_000
     finally:
         span.end()
+
+
+def test_a_claim_of_a_dropped_top_level_call_is_not_lost() -> None:
+    """A child span's mark seen between two samples of another stack (the request thread preempted in the framework's
+    hook, a clock read late) makes a top-level call of no time of its own, which pruning dropped with its claim: the
+    query was then claimed by no call. The same function seen next takes the claim and is stretched over the query."""
+    from pystrument import _emit
+    from pystrument._frames import END_CLAIM
+    from pystrument._lanes import Lane
+
+    hook = _info("Span.set_attribute", f"{SITE}/opentelemetry/sdk/trace/__init__.py")
+    lane = Lane("", 0.0, main=True)
+    lane.samples = [(0.01, (hook,)), (0.03, (hook,)), (0.06, (APP_VIEW, LOAD)), (0.08, (APP_VIEW, RENDER))]
+    lane.mark(0.02, (APP_VIEW, LOAD), QUERY_ID)
+    lane.mark(0.025, (APP_VIEW, LOAD), END_CLAIM + QUERY_ID)
+    lane.close(0.08)
+    calls = _emit.build(SimpleNamespace(lanes=[lane], gc_pauses=()), 0.01, 100)  # type: ignore[arg-type]
+    claimer, _ = _claimer(calls, QUERY_ID)
+    assert claimer.name == "order_view"
+    assert claimer.start <= 0.02 and claimer.end >= 0.025
