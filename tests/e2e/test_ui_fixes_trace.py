@@ -65,6 +65,10 @@ def test_n_plus_one_shows_as_grouped_labelled_queries(live_server, browser, lang
     zh = f"3 个请求中每个请求调用 {N_PLUS_ONE} 次"
     expected = zh if lang == "zh" else f"{N_PLUS_ONE} calls/request in 3 requests"
     assert title == expected, title
+    # The queries it started, per request: what shows an N+1 when the SDK merged the loop into one span.
+    queries = f"每请求 {N_PLUS_ONE} 次查询" if lang == "zh" else f"{N_PLUS_ONE} queries/request"
+    expect(fn.get_by_test_id("child-spans-per-request")).to_have_text(queries)
+    expect(fn).to_have_attribute("data-child-spans", str(N_PLUS_ONE * 3))
     href = fn.get_by_test_id("hot-function-link").get_attribute("href") or ""
     url = urlparse(href)
     assert url.path == f"/projects/{data.project_id}/function", href

@@ -287,6 +287,11 @@ class FunctionStats(Struct):
     self_time: float
     avg_time: float
     self_time_share: float
+    # The real spans (DB queries, HTTP calls) its spans started (``pystrument.child_span_ids``): a loop's N+1
+    # shows here even when the SDK merged its consecutive calls into one function span per request.
+    child_spans: int
+    child_spans_per_request: float  # child_spans / traces
+    max_child_spans_per_request: int
 
 
 class FunctionReport(Struct):

@@ -27,6 +27,7 @@ MAX_ROUTE_GROUPS = 1000
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _BUCKET_RE = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 SELF_TIME_ATTRIBUTE = "pystrument.self_time_ms"
+CHILD_SPANS_ATTRIBUTE = "pystrument.child_span_ids"  # the real spans (queries, HTTP calls) a function started
 EXACT_LIMIT = 20_000  # mode=auto: up to this many requests, exact percentile_cont; above, the rollups
 MODES = ("auto", "exact", "rollup")
 MAX_SERVICES = 500
@@ -244,6 +245,12 @@ def _number_attribute(name: str) -> Any:
     return case((func.jsonb_typeof(value) == "number", cast(Span.attributes[name].astext, Float)), else_=0.0)
 
 
+def _array_length(name: str) -> Any:
+    """The length of an array span attribute, 0 when absent or not an array (never a jsonb error)."""
+    value = Span.attributes[name]
+    return case((func.jsonb_typeof(value) == "array", func.jsonb_array_length(value)), else_=0)
+
+
 async def hot_functions(
     session: AsyncSession, project_key: str, filters: RecordFilter, limit: int
 ) -> schemas.FunctionReport:
@@ -267,28 +274,47 @@ async def hot_functions(
         ),
         else_=None,
     ).label("line")
-    self_time = (func.sum(_number_attribute(SELF_TIME_ATTRIBUTE)) / 1000.0).label("self_time")
+    # One row per (function, request) first, so a request's child spans can be summed and their maximum taken:
+    # the SDK merges a loop's consecutive calls into one function span, whose child span ids carry the N+1.
+    per_trace = (
+        select(
+            Span.name.label("name"),
+            file_col,
+            line_col,
+            func.count().label("calls"),
+            func.sum(Span.duration).label("total_time"),
+            func.sum(_number_attribute(SELF_TIME_ATTRIBUTE)).label("self_ms"),
+            func.sum(_array_length(CHILD_SPANS_ATTRIBUTE)).label("children"),
+        )
+        .where(
+            and_(
+                Span.project_id == project.id,
+                Span.synthetic.is_(True),
+                Span.start_time >= start - timedelta(seconds=1),
+                Span.trace_id.in_(traces),
+            )
+        )
+        .group_by(Span.name, file_col, line_col, Span.trace_id)
+        .subquery("per_trace")
+    )
+    p = per_trace.c
+    self_time = (func.sum(p.self_ms) / 1000.0).label("self_time")
+    total_time = func.sum(p.total_time).label("total_time")
     rows = (
         await session.execute(
             select(
-                Span.name,
-                file_col,
-                line_col,
-                func.count().label("calls"),
-                func.count(func.distinct(Span.trace_id)).label("traces"),
-                func.sum(Span.duration).label("total_time"),
+                p.name,
+                p.file,
+                p.line,
+                func.sum(p.calls).label("calls"),
+                func.count().label("traces"),
+                total_time,
                 self_time,
+                func.sum(p.children).label("child_spans"),
+                func.max(p.children).label("max_children"),
             )
-            .where(
-                and_(
-                    Span.project_id == project.id,
-                    Span.synthetic.is_(True),
-                    Span.start_time >= start - timedelta(seconds=1),
-                    Span.trace_id.in_(traces),
-                )
-            )
-            .group_by(Span.name, file_col, line_col)
-            .order_by(self_time.desc(), func.sum(Span.duration).desc(), Span.name)
+            .group_by(p.name, p.file, p.line)
+            .order_by(self_time.desc(), total_time.desc(), p.name)
             .limit(limit)
         )
     ).all()
@@ -303,6 +329,9 @@ async def hot_functions(
             self_time=float(row.self_time),
             avg_time=float(row.total_time) / int(row.calls),
             self_time_share=float(row.self_time) / request_time if request_time > 0 else 0.0,
+            child_spans=int(row.child_spans),
+            child_spans_per_request=int(row.child_spans) / int(row.traces),
+            max_child_spans_per_request=int(row.max_children),
         )
         for row in rows
     ]

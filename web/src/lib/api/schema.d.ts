@@ -585,8 +585,11 @@ export interface components {
         FunctionStats: {
             avg_time: number;
             calls: number;
+            child_spans: number;
+            child_spans_per_request: number;
             file: string;
             line: number | null;
+            max_child_spans_per_request: number;
             name: string;
             self_time: number;
             self_time_share: number;

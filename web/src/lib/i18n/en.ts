@@ -176,6 +176,8 @@ export const en = {
 	'functions.perRequest': '{calls} calls/request in {requests} requests',
 	'functions.callsPerRequest': 'Calls/request',
 	'functions.open': 'Open the function view',
+	'functions.childSpans': '{count} queries/request',
+	'functions.childSpansHelp': 'Spans it started (DB queries, HTTP calls): {count} per request, up to {max} in one request, {total} in all',
 	'search.trace': 'Trace ID',
 	'search.tracePlaceholder': 'Go to trace ID…',
 	'search.go': 'Go',

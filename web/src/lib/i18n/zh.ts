@@ -178,6 +178,8 @@ export const zh: Messages = {
 	'functions.perRequest': '{requests} 个请求中每个请求调用 {calls} 次',
 	'functions.callsPerRequest': '每请求调用次数',
 	'functions.open': '打开函数视图',
+	'functions.childSpans': '每请求 {count} 次查询',
+	'functions.childSpansHelp': '它发起的 Span（数据库查询、HTTP 调用）：每个请求 {count} 个，单个请求最多 {max} 个，共 {total} 个',
 	'search.trace': '链路 ID',
 	'search.tracePlaceholder': '跳转到链路 ID…',
 	'search.go': '前往',
