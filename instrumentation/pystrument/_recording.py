@@ -148,6 +148,10 @@ class Recording:
         then ends it (through someone else's instance hook if there was one)."""
         span = self.span
         previous = self.previous_end
+        # The span ends now, when its instrumentation ends it, not after the SDK's work below (on a crowded machine the
+        # thread may be preempted in between: the span would then outlast what the SDK saw). Someone else's hook gets
+        # the call as it was made.
+        ends_at = end_time if end_time is not None else time.time_ns()
         try:
             if previous is None:
                 del span.end  # the class's end() again, and no reference cycle
@@ -160,7 +164,7 @@ class Recording:
         if previous is not None:
             previous(end_time)
         else:
-            type(span).end(span, end_time)
+            type(span).end(span, ends_at)
 
     def _main_lane(self, caller: types.FrameType) -> Lane:
         if self.precise:

@@ -587,3 +587,20 @@ def test_a_claim_of_a_dropped_top_level_call_is_not_lost() -> None:
     claimer, _ = _claimer(calls, QUERY_ID)
     assert claimer.name == "order_view"
     assert claimer.start <= 0.02 and claimer.end >= 0.025
+
+
+def test_a_request_span_ends_when_it_is_ended_not_after_the_sdk_s_work(tracing: Any) -> None:
+    """The SDK finishes a request's profile inside the span's ``end``: a thread preempted there (a crowded machine)
+    must not make the span longer than what the SDK saw."""
+    t = tracing()
+    original = t.processor._finish_recording
+
+    def slow_finish(recording: Any, span: Any) -> None:
+        original(recording, span)
+        time.sleep(0.05)  # as if preempted between the SDK's work and the span's end
+
+    t.processor._finish_recording = slow_finish  # type: ignore[method-assign]
+    with t.tracer.start_as_current_span("GET /ends", kind=SpanKind.SERVER):
+        time.sleep(0.02)
+    (request,) = t.requests()
+    assert (request.end_time - request.start_time) / 1e9 < 0.045, request.end_time - request.start_time
