@@ -150,7 +150,7 @@ def test_demo_prints_the_dashboard_and_both_apps(demo: DemoRun) -> None:
     assert set(demo.apps) == {"shop-web", "catalog-api"}, demo.output()
     ready = next(line for line in demo.lines if line.startswith("pystrument demo is ready"))
     link = re.search(r"open (http://\S+)", ready)
-    assert link and link[1].startswith(f"{demo.url}/projects/proj_"), ready
+    assert link and re.fullmatch(rf"{re.escape(demo.url)}/projects/\d+", link[1]), ready  # its id, not its key
     page = httpx.get(link[1])  # the UI's client-side route: the server answers with the app page
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     sent = next(line for line in demo.lines if line.startswith("sent "))

@@ -20,7 +20,7 @@ from pystrument_collector.settings import Settings
 from pystrument_analysis.api.access import client_headers
 from pystrument_analysis.demo._apps import SampleApps, missing_requirements
 from pystrument_analysis.demo._net import port_in_use
-from pystrument_analysis.demo._project import DEMO_PROJECT, ensure_project, record_total
+from pystrument_analysis.demo._project import DEMO_PROJECT, ensure_project, find_project, record_total
 from pystrument_analysis.demo._traffic import Progress, drive
 
 DEMO_HOST = "127.0.0.1"
@@ -130,6 +130,9 @@ def _run(settings: Settings, options: DemoOptions, stop: _Stop) -> int:
         with httpx.Client(base_url=url, timeout=30, headers=headers) as client:
             project_key, created = ensure_project(client)
             say(f"project {DEMO_PROJECT} ({'created' if created else 'reused'}): key {project_key}")
+            found = find_project(client, DEMO_PROJECT)
+            # The UI addresses a project by its id: a link with the key would stop working once the key is rotated.
+            page = f"/projects/{found['id']}" if found and found.get("id") is not None else f"/projects/{project_key}"
             apps = SampleApps(work_dir, url, project_key)
             for app in apps.start():
                 assert app.process is not None
@@ -139,7 +142,7 @@ def _run(settings: Settings, options: DemoOptions, stop: _Stop) -> int:
         if stop():
             raise InterruptedError("stopped during start-up")
         say("")
-        say(f"pystrument demo is ready: open {url}/projects/{project_key}  (project {DEMO_PROJECT}, key {project_key})")
+        say(f"pystrument demo is ready: open {url}{page}  (project {DEMO_PROJECT}, key {project_key})")
         if headers:
             say("the API needs PYSTRUMENT_API_TOKEN: open the link once with ?token=<your token> appended")
         say("Press Ctrl-C to stop the apps" + (" and the server." if server is not None else "."))
