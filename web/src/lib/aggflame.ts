@@ -4,6 +4,7 @@
  * (A and B, merged by call path, per request) for the compare view. Pure functions; the canvas only draws.
  */
 import type { components } from './api/schema';
+import { frameAtPoint, framesInView, indexRows, type FrameRows } from './framecanvas';
 
 export type FlameTree = components['schemas']['FlameTree'];
 export type FunctionView = components['schemas']['FunctionView'];
@@ -31,10 +32,7 @@ export interface AggFrame {
 	delta?: number;
 }
 
-export interface AggLayout {
-	frames: AggFrame[];
-	byDepth: number[][];
-	maxDepth: number;
+export interface AggLayout extends FrameRows<AggFrame> {
 	/** The root's total (seconds); a differential: the larger of A's and B's time per request. */
 	total: number;
 	diff: boolean;
@@ -82,14 +80,7 @@ export function treeOf(data: FlameTree): Node {
 }
 
 function finish(frames: AggFrame[], total: number, diff: boolean): AggLayout {
-	let maxDepth = 0;
-	const byDepth: number[][] = [];
-	frames.forEach((f, i) => {
-		maxDepth = Math.max(maxDepth, f.depth);
-		(byDepth[f.depth] ??= []).push(i);
-	});
-	for (const row of byDepth) row?.sort((a, b) => frames[a]!.x0 - frames[b]!.x0);
-	return { frames, byDepth, maxDepth, total, diff };
+	return { ...indexRows(frames), total, diff };
 }
 
 /** Frames of a tree: each child placed left to right inside its parent, width = its share of the root. */
@@ -183,28 +174,12 @@ export const FULL_VIEW: AggView = { x0: 0, x1: 1, depth: 0, key: '' };
 
 /** The frame at a point: `x` 0..1 across the canvas, `depth` the frame depth. */
 export function hitAgg(layout: AggLayout, view: AggView, x: number, depth: number): AggFrame | null {
-	const row = layout.byDepth[depth];
-	if (!row) return null;
-	const at = view.x0 + x * (view.x1 - view.x0);
-	let lo = 0;
-	let hi = row.length - 1;
-	let found = -1;
-	while (lo <= hi) {
-		const mid = (lo + hi) >> 1;
-		if (layout.frames[row[mid]!]!.x0 <= at) {
-			found = mid;
-			lo = mid + 1;
-		} else hi = mid - 1;
-	}
-	if (found < 0) return null;
-	const frame = layout.frames[row[found]!]!;
-	return at <= frame.x1 ? frame : null;
+	return frameAtPoint(layout, view, x, depth);
 }
 
 /** Frames at least `minPx` wide in this view. */
 export function visibleAgg(layout: AggLayout, view: AggView, widthPx: number, minPx = 0.5): AggFrame[] {
-	const scale = widthPx / Math.max(1e-12, view.x1 - view.x0);
-	return layout.frames.filter((f) => f.x1 > view.x0 && f.x0 < view.x1 && (f.x1 - f.x0) * scale >= minPx);
+	return framesInView(layout.frames, view, widthPx, minPx);
 }
 
 /** The view zoomed on a frame (its ancestors stay drawn full width above/below as context). */

@@ -1,44 +1,22 @@
 /**
  * Client calls of the aggregated views (`/performance/flame`, `/performance/function`), typed from the generated
- * schema, in the same envelope handling as `Api` (an `ApiError` with the server's message on failure).
+ * schema, through `Api` (an `ApiError` with the server's message on failure).
  */
-import { ApiError, queryString, type QueryOf } from './api';
+import { Api, type QueryOf } from './api';
 import type { FlameTree, FunctionView } from './aggflame';
 
 export type FlameQuery = QueryOf<'getFlameTree'>;
 export type FunctionQuery = QueryOf<'getFunctionView'>;
 
-async function call<T>(path: string, signal?: AbortSignal, fetcher: typeof fetch = fetch): Promise<T> {
-	let response: Response;
-	try {
-		response = await fetcher(path, { headers: { accept: 'application/json' }, signal });
-	} catch (err) {
-		if (err instanceof DOMException && err.name === 'AbortError') throw err;
-		throw new ApiError(`network error: ${(err as Error).message ?? String(err)}`, 0, 0);
-	}
-	let payload: unknown = null;
-	try {
-		payload = await response.json();
-	} catch {
-		payload = null;
-	}
-	if (payload && typeof payload === 'object' && 'code' in payload) {
-		const env = payload as { code: number; msg?: string; data: T };
-		if (env.code === 0 && response.ok) return env.data;
-		throw new ApiError(env.msg || `HTTP ${response.status}`, env.code, response.status);
-	}
-	throw new ApiError(`HTTP ${response.status} ${response.statusText}`.trim(), response.status, response.status);
-}
-
 /** The flame page first draws an even spread of at most this many requests, then all of them. */
 export const QUICK_SAMPLE = 1000;
 
 export function flameTree(query: FlameQuery, signal?: AbortSignal, fetcher?: typeof fetch): Promise<FlameTree> {
-	return call<FlameTree>(`/api/v1/performance/flame${queryString(query)}`, signal, fetcher);
+	return new Api(fetcher).flameTree(query, signal);
 }
 
 export function functionView(query: FunctionQuery, signal?: AbortSignal, fetcher?: typeof fetch): Promise<FunctionView> {
-	return call<FunctionView>(`/api/v1/performance/function${queryString(query)}`, signal, fetcher);
+	return new Api(fetcher).functionView(query, signal);
 }
 
 /** A time range from the URL: explicit `from`/`to` (ISO) win, else a preset ending now (default 24 h). */

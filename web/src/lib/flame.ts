@@ -7,6 +7,7 @@
  * Pure functions, so the canvas component only draws and hit-tests what this computes.
  */
 import type { Span } from './api';
+import { frameAtPoint, framesInView, indexRows, type FrameRows, type Viewport } from './framecanvas';
 import { compareText, displayParent, isFunctionSpan, startTimes } from './waterfall';
 
 export type FlameMode = 'time' | 'merged';
@@ -33,11 +34,7 @@ export interface FlameFrame {
 	parent: number;
 }
 
-export interface FlameLayout {
-	frames: FlameFrame[];
-	/** Frame indexes per depth, sorted by x0, for hit testing. */
-	byDepth: number[][];
-	maxDepth: number;
+export interface FlameLayout extends FrameRows<FlameFrame> {
 	totalMs: number;
 	mode: FlameMode;
 }
@@ -117,14 +114,7 @@ function buildTree(spans: readonly Span[], rootId?: string | null): Node | null 
 }
 
 function finish(frames: FlameFrame[], totalMs: number, mode: FlameMode): FlameLayout {
-	let maxDepth = 0;
-	const byDepth: number[][] = [];
-	frames.forEach((f, i) => {
-		maxDepth = Math.max(maxDepth, f.depth);
-		(byDepth[f.depth] ??= []).push(i);
-	});
-	for (const list of byDepth) list?.sort((a, b) => frames[a]!.x0 - frames[b]!.x0);
-	return { frames, byDepth, maxDepth, totalMs, mode };
+	return { ...indexRows(frames), totalMs, mode };
 }
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
@@ -237,30 +227,11 @@ function layoutMerged(root: Node, frames: FlameFrame[], totalMs: number): void {
 }
 
 /** The visible window of the time axis, as fractions: [0, 1] unzoomed. */
-export interface Viewport {
-	x0: number;
-	x1: number;
-}
+export type { Viewport };
 
 /** The frame under a point: `x` in 0..1 of the canvas width, `depth` the row. Null when nothing is there. */
 export function hitTest(layout: FlameLayout, view: Viewport, x: number, depth: number): FlameFrame | null {
-	const row = layout.byDepth[depth];
-	if (!row || row.length === 0) return null;
-	const at = view.x0 + x * (view.x1 - view.x0);
-	// Last frame starting at or before `at` (frames in one row never overlap).
-	let lo = 0;
-	let hi = row.length - 1;
-	let found = -1;
-	while (lo <= hi) {
-		const mid = (lo + hi) >> 1;
-		if (layout.frames[row[mid]!]!.x0 <= at) {
-			found = mid;
-			lo = mid + 1;
-		} else hi = mid - 1;
-	}
-	if (found < 0) return null;
-	const frame = layout.frames[row[found]!]!;
-	return at <= frame.x1 ? frame : null;
+	return frameAtPoint(layout, view, x, depth);
 }
 
 /** The viewport that shows a frame across the whole width (zoom on double click). */
@@ -271,8 +242,7 @@ export function zoomTo(frame: FlameFrame): Viewport {
 
 /** Frames wide enough (in pixels) to be drawn in this viewport; the rest would be sub-pixel noise. */
 export function visibleFrames(layout: FlameLayout, view: Viewport, widthPx: number, minPx = 0.5): FlameFrame[] {
-	const scale = widthPx / Math.max(1e-12, view.x1 - view.x0);
-	return layout.frames.filter((f) => f.x1 > view.x0 && f.x0 < view.x1 && (f.x1 - f.x0) * scale >= minPx);
+	return framesInView(layout.frames, view, widthPx, minPx);
 }
 
 /** A stable warm colour for a function name; library frames are muted, the request root is slate. */

@@ -173,6 +173,16 @@ export class Api {
 		return this.call('getHotFunctions', 'GET', `/api/v1/performance/functions${queryString(query)}`, undefined, signal);
 	}
 
+	/** A route's, service's or trace's function spans merged by call path (the aggregated flame graph). */
+	flameTree(query: QueryOf<'getFlameTree'>, signal?: AbortSignal) {
+		return this.call('getFlameTree', 'GET', `/api/v1/performance/flame${queryString(query)}`, undefined, signal);
+	}
+
+	/** One function's callers, callees, share over time and traces. */
+	functionView(query: QueryOf<'getFunctionView'>, signal?: AbortSignal) {
+		return this.call('getFunctionView', 'GET', `/api/v1/performance/function${queryString(query)}`, undefined, signal);
+	}
+
 	/** The project's service names (busiest first), for the service filter. */
 	listServices(query: QueryOf<'listServices'>, signal?: AbortSignal) {
 		return this.call('listServices', 'GET', `/api/v1/performance/services${queryString(query)}`, undefined, signal);
