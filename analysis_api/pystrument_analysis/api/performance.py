@@ -5,11 +5,12 @@ Every endpoint takes ``project_key`` as a query parameter: missing -> 400 (40001
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Response, get
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import PathParameter, QueryParameter
 from pystrument_collector.db import Database
 
@@ -38,30 +39,55 @@ MinDuration = Annotated[float | None, QueryParameter(ge=0, description="seconds"
 MaxDuration = Annotated[float | None, QueryParameter(ge=0, description="seconds")]
 
 
+def provide_scope(
+    method: Method = None,
+    service: Service = None,
+    start: Start = None,
+    end: End = None,
+    path: PathContains = None,
+    status_class: StatusClass = None,
+    error: ErrorOnly = None,
+    min_duration: MinDuration = None,
+    max_duration: MaxDuration = None,
+) -> RecordFilter:
+    """The filters every performance view shares, but the route (a view may require one)."""
+    return RecordFilter(
+        method=method,
+        service=service,
+        start=start,
+        end=end,
+        path=path,
+        status_class=status_class,
+        error=error,
+        min_duration=min_duration,
+        max_duration=max_duration,
+    )
+
+
+def provide_filters(record_scope: RecordFilter, route: Route = None) -> RecordFilter:
+    """``record_scope`` and an optional route: the requests a records page, statistics or hot functions read."""
+    return replace(record_scope, route=route)
+
+
 class PerformanceController(Controller):
     """``/api/v1/performance``: what the collector stored, per project."""
 
     path = "/api/v1/performance"
     tags = ("performance",)
+    dependencies = {  # noqa: RUF012 (Litestar reads the class attribute)
+        "record_scope": Provide(provide_scope, sync_to_thread=False),
+        "filters": Provide(provide_filters, sync_to_thread=False),
+    }
 
     @get("/records", operation_id="listRecords", summary="Request records, newest first (seed 5.2.2)")
     async def list_records(
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
+        filters: RecordFilter,
         page: Page = 1,
         size: Size = 20,
-        route: Route = None,
-        path: Annotated[str | None, QueryParameter(max_length=2000, description="request path contains")] = None,
-        method: Method = None,
         status_code: Annotated[int | None, QueryParameter(ge=100, le=599)] = None,
-        status_class: Annotated[str | None, QueryParameter(pattern="^[1-5]xx$", description="e.g. 5xx")] = None,
-        error: Annotated[bool | None, QueryParameter(description="only failed (true) or successful (false)")] = None,
-        min_duration: Annotated[float | None, QueryParameter(ge=0, description="seconds")] = None,
-        max_duration: Annotated[float | None, QueryParameter(ge=0, description="seconds")] = None,
-        start: Start = None,
-        end: End = None,
-        service: Service = None,
         sort: Annotated[str, QueryParameter(pattern="^(timestamp|duration)$")] = "timestamp",
         order: Annotated[str, QueryParameter(pattern="^(asc|desc)$")] = "desc",
         cursor: Annotated[
@@ -77,19 +103,10 @@ class PerformanceController(Controller):
             ),
         ] = None,
     ) -> schemas.RecordPageResponse:
-        filters = RecordFilter(
-            trace_ids=None if trace_ids is None else tuple(t.lower() for t in trace_ids.split(",")),
-            route=route,
-            path=path,
-            method=method,
+        filters = replace(
+            filters,
             status_code=status_code,
-            status_class=status_class,
-            error=error,
-            min_duration=min_duration,
-            max_duration=max_duration,
-            start=start,
-            end=end,
-            service=service,
+            trace_ids=None if trace_ids is None else tuple(t.lower() for t in trace_ids.split(",")),
         )
         async with db.session() as session:
             page_data = await record_service.list_page(session, project_key, page, size, filters, sort, order, cursor)
@@ -153,20 +170,11 @@ class PerformanceController(Controller):
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
-        start: Start = None,
-        end: End = None,
+        filters: RecordFilter,
         bucket: Annotated[
             str | None,
             QueryParameter(max_length=16, description="time-series step: seconds or 30s/5m/1h/1d; auto if unset"),
         ] = None,
-        route: Route = None,
-        method: Method = None,
-        service: Service = None,
-        path: PathContains = None,
-        status_class: StatusClass = None,
-        error: ErrorOnly = None,
-        min_duration: MinDuration = None,
-        max_duration: MaxDuration = None,
         limit: Annotated[int, QueryParameter(ge=1, le=1000, description="routes to return, by request count")] = 50,
         slowest: Annotated[int, QueryParameter(ge=1, le=100, description="slowest routes to return, by p95")] = 10,
         mode: Annotated[
@@ -177,18 +185,6 @@ class PerformanceController(Controller):
             ),
         ] = "auto",
     ) -> schemas.StatsResponse:
-        filters = RecordFilter(
-            route=route,
-            method=method,
-            service=service,
-            start=start,
-            end=end,
-            path=path,
-            status_class=status_class,
-            error=error,
-            min_duration=min_duration,
-            max_duration=max_duration,
-        )
         async with db.session() as session:
             report = await stats_service.report(session, project_key, filters, bucket, limit, slowest, mode)
         return schemas.StatsResponse(data=report)
@@ -202,35 +198,16 @@ class PerformanceController(Controller):
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
+        record_scope: RecordFilter,
         route: Annotated[
             str, QueryParameter(min_length=1, max_length=2000, description="exact route template, e.g. /users/{id}")
         ],
-        method: Method = None,
-        service: Service = None,
-        start: Start = None,
-        end: End = None,
         sample: Annotated[
             int, QueryParameter(ge=1, le=1000, description="requests read per cohort, newest with function spans")
         ] = 200,
         limit: Annotated[int, QueryParameter(ge=1, le=500, description="functions to return, by delta")] = 50,
-        path: PathContains = None,
-        status_class: StatusClass = None,
-        error: ErrorOnly = None,
-        min_duration: MinDuration = None,
-        max_duration: MaxDuration = None,
     ) -> schemas.RouteDifferentialResponse:
-        filters = RecordFilter(
-            route=route,
-            method=method,
-            service=service,
-            start=start,
-            end=end,
-            path=path,
-            status_class=status_class,
-            error=error,
-            min_duration=min_duration,
-            max_duration=max_duration,
-        )
+        filters = replace(record_scope, route=route)
         async with db.session() as session:
             report = await differential_service.route_differential(session, project_key, filters, sample, limit)
         return schemas.RouteDifferentialResponse(data=report)
@@ -244,30 +221,9 @@ class PerformanceController(Controller):
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
-        route: Route = None,
-        method: Method = None,
-        service: Service = None,
-        start: Start = None,
-        end: End = None,
+        filters: RecordFilter,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
-        path: PathContains = None,
-        status_class: StatusClass = None,
-        error: ErrorOnly = None,
-        min_duration: MinDuration = None,
-        max_duration: MaxDuration = None,
     ) -> schemas.FunctionReportResponse:
-        filters = RecordFilter(
-            route=route,
-            method=method,
-            service=service,
-            start=start,
-            end=end,
-            path=path,
-            status_class=status_class,
-            error=error,
-            min_duration=min_duration,
-            max_duration=max_duration,
-        )
         async with db.session() as session:
             report = await stats_service.hot_functions(session, project_key, filters, limit)
         return schemas.FunctionReportResponse(data=report)

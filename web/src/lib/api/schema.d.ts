@@ -1767,8 +1767,6 @@ export interface operations {
             query: {
                 /** @description the project's key (proj_...) */
                 project_key: string;
-                /** @description exact route template, e.g. /users/{id} */
-                route?: string | null;
                 /** @description HTTP method */
                 method?: string | null;
                 /** @description service.name of the request span */
@@ -1777,7 +1775,6 @@ export interface operations {
                 start?: string | null;
                 /** @description until this time (ISO 8601, exclusive) */
                 end?: string | null;
-                limit?: number;
                 /** @description request path contains */
                 path?: string | null;
                 /** @description e.g. 5xx */
@@ -1788,6 +1785,9 @@ export interface operations {
                 min_duration?: number | null;
                 /** @description seconds */
                 max_duration?: number | null;
+                /** @description exact route template, e.g. /users/{id} */
+                route?: string | null;
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -1865,17 +1865,16 @@ export interface operations {
             query: {
                 /** @description the project's key (proj_...) */
                 project_key: string;
-                /** @description page number, 1-1000000 */
-                page?: number;
-                /** @description page size, 1-100 */
-                size?: number;
-                /** @description exact route template, e.g. /users/{id} */
-                route?: string | null;
-                /** @description request path contains */
-                path?: string | null;
                 /** @description HTTP method */
                 method?: string | null;
-                status_code?: number | null;
+                /** @description service.name of the request span */
+                service?: string | null;
+                /** @description from this time (ISO 8601, inclusive) */
+                start?: string | null;
+                /** @description until this time (ISO 8601, exclusive) */
+                end?: string | null;
+                /** @description request path contains */
+                path?: string | null;
                 /** @description e.g. 5xx */
                 status_class?: string | null;
                 /** @description only failed (true) or successful (false) */
@@ -1884,12 +1883,13 @@ export interface operations {
                 min_duration?: number | null;
                 /** @description seconds */
                 max_duration?: number | null;
-                /** @description from this time (ISO 8601, inclusive) */
-                start?: string | null;
-                /** @description until this time (ISO 8601, exclusive) */
-                end?: string | null;
-                /** @description service.name of the request span */
-                service?: string | null;
+                /** @description exact route template, e.g. /users/{id} */
+                route?: string | null;
+                /** @description page number, 1-1000000 */
+                page?: number;
+                /** @description page size, 1-100 */
+                size?: number;
+                status_code?: number | null;
                 sort?: string;
                 order?: string;
                 /** @description next_cursor of the previous page (keyset; page is ignored) */
@@ -2141,8 +2141,6 @@ export interface operations {
             query: {
                 /** @description the project's key (proj_...) */
                 project_key: string;
-                /** @description exact route template, e.g. /users/{id} */
-                route: string;
                 /** @description HTTP method */
                 method?: string | null;
                 /** @description service.name of the request span */
@@ -2151,10 +2149,6 @@ export interface operations {
                 start?: string | null;
                 /** @description until this time (ISO 8601, exclusive) */
                 end?: string | null;
-                /** @description requests read per cohort, newest with function spans */
-                sample?: number;
-                /** @description functions to return, by delta */
-                limit?: number;
                 /** @description request path contains */
                 path?: string | null;
                 /** @description e.g. 5xx */
@@ -2165,6 +2159,12 @@ export interface operations {
                 min_duration?: number | null;
                 /** @description seconds */
                 max_duration?: number | null;
+                /** @description exact route template, e.g. /users/{id} */
+                route: string;
+                /** @description requests read per cohort, newest with function spans */
+                sample?: number;
+                /** @description functions to return, by delta */
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -2323,18 +2323,14 @@ export interface operations {
             query: {
                 /** @description the project's key (proj_...) */
                 project_key: string;
-                /** @description from this time (ISO 8601, inclusive) */
-                start?: string | null;
-                /** @description until this time (ISO 8601, exclusive) */
-                end?: string | null;
-                /** @description time-series step: seconds or 30s/5m/1h/1d; auto if unset */
-                bucket?: string | null;
-                /** @description exact route template, e.g. /users/{id} */
-                route?: string | null;
                 /** @description HTTP method */
                 method?: string | null;
                 /** @description service.name of the request span */
                 service?: string | null;
+                /** @description from this time (ISO 8601, inclusive) */
+                start?: string | null;
+                /** @description until this time (ISO 8601, exclusive) */
+                end?: string | null;
                 /** @description request path contains */
                 path?: string | null;
                 /** @description e.g. 5xx */
@@ -2345,6 +2341,10 @@ export interface operations {
                 min_duration?: number | null;
                 /** @description seconds */
                 max_duration?: number | null;
+                /** @description exact route template, e.g. /users/{id} */
+                route?: string | null;
+                /** @description time-series step: seconds or 30s/5m/1h/1d; auto if unset */
+                bucket?: string | null;
                 /** @description routes to return, by request count */
                 limit?: number;
                 /** @description slowest routes to return, by p95 */
