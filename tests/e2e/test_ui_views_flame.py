@@ -128,3 +128,21 @@ def test_service_flame_and_an_empty_range(shop, browser_page) -> None:  # type: 
     assert page.locator(f"[data-testid=compare-functions] tr[data-function='{SLOW_FN}']").count() == 1
     page.goto(f"{base}/projects/{project_id}/flame?route=%2Fnowhere&range=1h")
     page.get_by_test_id("flame-none").wait_for()
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+def test_a_monitor_route_opens_its_flame_graph_over_the_same_window(shop, browser_page, locale: str) -> None:  # type: ignore[no-untyped-def]
+    base, project_id, _key = shop
+    page = browser_page
+    page.goto(base + "/")
+    page.evaluate(f"localStorage.setItem('pystrument.locale', '{locale}')")
+    page.goto(f"{base}/projects/{project_id}/monitor?range=1h")
+    link = page.locator("[data-testid=route-row][data-route='/checkout'] [data-testid=route-flame-link]")
+    link.wait_for()
+    assert link.inner_text() == ("flame" if locale == "en" else "火焰图")
+    link.click()
+    page.wait_for_url(re.compile(r"/flame\?"))
+    assert "route=%2Fcheckout" in page.url and "range=1h" in page.url, page.url
+    drawn(page)
+    assert "12" in page.get_by_test_id("flame-summary").inner_text()
+    assert page.locator("[data-testid=flame-page] [data-range='1h']").get_attribute("aria-current") == "true"

@@ -49,6 +49,8 @@ export const en = {
 	'stats.throughput': 'Throughput',
 	'stats.route': 'Route',
 	'stats.filterRoute': 'Show only this route',
+	'stats.flame': 'flame',
+	'stats.flameTitle': 'The route’s aggregated flame graph over this time range',
 
 	'dashboard.title': 'Dashboard',
 	'dashboard.empty': 'No requests in this time range yet.',

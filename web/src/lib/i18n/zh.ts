@@ -51,6 +51,8 @@ export const zh: Messages = {
 	'stats.throughput': '吞吐量',
 	'stats.route': '路由',
 	'stats.filterRoute': '只看此路由',
+	'stats.flame': '火焰图',
+	'stats.flameTitle': '此路由在该时间范围内的聚合火焰图',
 
 	'dashboard.title': '仪表板',
 	'dashboard.empty': '此时间范围内还没有请求。',
