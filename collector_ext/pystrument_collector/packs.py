@@ -175,7 +175,46 @@ def as_microseconds(value: datetime | int) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def decode_pack(project_id: int, trace_id: str, service_name: str, start: datetime | int, data: bytes) -> list[StoredSpan]:
+@dataclass(slots=True)
+class PackColumns:
+    """A pack's spans column by column, for readers that aggregate many packs (the flame graph): no object per
+    span. ``attributes`` holds the keys asked for, ``None`` where a span lacks one."""
+
+    span_ids: list[str]
+    parent_span_ids: list[str | None]
+    names: list[str]
+    starts_us: list[int]
+    durations: list[float]
+    attributes: dict[str, list[Any]]
+
+
+def decode_pack_columns(start: datetime | int, data: bytes, keys: Sequence[str]) -> PackColumns:
+    """The ids, parents, names, starts (µs since 2000-01-01), durations and the ``keys`` attributes of a pack."""
+    doc = _load(data)
+    ids = _ids(doc)
+    n = len(ids)
+    names = doc["N"]
+    columns = doc["c"]
+    extra = doc.get("a")
+    attributes = {}
+    for key in keys:
+        if key in columns:
+            attributes[key] = columns[key]
+        else:
+            attributes[key] = [a.get(key) for a in extra] if extra else [None] * n
+    return PackColumns(
+        span_ids=ids,
+        parent_span_ids=[ids[p] if isinstance(p, int) else p for p in doc["p"]],
+        names=[names[i] for i in doc["n"]],
+        starts_us=_starts(doc, as_microseconds(start)),
+        durations=[d / 1e9 if isinstance(d, int) else float(d) for d in doc["d"]],
+        attributes=attributes,
+    )
+
+
+def decode_pack(
+    project_id: int, trace_id: str, service_name: str, start: datetime | int, data: bytes
+) -> list[StoredSpan]:
     """The spans of one pack, in start order, with every field as it was written."""
     doc = _load(data)
     ids = _ids(doc)
@@ -219,9 +258,11 @@ def decode_pack(project_id: int, trace_id: str, service_name: str, start: dateti
 
 __all__ = [
     "PACK_COLUMNS",
+    "PackColumns",
     "StoredSpan",
     "as_microseconds",
     "decode_pack",
+    "decode_pack_columns",
     "encode_pack",
     "pack_rows",
     "pack_span_starts",

@@ -69,8 +69,9 @@ async def test_migrate_distributes_the_tables_by_project(citus_db: Any) -> None:
         ).all()
     tables = {r[0]: r for r in rows}
     assert tables["projects"][1] == "reference"
-    colocation = {tables[name][3] for name in ("spans", "performance_records", "route_rollups", "analyses")}
-    for name in ("spans", "performance_records", "route_rollups", "analyses", "logs"):
+    per_project = ("spans", "performance_records", "route_rollups", "analyses", "logs", "function_spans")
+    colocation = {tables[name][3] for name in per_project}
+    for name in per_project:
         assert tables[name][1:3] == ("distributed", "project_id"), tables[name]
     assert len(colocation) == 1, "the per-project tables are colocated"
     await citus_db.migrate()  # again: nothing left to do, no error
@@ -336,6 +337,6 @@ async def test_partitions_retention_and_project_deletion_on_citus(citus_db: Any)
     async with citus_db.engine.begin() as conn:
         await conn.execute(text("DELETE FROM projects WHERE id = :p"), {"p": pid})
     async with citus_db.engine.connect() as conn:
-        for table in ("spans", "performance_records", "route_rollups"):
+        for table in ("spans", "function_spans", "performance_records", "route_rollups"):
             left = await conn.scalar(text(f"SELECT count(*) FROM {table} WHERE project_id = :p"), {"p": pid})
             assert left == 0, table

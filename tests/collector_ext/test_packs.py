@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 from pystrument_collector.ingest._batch import Batch
-from pystrument_collector.packs import PACK_COLUMNS, as_microseconds, decode_pack, encode_pack, pack_rows, pack_span_starts
+from pystrument_collector.packs import (
+    PACK_COLUMNS,
+    as_microseconds,
+    decode_pack,
+    encode_pack,
+    pack_rows,
+    pack_span_starts,
+)
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 T0 = as_microseconds(datetime(2026, 12, 7, 4, 30, 1, 123456, tzinfo=UTC))
@@ -60,7 +67,9 @@ def _expected(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _decoded(pack: tuple[Any, ...]) -> list[dict[str, Any]]:
     values = dict(zip(PACK_COLUMNS, pack, strict=True))
-    spans = decode_pack(values["project_id"], values["trace_id"], values["service_name"], values["start_time"], values["data"])
+    spans = decode_pack(
+        values["project_id"], values["trace_id"], values["service_name"], values["start_time"], values["data"]
+    )
     return [{k: getattr(s, k) for k in _expected(_row("0" * 16, None, 0, 0.0))} for s in spans]
 
 
@@ -105,7 +114,11 @@ def test_pack_rows_groups_by_project_trace_and_service() -> None:
         _row("0000000000000004", None, T0 + 3, 0.1),
     ]
     packs = pack_rows(rows)
-    assert sorted((p[1], p[2], p[5]) for p in packs) == [("ab" * 16, "billing", 1), ("ab" * 16, "shop", 2), ("cd" * 16, "shop", 1)]
+    assert sorted((p[1], p[2], p[5]) for p in packs) == [
+        ("ab" * 16, "billing", 1),
+        ("ab" * 16, "shop", 2),
+        ("cd" * 16, "shop", 1),
+    ]
 
 
 def test_a_resent_batch_makes_the_same_pack() -> None:

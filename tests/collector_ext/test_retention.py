@@ -90,7 +90,8 @@ async def test_partitions_are_made_ahead_and_take_over_rows_from_the_default(db,
 
     report = await retention.ensure_partitions(db, TODAY)
     assert report.created == [
-        retention.partition_name(TODAY + timedelta(days=d), table) for table in ("spans", "function_spans", "logs")
+        retention.partition_name(TODAY + timedelta(days=d), table)
+        for table in ("spans", "function_spans", "logs")
         for d in (-1, 0, 1, 2)
     ]
     assert report.moved_from_default == 2  # the request span's row and the function spans' pack

@@ -71,8 +71,8 @@ async def _all_spans(conn: Any) -> list[tuple[Any, ...]]:
 
 
 async def test_0009_packs_the_function_spans_of_a_0008_database_in_place(database_url: str) -> None:
-    from pystrument_collector.db import Database
     from alembic import command
+    from pystrument_collector.db import Database
     from pystrument_collector.db.migrate import alembic_config, upgrade
 
     db = Database(database_url)
@@ -115,7 +115,9 @@ async def test_0009_packs_the_function_spans_of_a_0008_database_in_place(databas
             assert await conn.scalar(text("SELECT count(DISTINCT project_id) FROM function_spans")) == 1
 
         async with db.engine.begin() as conn:
-            await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0008"))  # and back: the packs' spans are rows again
+            await conn.run_sync(
+                lambda c: command.downgrade(alembic_config(c), "0008")
+            )  # and back: the packs' spans are rows again
             assert await conn.scalar(text("SELECT count(*) FROM spans WHERE synthetic")) == 18
             assert await conn.scalar(text("SELECT to_regclass('function_spans')")) is None
     finally:

@@ -7,7 +7,8 @@ as it is, so every start may call it.
 Two things Postgres does with triggers are done otherwise on Citus, which runs no trigger on a distributed
 table by default:
 
-- a deleted project's spans, function span packs and logs: a foreign key to the ``projects`` reference table, ``ON DELETE CASCADE``
+- a deleted project's spans, function span packs and logs: a foreign key to the ``projects`` reference table,
+  ``ON DELETE CASCADE``
   (plain Postgres uses a statement trigger instead, to spare the per-row check on the high-volume tables);
 - ``route_rollups``: the writer adds the records it inserted through ``pystrument_rollup_add`` (the 0004/0005
   trigger's own aggregate); retention deletes the rollup buckets that ended before its cutoff.

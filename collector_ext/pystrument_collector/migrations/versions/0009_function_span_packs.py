@@ -19,9 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alembic import op
-from sqlalchemy import text
-
 from pystrument_collector.packs import as_microseconds, decode_pack, pack_rows
+from sqlalchemy import text
 
 revision = "0009"
 down_revision = "0008"
@@ -122,7 +121,8 @@ def _move_synthetic_rows() -> None:
         ]
         conn.execute(
             text(
-                "INSERT INTO function_spans (project_id, trace_id, service_name, start_time, end_time, n, digest, data) "
+                "INSERT INTO function_spans (project_id, trace_id, service_name, start_time, end_time, n, digest, "
+                "data) "
                 "VALUES (:p, :t, :sv, :st, :en, :n, :d, :data) ON CONFLICT DO NOTHING"
             ),
             packs,
@@ -138,6 +138,17 @@ def _move_synthetic_rows() -> None:
         after = max((r[2], r[0]) for r in rows)
 
 
+def _citus_manages_projects() -> bool:
+    """Whether ``projects`` is already a Citus reference table (a database distributed before 0009), where
+    Citus refuses a trigger; ``pystrument_collector.db.citus`` then distributes ``function_spans`` with a foreign
+    key to ``projects`` that cascades a project's deletion."""
+    conn = op.get_bind()
+    if not conn.scalar(text("SELECT to_regclass('pg_dist_partition') IS NOT NULL")):
+        return False
+    found = "SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'projects'::regclass)"
+    return bool(conn.scalar(text(found)))
+
+
 def upgrade() -> None:
     op.execute(TABLE)
     # The data is compressed already: stored as it is, out of line only when a pack is over ~2 kB.
@@ -145,7 +156,8 @@ def upgrade() -> None:
     op.execute("CREATE TABLE function_spans_default PARTITION OF function_spans DEFAULT")
     _day_partitions()
     op.execute(CASCADE_FUNCTION)
-    op.execute(CASCADE_TRIGGER)
+    if not _citus_manages_projects():  # there the distribution adds a cascading foreign key instead
+        op.execute(CASCADE_TRIGGER)
     _move_synthetic_rows()
 
 
@@ -175,6 +187,6 @@ def _unpack_all() -> None:
 
 def downgrade() -> None:
     _unpack_all()
-    op.execute("DROP TRIGGER projects_delete_function_spans ON projects")
+    op.execute("DROP TRIGGER IF EXISTS projects_delete_function_spans ON projects")
     op.execute("DROP FUNCTION pystrument_delete_project_function_spans()")
     op.execute("DROP TABLE function_spans")
