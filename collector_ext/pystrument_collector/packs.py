@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -153,12 +154,7 @@ def _ids(doc: dict[str, Any]) -> list[str]:
 
 
 def _starts(doc: dict[str, Any], start_us: int) -> list[int]:
-    starts = []
-    at = start_us
-    for delta in doc["t"]:
-        at += delta
-        starts.append(at)
-    return starts
+    return list(accumulate(doc["t"], initial=start_us))[1:]
 
 
 def pack_span_starts(start: datetime | int, data: bytes) -> list[tuple[str, int]]:
@@ -204,10 +200,10 @@ def decode_pack_columns(start: datetime | int, data: bytes, keys: Sequence[str])
             attributes[key] = [a.get(key) for a in extra] if extra else [None] * n
     return PackColumns(
         span_ids=ids,
-        parent_span_ids=[ids[p] if isinstance(p, int) else p for p in doc["p"]],
+        parent_span_ids=[p if p is None or p.__class__ is str else ids[p] for p in doc["p"]],
         names=[names[i] for i in doc["n"]],
         starts_us=_starts(doc, as_microseconds(start)),
-        durations=[d / 1e9 if isinstance(d, int) else float(d) for d in doc["d"]],
+        durations=[d / 1e9 if d.__class__ is int else float(d) for d in doc["d"]],
         attributes=attributes,
     )
 

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from pystrument_analysis.api import flame_schemas as fs
 from pystrument_analysis.api.errors import BadRequest, NotFound
 from pystrument_analysis.api.services._common import project_by_key, utc
-from pystrument_analysis.api.services.span_store import as_number, as_text, unpack
+from pystrument_analysis.api.services.span_store import as_number, as_text
 from pystrument_analysis.api.services.stats import TARGET_BUCKETS, window
 
 SPAN_SLACK = timedelta(minutes=1)  # function spans start within their request; allow for clock skew
@@ -140,9 +140,11 @@ async def cohort_spans(
         own, files, library = (c.attributes[k] for k in FLAME_ATTRIBUTES)
         for i, at in enumerate(c.starts_us):
             if lo <= at <= hi:
+                o, f = own[i], files[i]  # the usual types first: a call per span costs as much as the rest
                 spans.append(
-                    (trace_id, c.span_ids[i], c.parent_span_ids[i], c.names[i], c.durations[i], as_number(own[i]),
-                     as_text(files[i]), library[i] in (True, "true"))
+                    (trace_id, c.span_ids[i], c.parent_span_ids[i], c.names[i], c.durations[i],
+                     o if o.__class__ is float else as_number(o), f if f.__class__ is str else as_text(f),
+                     library[i] is True or library[i] == "true")
                 )  # fmt: skip
     return spans
 
@@ -432,11 +434,12 @@ async def function_view(
         "limit": limit,
     }
     calls_of: dict[tuple[str, str], int] = defaultdict(int)
-    for pack_span in unpack(await fetch_raw(session, FUNCTION_PACKS_SQL, params)):
-        if pack_span.name != name or not params["fn_start"] <= pack_span.start_time < params["fn_end"]:
-            continue
-        if not file or as_text(pack_span.attributes.get(FILE)) == file:
-            calls_of[(pack_span.trace_id, pack_span.service_name)] += 1
+    fn_lo, fn_hi = as_microseconds(params["fn_start"]), as_microseconds(params["fn_end"])
+    for pack in await fetch_raw(session, FUNCTION_PACKS_SQL, params):
+        c = decode_pack_columns(pack[3], pack[4], (FILE,))
+        for i, at in enumerate(c.starts_us):
+            if c.names[i] == name and fn_lo <= at < fn_hi and (not file or as_text(c.attributes[FILE][i]) == file):
+                calls_of[(pack[1], pack[2])] += 1
     params["fn_traces"] = [k[0] for k in calls_of]
     params["fn_services"] = [k[1] for k in calls_of]
     params["fn_calls"] = list(calls_of.values())

@@ -8,7 +8,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pystrument_collector.db.models import FunctionSpanPack as P
 from pystrument_collector.db.models import PerformanceRecord
+from pystrument_collector.packs import as_microseconds, decode_pack_columns
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +19,7 @@ from pystrument_analysis.api.errors import BadRequest
 from pystrument_analysis.api.services import rollups
 from pystrument_analysis.api.services._common import project_by_key, utc
 from pystrument_analysis.api.services.records import RecordFilter
-from pystrument_analysis.api.services.span_store import as_number, as_text, function_spans
+from pystrument_analysis.api.services.span_store import as_number, as_text
 
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=400)
@@ -240,6 +242,9 @@ async def _rollup_report(
     )
 
 
+HOT_ATTRIBUTES = ("code.file.path", "code.line.number", SELF_TIME_ATTRIBUTE, CHILD_SPANS_ATTRIBUTE)
+
+
 async def hot_functions(
     session: AsyncSession, project_key: str, filters: RecordFilter, limit: int
 ) -> schemas.FunctionReport:
@@ -254,25 +259,28 @@ async def hot_functions(
     ).one()
     request_count, request_time = int(totals[0]), float(totals[1])
 
-    traces = (await session.scalars(select(r.trace_id).where(*conditions))).all()
-    spans = await function_spans(session, project.id, traces, start=start - timedelta(seconds=1))
+    traces = select(r.trace_id).where(*conditions)
+    packs = select(P.trace_id, P.start_time, P.data).where(
+        P.project_id == project.id, P.trace_id.in_(traces), P.end_time >= start - timedelta(seconds=1)
+    )
+    lo = as_microseconds(start - timedelta(seconds=1))
     # One entry per (function, request) first, so a request's child spans can be summed and their maximum taken:
     # the SDK merges a loop's consecutive calls into one function span, whose child span ids carry the N+1.
+    # The packs are streamed and decoded column by column: a week of a busy route is millions of spans.
     per_trace: dict[tuple[str, str, float | None, str], list[float]] = {}
-    for s in spans:
-        a = s.attributes
-        key = (
-            s.name,
-            as_text(a.get("code.file.path")),
-            as_number(a.get("code.line.number")),
-            s.trace_id,
-        )
-        children = a.get(CHILD_SPANS_ATTRIBUTE)
-        entry = per_trace.setdefault(key, [0, 0.0, 0.0, 0])
-        entry[0] += 1
-        entry[1] += s.duration
-        entry[2] += as_number(a.get(SELF_TIME_ATTRIBUTE)) or 0.0
-        entry[3] += len(children) if isinstance(children, list) else 0
+    async for trace_id, pack_start, data in await session.stream(packs):
+        c = decode_pack_columns(pack_start, data, HOT_ATTRIBUTES)
+        files, lines, own, child_ids = (c.attributes[k] for k in HOT_ATTRIBUTES)
+        for i, at in enumerate(c.starts_us):
+            if at < lo:
+                continue
+            entry = per_trace.setdefault(
+                (c.names[i], as_text(files[i]), as_number(lines[i]), trace_id), [0, 0.0, 0.0, 0]
+            )
+            entry[0] += 1
+            entry[1] += c.durations[i]
+            entry[2] += as_number(own[i]) or 0.0
+            entry[3] += len(child_ids[i]) if isinstance(child_ids[i], list) else 0
     # calls, traces, total_time, self_ms, child_spans, max_children
     by_function: dict[tuple[str, str, float | None], list[float]] = {}
     for (name, file, line, _), (calls, total, own_ms, children) in per_trace.items():
