@@ -91,51 +91,55 @@ def _day_partitions() -> None:
 
 
 def _move_synthetic_rows() -> None:
-    """Pack ``spans``' synthetic rows, trace by trace in keyset order, and delete them from ``spans``."""
+    """Pack ``spans``' synthetic rows, project by project (one shard each on Citus) and trace by trace in keyset
+    order, and delete them from ``spans``."""
     conn = op.get_bind()
-    after: tuple[int, str] = (-1, "")
-    while True:
-        rows = conn.execute(
-            text(
-                f"SELECT {SPAN_COLUMNS} FROM spans WHERE synthetic AND (project_id, trace_id) > (:p, :t) "
-                "ORDER BY project_id, trace_id LIMIT :n"
-            ),
-            {"p": after[0], "t": after[1], "n": BATCH_ROWS},
-        ).all()
-        if not rows:
-            return
-        last = (rows[-1][2], rows[-1][0])
-        if len(rows) == BATCH_ROWS:
-            whole = [r for r in rows if (r[2], r[0]) != last]
-            if whole:  # the last trace may go on past this batch: it is read whole next time
-                rows = whole
-            else:  # one trace of more than BATCH_ROWS function spans
-                rows = conn.execute(
-                    text(f"SELECT {SPAN_COLUMNS} FROM spans WHERE synthetic AND project_id = :p AND trace_id = :t"),
-                    {"p": last[0], "t": last[1]},
-                ).all()
-        spans = [(*r[:6], as_microseconds(r[6]), *r[7:]) for r in rows]
-        packs = [
-            {"p": p[0], "t": p[1], "sv": p[2], "st": _time(p[3]), "en": _time(p[4]), "n": p[5], "d": p[6], "data": p[7]}
-            for p in pack_rows(spans)
-        ]
-        conn.execute(
-            text(
-                "INSERT INTO function_spans (project_id, trace_id, service_name, start_time, end_time, n, digest, "
-                "data) "
-                "VALUES (:p, :t, :sv, :st, :en, :n, :d, :data) ON CONFLICT DO NOTHING"
-            ),
-            packs,
-        )
-        traces: dict[int, set[str]] = {}
-        for r in rows:
-            traces.setdefault(r[2], set()).add(r[0])
-        for project_id, trace_ids in traces.items():
-            conn.execute(
-                text("DELETE FROM spans WHERE synthetic AND project_id = :p AND trace_id = ANY(:t)"),
-                {"p": project_id, "t": sorted(trace_ids)},
-            )
-        after = max((r[2], r[0]) for r in rows)
+    for project_id in conn.execute(text("SELECT id FROM projects ORDER BY id")).scalars().all():
+        after: str | None = ""
+        while after is not None:
+            after = _move_batch(project_id, after)
+
+
+def _move_batch(project_id: int, after: str) -> str | None:
+    """Pack the function spans of the project's next traces after ``after``; the last trace packed, or None."""
+    conn = op.get_bind()
+    rows = conn.execute(
+        text(
+            f"SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = :p AND synthetic AND trace_id > :t "
+            "ORDER BY trace_id LIMIT :n"
+        ),
+        {"p": project_id, "t": after, "n": BATCH_ROWS},
+    ).all()
+    if not rows:
+        return None
+    last = rows[-1][0]
+    if len(rows) == BATCH_ROWS:
+        whole = [r for r in rows if r[0] != last]
+        if whole:  # the last trace may go on past this batch: it is read whole next time
+            rows = whole
+        else:  # one trace of more than BATCH_ROWS function spans
+            rows = conn.execute(
+                text(f"SELECT {SPAN_COLUMNS} FROM spans WHERE project_id = :p AND synthetic AND trace_id = :t"),
+                {"p": project_id, "t": last},
+            ).all()
+    spans = [(*r[:6], as_microseconds(r[6]), *r[7:]) for r in rows]
+    packs = [
+        {"p": p[0], "t": p[1], "sv": p[2], "st": _time(p[3]), "en": _time(p[4]), "n": p[5], "d": p[6], "data": p[7]}
+        for p in pack_rows(spans)
+    ]
+    conn.execute(
+        text(
+            "INSERT INTO function_spans (project_id, trace_id, service_name, start_time, end_time, n, digest, "
+            "data) VALUES (:p, :t, :sv, :st, :en, :n, :d, :data) ON CONFLICT DO NOTHING"
+        ),
+        packs,
+    )
+    trace_ids = sorted({r[0] for r in rows})
+    conn.execute(
+        text("DELETE FROM spans WHERE project_id = :p AND synthetic AND trace_id = ANY(:t)"),
+        {"p": project_id, "t": trace_ids},
+    )
+    return trace_ids[-1]
 
 
 def _citus_manages_projects() -> bool:
