@@ -6,9 +6,11 @@ migrated as ``pystrument serve`` does:
 1. seed: ``--requests`` request records spread over the last 7 days (30 routes, 4 services, log-normal
    durations, 2% errors) binary-COPY'd into ``performance_records`` in chunks, as one project's traffic (the
    rollup trigger runs on every COPY, as on every ingest write), plus a small second project; then
-   ``--spans-per-request`` spans per request (the request span and function spans with the SDK's
-   attributes), generated inside Postgres from the records (``INSERT … SELECT`` per day on two connections:
-   encoding ten million rows in Python would take longer than everything else); then ``VACUUM ANALYZE``.
+   ``--spans-per-request`` spans per request: the request span, generated inside Postgres from the records
+   (``INSERT … SELECT`` per day on two connections), and the function spans with the SDK's attributes, packed in
+   Python with the collector's codec (one pack per request, as the writer stores them: migration 0009) and
+   binary-COPY'd into ``function_spans``; then ``VACUUM ANALYZE``. "Bytes per span" counts both tables (table,
+   TOAST and indexes apart) over every span, packed ones included.
    Also timed, for the trigger's ingest cost: live records written the collector's way (25 per
    ``INSERT … ON CONFLICT DO NOTHING``, one transaction each) with the rollup trigger disabled and enabled.
 2. measure: the real app (``create_app``, lifespan run) through an in-process ASGI client; each request
@@ -105,6 +107,7 @@ RECORD_COLUMNS = (
     "duration", "cpu_time", "memory", "is_error", "timestamp",
 )  # fmt: skip
 
+# The request spans, generated inside Postgres from the records.
 SPANS_SQL = """
 INSERT INTO spans (trace_id, span_id, project_id, parent_span_id, name, kind, start_time, duration, status_code,
                    status_message, service_name, synthetic, attributes, events)
@@ -115,22 +118,49 @@ SELECT r.trace_id, r.span_id, r.project_id, NULL, r.method || ' ' || r.route, 'S
        '[]'::jsonb
 FROM performance_records r
 WHERE r.project_id = $1 AND r."timestamp" >= $2 AND r."timestamp" < $3
-UNION ALL
-SELECT r.trace_id, lpad(to_hex(k), 3, '0') || substr(r.span_id, 4), r.project_id,
-       CASE WHEN k = 1 THEN r.span_id ELSE lpad(to_hex(k - 1), 3, '0') || substr(r.span_id, 4) END,
-       f.name, 'INTERNAL', r."timestamp" + (1 + r.duration * 1e6 * (k - 1) / (2 * $4)) * interval '1 microsecond',
-       r.duration * (1 - (k - 1)::float8 / (2 * $4)), 0, '', r.service_name, true,
-       jsonb_build_object('code.function.name', f.name, 'code.file.path', f.file, 'code.line.number', 10 + 7 * k,
-                          'pystrument.synthetic', true, 'pystrument.samples', k,
-                          'pystrument.self_time_ms', round((r.duration * 1000 / $4)::numeric, 3),
-                          'pystrument.library', k % 4 = 0),
-       '[]'::jsonb
-FROM performance_records r
-CROSS JOIN generate_series(1, $4 - 1) AS k
-CROSS JOIN LATERAL (SELECT 'app.module_' || (k % 40) || '.handler_' || ((abs(hashtext(r.route)) + k) % 400) AS name,
-                           '/srv/app/module_' || (k % 40) || '.py' AS file) AS f
-WHERE r.project_id = $1 AND r."timestamp" >= $2 AND r."timestamp" < $3
 """
+
+# The function spans are packed as the collector's writer packs them (pystrument_collector.packs): one pack per
+# request, made in Python from the records (times as the writer's integer microseconds since 2000-01-01).
+RECORDS_OF_DAY_SQL = """
+SELECT trace_id, span_id, service_name, "timestamp", duration, route FROM performance_records
+WHERE project_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3
+"""
+
+
+def function_packs(project_id: int, records: list[Any], per_request: int) -> list[tuple[Any, ...]]:
+    """One pack of ``per_request - 1`` function spans (a call chain with the SDK's attributes) per record."""
+    import zlib
+
+    import msgspec
+    from pystrument_collector.packs import encode_pack
+
+    encode = msgspec.json.encode
+    packs = []
+    for trace_id, span_id, service, start, duration, route in records:
+        rows = []
+        parent = span_id
+        for k in range(1, per_request):
+            sid = f"{k:03x}{span_id[3:]}"
+            name = f"app.module_{k % 40}.handler_{(zlib.crc32(route.encode()) + k) % 400}"
+            attrs = {
+                "code.function.name": name,
+                "code.file.path": f"/srv/app/module_{k % 40}.py",
+                "code.line.number": 10 + 7 * k,
+                "pystrument.synthetic": True,
+                "pystrument.samples": k,
+                "pystrument.self_time_ms": round(duration * 1000 / per_request, 3),
+                "pystrument.library": k % 4 == 0,
+            }
+            at = start + 1 + int(duration * 1e6 * (k - 1) / (2 * per_request))
+            own = duration * (1 - (k - 1) / (2 * per_request))
+            rows.append(
+                (trace_id, sid, project_id, parent, name, "INTERNAL", at, own, 0, "", service, True,
+                 encode(attrs).decode(), "[]")
+            )  # fmt: skip
+            parent = sid
+        packs.append(encode_pack(rows))
+    return packs
 
 
 # -- database -----------------------------------------------------------------------------------------------
@@ -151,9 +181,10 @@ def _connect_params(url: str) -> dict[str, Any]:
 
 
 WIPE = """
-DROP TABLE IF EXISTS spans, logs, performance_records, route_rollups, analyses, api_sessions, projects,
+DROP TABLE IF EXISTS spans, function_spans, logs, performance_records, route_rollups, analyses, api_sessions, projects,
     alembic_version CASCADE;
-DROP FUNCTION IF EXISTS pystrument_delete_project_spans, pystrument_delete_project_logs, pystrument_rollup_insert,
+DROP FUNCTION IF EXISTS pystrument_delete_project_spans, pystrument_delete_project_logs,
+    pystrument_delete_project_function_spans, pystrument_rollup_insert,
     pystrument_rollup_delete, pystrument_rollup_update, pystrument_rollup_truncate, pystrument_rollup_rebuild,
     pystrument_rollup_add, pystrument_duration_bucket CASCADE;
 """
@@ -301,12 +332,24 @@ async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, A
     days[-1] = (now - timedelta(days=DAYS + 1), days[-1][1])
 
     async def worker(share: list[tuple[datetime, datetime]]) -> int:
+        from pystrument_collector.ingest._writer import _init_connection
+        from pystrument_collector.packs import PACK_COLUMNS, as_microseconds
+
         c = await asyncpg.connect(**params)
         try:
             total = 0
             for lo, hi in share:
-                status = await c.execute(SPANS_SQL, project_id, lo, hi, args.spans_per_request, timeout=3600)
+                status = await c.execute(SPANS_SQL, project_id, lo, hi, timeout=3600)
                 total += int(status.rsplit(" ", 1)[1])
+                if args.spans_per_request < 2:
+                    continue
+                await _init_connection(c)  # times as integer microseconds, as the writer's connections have them
+                records = await c.fetch(RECORDS_OF_DAY_SQL, project_id, as_microseconds(lo), as_microseconds(hi))
+                for i in range(0, len(records), CHUNK // 10):
+                    packs = function_packs(project_id, records[i : i + CHUNK // 10], args.spans_per_request)
+                    await c.copy_records_to_table("function_spans", records=packs, columns=PACK_COLUMNS, timeout=3600)
+                    total += sum(p[5] for p in packs)
+                await c.reset_type_codec("timestamptz", schema="pg_catalog")
             return total
         finally:
             await c.close()
@@ -323,49 +366,60 @@ async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, A
         await conn.execute("VACUUM ANALYZE performance_records")
         await conn.execute("VACUUM ANALYZE route_rollups")
         await conn.execute("ANALYZE spans")
+        await conn.execute("ANALYZE function_spans")
         sizes = await conn.fetch(
             "SELECT relname, pg_size_pretty(pg_total_relation_size(c.oid)) AS size FROM pg_class c "
             "WHERE relname IN ('performance_records', 'route_rollups') ORDER BY relname"
         )
         rollup_rows = await conn.fetchval("SELECT count(*) FROM route_rollups")
-        spans_bytes, span_count, heap_bytes, citus = await span_storage(conn)
+        span_sizes, span_count, citus = await span_storage(conn)
     finally:
         await conn.close()
+    spans_bytes = sum(sum(v) for v in span_sizes.values())
     out["bytes_per_span"] = spans_bytes / max(1, span_count)
     print(f"  VACUUM ANALYZE in {time.perf_counter() - started:.1f} s")
+    print("  sizes: " + ", ".join(f"{r['relname']} {r['size']}" for r in sizes))
+    n = max(1, span_count)
+    for table, (heap, toast, index) in span_sizes.items():
+        print(
+            f"  {table}: {(heap + toast + index) / 2**20:,.0f} MiB = {(heap + toast + index) / n:.1f} B a span "
+            f"(table {heap / n:.1f}, TOAST and other forks {toast / n:.1f}, indexes {index / n:.1f})"
+        )
     print(
-        "  sizes: "
-        + ", ".join(f"{r['relname']} {r['size']}" for r in sizes)
-        + f", spans {spans_bytes / 2**20:,.0f} MiB ({heap_bytes / 2**20:,.0f} MiB of it table, the rest indexes)"
-    )
-    print(
-        f"  bytes per span on disk: {out['bytes_per_span']:.0f} ({span_count:,} spans; table, TOAST and indexes of "
-        f"every partition{', every shard' if citus else ''})"
+        f"  bytes per span on disk: {out['bytes_per_span']:.1f} ({span_count:,} spans, function spans in packs "
+        f"included; table, TOAST and indexes of every partition{', every shard' if citus else ''})"
     )
     print(f"  route_rollups rows: {rollup_rows:,}")
     return out
 
 
-async def span_storage(conn: Any) -> tuple[int, int, int, bool]:
-    """(bytes on disk of every span partition, spans, bytes of their tables alone, on Citus): on Citus, the sums
-    over every shard."""
-    parts = [
-        r[0]
-        for r in await conn.fetch(
-            "SELECT i.inhrelid::regclass::text FROM pg_inherits i WHERE i.inhparent = 'spans'::regclass"
-        )
-    ]
+SPAN_TABLES = ("spans", "function_spans")
+
+
+async def span_storage(conn: Any) -> tuple[dict[str, tuple[int, int, int]], int, bool]:
+    """Bytes on disk of every partition of ``spans`` and of ``function_spans`` (the packed function spans), each as
+    (table, TOAST and other forks, indexes); the spans stored (rows plus the spans of every pack); whether on Citus
+    (then sums over every shard)."""
     citus = bool(await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'citus'"))
-    total = heap = 0
-    for part in parts:
-        if citus:
-            total += int(await conn.fetchval("SELECT citus_total_relation_size($1::regclass)", part) or 0)
-            heap += int(await conn.fetchval("SELECT citus_table_size($1::regclass)", part) or 0)
-        else:
-            total += int(await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", part) or 0)
-            heap += int(await conn.fetchval("SELECT pg_table_size($1::regclass)", part) or 0)
+    prefix = "citus" if citus else "pg"
+    sizes: dict[str, tuple[int, int, int]] = {}
+    for table in SPAN_TABLES:
+        parts = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT i.inhrelid::regclass::text FROM pg_inherits i WHERE i.inhparent = $1::regclass", table
+            )
+        ]
+        heap = toast = index = 0
+        for part in parts:
+            main = int(await conn.fetchval(f"SELECT {prefix}_relation_size($1::regclass)", part) or 0)
+            with_toast = int(await conn.fetchval(f"SELECT {prefix}_table_size($1::regclass)", part) or 0)
+            total = int(await conn.fetchval(f"SELECT {prefix}_total_relation_size($1::regclass)", part) or 0)
+            heap, toast, index = heap + main, toast + with_toast - main, index + total - with_toast
+        sizes[table] = (heap, toast, index)
     count = int(await conn.fetchval("SELECT count(*) FROM spans"))
-    return total, count, heap, citus
+    count += int(await conn.fetchval("SELECT coalesce(sum(n), 0) FROM function_spans"))
+    return sizes, count, citus
 
 
 # -- measuring ----------------------------------------------------------------------------------------------

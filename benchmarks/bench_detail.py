@@ -188,8 +188,9 @@ async def _legacy_detail(session: Any, project_key: str, trace_id: str) -> Any:
     """The record-detail service as it was: ORM entities for the record and every span."""
     from pystrument_analysis.api import schemas
     from pystrument_analysis.api.errors import NotFound
+    from pystrument_analysis.api.services import span_store
     from pystrument_analysis.api.services._common import project_by_key, utc
-    from pystrument_collector.db.models import PerformanceRecord, Span
+    from pystrument_collector.db.models import PerformanceRecord
     from sqlalchemy import select
 
     project = await project_by_key(session, project_key)
@@ -203,13 +204,7 @@ async def _legacy_detail(session: Any, project_key: str, trace_id: str) -> Any:
     if not records:
         raise NotFound(f"trace not found in this project: {trace_id!r}")
     record = records[0]
-    spans = list(
-        await session.scalars(
-            select(Span)
-            .where(Span.project_id == project.id, Span.trace_id == trace_id)
-            .order_by(Span.start_time, Span.span_id)
-        )
-    )
+    spans = await span_store.trace_spans(session, project.id, trace_id)  # rows and packed function spans
     placements = _legacy_place_spans(spans)
     origin = min([record.timestamp, *(s.start_time for s in spans)])
     items = [

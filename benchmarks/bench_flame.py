@@ -6,10 +6,11 @@ One run, one Postgres (embedded in a temp dir, or ``PYSTRUMENT_DATABASE_URL``; a
    (a Flask-like tree: view -> auth, an N+1 loader with its DB helper, pricing with a planted slow
    ``shop.pricing.compute_discounts`` in 20% of requests, a Jinja render through library frames), plus as many
    requests of three other routes with their own function spans, binary-COPY'd into ``performance_records``
-   and ``spans`` (the day's partition), then ``ANALYZE``;
+   and, packed as the collector's writer packs them (one pack per request), into ``function_spans`` (the day's
+   partition), then ``ANALYZE``;
 2. API: ``GET /api/v1/performance/flame?route=/orders/{id}&start=…&end=…`` through the real app (in-process ASGI
    client), ``--runs`` times after a warm-up; p50/p95 in ms. For comparison, the same merge done by Postgres
-   with a recursive CTE (``RECURSIVE_SQL`` below) is timed too;
+   the endpoint's work is also timed step by step (the packs' SQL read, zlib, decoding, merging) without HTTP;
 3. browser: the real server (uvicorn) and Debian's Chromium: ``/projects/{id}/flame?route=…`` opened
    ``--page-runs`` times in a fresh tab; time from navigation start to the canvas drawn (``data-drawn`` > 0).
 
@@ -36,33 +37,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from pystrument_collector.packs import as_microseconds
+
 ROUTE = "/orders/{id}"
 OTHER_ROUTES = ["/cart", "/products/{id}", "/search"]
 SERVICE = "shop-web"
 CHROMIUM = "/usr/bin/chromium"
 
-RECURSIVE_SQL = """
-WITH RECURSIVE cohort AS (
+# The flame graph's span read, by hand, for the breakdown of where its time goes: the packs of the route's newest
+# 10,000 requests (as pystrument_analysis.api.services.flame reads them).
+PACKS_SQL = """
+SELECT f.project_id, f.trace_id, f.service_name, f.start_time, f.data
+FROM function_spans f
+JOIN (
     SELECT trace_id, service_name FROM performance_records
     WHERE project_id = $1 AND route = $2 AND "timestamp" >= $3 AND "timestamp" < $4
     ORDER BY "timestamp" DESC LIMIT 10000
-), fs AS MATERIALIZED (
-    SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.duration,
-           CASE WHEN jsonb_typeof(s.attributes -> 'pystrument.self_time_ms') = 'number'
-                THEN (s.attributes ->> 'pystrument.self_time_ms')::float8 END AS self_ms
-    FROM spans s JOIN cohort c ON s.trace_id = c.trace_id AND s.service_name = c.service_name
-    WHERE s.project_id = $1 AND s.start_time >= $3 - interval '1 minute' AND s.start_time <= $4 + interval '1 hour'
-      AND s.synthetic
-), walk AS (
-    SELECT f.trace_id, f.span_id, f.name::text AS path, f.duration, f.self_ms
-    FROM fs f
-    WHERE NOT EXISTS (SELECT 1 FROM fs p WHERE p.trace_id = f.trace_id AND p.span_id = f.parent_span_id)
-    UNION ALL
-    SELECT f.trace_id, f.span_id, w.path || ';' || f.name, f.duration, f.self_ms
-    FROM walk w JOIN fs f ON f.trace_id = w.trace_id AND f.parent_span_id = w.span_id
-)
-SELECT path, sum(duration) AS total, sum(self_ms) / 1000 AS self_time, count(*) AS calls
-FROM walk GROUP BY path
+) c ON f.trace_id = c.trace_id AND f.service_name = c.service_name
+WHERE f.project_id = $1 AND f.start_time <= $4 + interval '1 hour' AND f.end_time >= $3 - interval '1 minute'
 """
 
 
@@ -111,8 +103,8 @@ class Trace:
             "pystrument.library": library,
         }
         self.rows.append(
-            (self.trace_id, sid, self.project_id, parent, name, "INTERNAL", self.start + timedelta(seconds=at),
-             dur, 0, "", SERVICE, True, json.dumps(attrs), "[]")
+            (self.trace_id, sid, self.project_id, parent, name, "INTERNAL",
+             as_microseconds(self.start + timedelta(seconds=at)), dur, 0, "", SERVICE, True, json.dumps(attrs), "[]")
         )  # fmt: skip
         return sid
 
@@ -160,7 +152,8 @@ def orders_trace(rnd: random.Random, project_id: int, start: datetime) -> tuple[
     duration = view_dur + 0.002
     tr.rows.insert(
         0,
-        (tr.trace_id, request, project_id, None, f"GET {ROUTE}", "SERVER", start, duration, 0, "", SERVICE, False,
+        (tr.trace_id, request, project_id, None, f"GET {ROUTE}", "SERVER", as_microseconds(start), duration, 0, "",
+         SERVICE, False,
          json.dumps({"http.route": ROUTE, "http.request.method": "GET", "pystrument.profile.interval_ms": 1}), "[]"),
     )  # fmt: skip
     return tr, duration
@@ -174,16 +167,13 @@ def other_trace(rnd: random.Random, project_id: int, route: str, start: datetime
         tr.fn(view, f"shop.util.helper_{k % 7}", "/srv/shop/util.py", 0.002 + k * 0.001, 0.001, 0.001)
     tr.rows.insert(
         0,
-        (tr.trace_id, request, project_id, None, f"GET {route}", "SERVER", start, 0.033, 0, "", SERVICE, False,
+        (tr.trace_id, request, project_id, None, f"GET {route}", "SERVER", as_microseconds(start), 0.033, 0, "",
+         SERVICE, False,
          json.dumps({"http.route": route}), "[]"),
     )  # fmt: skip
     return tr, 0.033
 
 
-SPAN_COLUMNS = (
-    "trace_id", "span_id", "project_id", "parent_span_id", "name", "kind", "start_time", "duration", "status_code",
-    "status_message", "service_name", "synthetic", "attributes", "events",
-)  # fmt: skip
 RECORD_COLUMNS = (
     "trace_id", "span_id", "project_id", "service_name", "method", "route", "path", "status_code",
     "duration", "cpu_time", "memory", "is_error", "timestamp",
@@ -228,7 +218,10 @@ async def prepare(admin_url: str) -> str:
 
 async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, Any]:
     import asyncpg
+    from pystrument_collector.ingest._batch import Batch
+    from pystrument_collector.ingest._writer import _init_connection
     from pystrument_collector.keys import new_project_key
+    from pystrument_collector.packs import PACK_COLUMNS, encode_pack
 
     rnd = random.Random(17)
     conn = await asyncpg.connect(**_connect_params(url))
@@ -242,7 +235,9 @@ async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, A
             )
         )
         started = time.perf_counter()
-        spans: list[tuple[Any, ...]] = []
+        packs: list[tuple[Any, ...]] = []
+        spans = 0
+        rows: list[tuple[Any, ...]] = []
         records: list[tuple[Any, ...]] = []
         route_spans = 0
         for i in range(args.requests * 2):
@@ -252,22 +247,25 @@ async def seed(url: str, args: argparse.Namespace, now: datetime) -> dict[str, A
                 route_spans += len(tr.rows) - 1
             else:
                 tr, duration = other_trace(rnd, project_id, OTHER_ROUTES[i % 3], start)
-            spans.extend(tr.rows)
+            spans += len(tr.rows)
+            packs.append(encode_pack([r for r in tr.rows if r[11]]))  # the function spans, packed
+            rows.extend(r for r in tr.rows if not r[11])  # a request span: a row of spans
             path = tr.route.replace("{id}", str(i))
             records.append(
                 (tr.trace_id, tr.rows[0][1], project_id, SERVICE, "GET", tr.route, path, 200, duration, duration / 2,
-                 "{}", False, start)
+                 "{}", False, as_microseconds(start))
             )  # fmt: skip
         made = time.perf_counter() - started
         started = time.perf_counter()
+        await _init_connection(conn)  # times as integer microseconds, as the writer's connections have them
         await conn.copy_records_to_table("performance_records", records=records, columns=RECORD_COLUMNS)
-        for i in range(0, len(spans), 50_000):
-            await conn.copy_records_to_table("spans", records=spans[i : i + 50_000], columns=SPAN_COLUMNS)
+        await conn.copy_records_to_table("function_spans", records=packs, columns=PACK_COLUMNS)
+        await conn.copy_records_to_table("spans", records=rows, columns=Batch.SPAN_COLUMNS)
         await conn.execute("ANALYZE performance_records")
-        await conn.execute("ANALYZE spans")
+        await conn.execute("ANALYZE function_spans")
         print(
             f"  {len(records):,} requests ({args.requests:,} of {ROUTE}, {route_spans / args.requests:.1f} function "
-            f"spans each), {len(spans):,} spans: made in {made:.1f} s, COPY'd + ANALYZE'd in "
+            f"spans each), {spans:,} spans in {len(packs):,} packs: made in {made:.1f} s, COPY'd + ANALYZE'd in "
             f"{time.perf_counter() - started:.1f} s"
         )
         return {"key": key, "project_id": project_id}
@@ -288,7 +286,6 @@ def summary(values: list[float]) -> str:
 
 
 async def measure_api(url: str, seeded: dict[str, Any], args: argparse.Namespace, now: datetime) -> None:
-    import asyncpg
     from litestar.testing import AsyncTestClient
     from pystrument_analysis.app import create_app
     from pystrument_collector.settings import Settings
@@ -338,18 +335,45 @@ async def measure_api(url: str, seeded: dict[str, Any], args: argparse.Namespace
         f"{quick['span_count']:,} spans): {summary(quick_times)}; planted function {q_width / q_nodes['total'][0]:.1%}"
     )
 
+    await breakdown(url, seeded, args, now)
+
+
+async def breakdown(url: str, seeded: dict[str, Any], args: argparse.Namespace, now: datetime) -> None:
+    """The flame endpoint's work step by step, without HTTP: the packs' SQL read, zlib, decoding, merging."""
+    import zlib
+
+    import asyncpg
+    from pystrument_analysis.api.services.flame import FLAME_ATTRIBUTES, merge
+    from pystrument_collector.packs import decode_pack_columns
+
     conn = await asyncpg.connect(**_connect_params(url))
+    steps: dict[str, list[float]] = {"SQL read of the packs": [], "zlib": [], "decode": [], "merge": []}
     try:
-        times = []
-        rows: list[Any] = []
         for run in range(max(3, args.runs // 3) + 1):
-            started = time.perf_counter()
-            rows = await conn.fetch(
-                RECURSIVE_SQL, seeded["project_id"], ROUTE, now - timedelta(hours=2), now, timeout=600
-            )
+            t0 = time.perf_counter()
+            rows = await conn.fetch(PACKS_SQL, seeded["project_id"], ROUTE, now - timedelta(hours=2), now)
+            t1 = time.perf_counter()
+            for row in rows:
+                zlib.decompress(row[4])
+            t2 = time.perf_counter()
+            spans = []
+            for row in rows:  # as pystrument_analysis.api.services.flame.cohort_spans decodes them
+                c = decode_pack_columns(row[3], row[4], FLAME_ATTRIBUTES)
+                own, files, library = (c.attributes[k] for k in FLAME_ATTRIBUTES)
+                for i in range(len(c.span_ids)):
+                    spans.append(
+                        (row[1], c.span_ids[i], c.parent_span_ids[i], c.names[i], c.durations[i], own[i], files[i],
+                         library[i] is True)
+                    )  # fmt: skip
+            t3 = time.perf_counter()
+            merge(spans, 1.0, len(rows))
+            t4 = time.perf_counter()
             if run:
-                times.append((time.perf_counter() - started) * 1000)
-        print(f"  same merge as a recursive CTE in Postgres ({len(rows)} paths, no HTTP): {summary(times)}")
+                for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2 - (t2 - t1), t4 - t3), strict=True):
+                    steps[key].append(took * 1000)
+        print(f"  its steps ({len(rows):,} packs, {len(spans):,} spans, no HTTP):")
+        for key, values in steps.items():
+            print(f"    {key:<24} {summary(values)}")
     finally:
         await conn.close()
 

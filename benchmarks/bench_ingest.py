@@ -269,6 +269,7 @@ async def count_rows(url: str) -> tuple[int, int]:
     conn = await asyncpg.connect(**_connect_params(url))
     try:
         spans = await conn.fetchval("SELECT count(*) FROM spans")
+        spans += await conn.fetchval("SELECT coalesce(sum(n), 0) FROM function_spans")  # packed function spans
         records = await conn.fetchval("SELECT count(*) FROM performance_records")
         return int(spans), int(records)
     finally:

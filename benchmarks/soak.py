@@ -135,8 +135,10 @@ async def _stored(database_url: str, key: str) -> int:
     )
     conn = await asyncpg.connect(**{k: v for k, v in params.items() if v is not None})
     try:
-        q = "SELECT count(*) FROM spans s JOIN projects p ON p.id = s.project_id WHERE p.project_key = $1"
-        return int(await conn.fetchval(q, key))
+        project = "(SELECT id FROM projects WHERE project_key = $1)"
+        rows = f"SELECT count(*) FROM spans WHERE project_id = {project}"
+        packed = f"SELECT coalesce(sum(n), 0) FROM function_spans WHERE project_id = {project}"  # function spans
+        return int(await conn.fetchval(rows, key)) + int(await conn.fetchval(packed, key))
     finally:
         await conn.close()
 

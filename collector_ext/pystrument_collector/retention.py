@@ -1,7 +1,8 @@
 """Span and log partitions and retention, run by a background maintenance task in the server.
 
-``spans`` (migration 0003, on ``start_time``) and ``logs`` (migration 0006, on ``timestamp``) are
-range-partitioned by day (UTC). Maintenance, at start and then hourly, for each of them:
+``spans`` (migration 0003, on ``start_time``), ``function_spans`` (0009, on the pack's ``start_time``) and ``logs``
+(migration 0006, on ``timestamp``) are range-partitioned by day (UTC). Maintenance, at start and then hourly, for
+each of them:
 
 - makes the day partitions ``<table>_pYYYYMMDD`` for yesterday through ``PREMAKE_DAYS`` days ahead, moving any
   rows of those days out of ``<table>_default`` first (rows whose day has no partition, e.g. from a skewed
@@ -50,8 +51,8 @@ ADVISORY_LOCK_KEY = 0x70797374726D  # "pystrm": one maintenance run at a time pe
 
 PARTITION_PREFIX = "spans_p"
 # Each day-partitioned table and its partition key.
-PARTITIONED_TABLES = {"spans": "start_time", "logs": "timestamp"}
-_PARTITION_NAME = re.compile(r"^(spans|logs)_p(\d{8})$")
+PARTITIONED_TABLES = {"spans": "start_time", "function_spans": "start_time", "logs": "timestamp"}
+_PARTITION_NAME = re.compile(r"^(spans|function_spans|logs)_p(\d{8})$")
 
 
 def retention_days_from_env() -> int:
@@ -162,7 +163,7 @@ async def create_day_partition(conn: AsyncConnection, day: date, table: str = "s
     if await _distributed(conn, table):
         return await _create_distributed_day_partition(conn, table, name, key, lo, hi)
     bounds = {"lo": lo, "hi": hi}
-    await conn.execute(text(f"CREATE TABLE {name} (LIKE {table})"))
+    await conn.execute(text(f"CREATE TABLE {name} (LIKE {table} INCLUDING STORAGE)"))
     moved = await conn.execute(
         text(
             f"WITH moved AS (DELETE FROM {table}_default WHERE {key} >= :lo AND {key} < :hi RETURNING *) "
@@ -179,8 +180,8 @@ async def create_day_partition(conn: AsyncConnection, day: date, table: str = "s
 async def ensure_partitions(
     db: Database, today: date | None = None, *, behind: int = 1, ahead: int = PREMAKE_DAYS
 ) -> MaintenanceReport:
-    """Create the missing day partitions of ``spans`` and ``logs`` from ``today - behind`` to ``today + ahead``,
-    one transaction each."""
+    """Create the missing day partitions of ``spans``, ``function_spans`` and ``logs`` from ``today - behind`` to
+    ``today + ahead``, one transaction each."""
     today = today or datetime.now(UTC).date()
     report = MaintenanceReport()
     async with db.engine.connect() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,31 +49,41 @@ class PerfData:
         service: str = "svc",
         status_code: int = 0,
     ) -> str:
-        from pystrument_collector.db.models import Span
+        from pystrument_collector.db.models import FunctionSpanPack, Span
+        from pystrument_collector.packs import PACK_COLUMNS, PG_EPOCH, as_microseconds, encode_pack
 
         span_id = span_id or self.new_span_id()
         attrs = dict(attributes or {})
         if synthetic:
             attrs.setdefault("pystrument.synthetic", True)
+        row = Span(
+            trace_id=trace_id,
+            span_id=span_id,
+            project_id=project.id,
+            parent_span_id=parent,
+            name=name,
+            kind=kind,
+            start_time=start,
+            duration=duration,
+            status_code=status_code,
+            status_message="",
+            service_name=service,
+            synthetic=synthetic,
+            attributes=attrs,
+            events=[],
+        )
         async with self.db.session() as s:
-            s.add(
-                Span(
-                    trace_id=trace_id,
-                    span_id=span_id,
-                    project_id=project.id,
-                    parent_span_id=parent,
-                    name=name,
-                    kind=kind,
-                    start_time=start,
-                    duration=duration,
-                    status_code=status_code,
-                    status_message="",
-                    service_name=service,
-                    synthetic=synthetic,
-                    attributes=attrs,
-                    events=[],
-                )
-            )
+            if not synthetic:
+                s.add(row)
+            else:  # function spans are stored packed, as the collector's writer stores them (a pack of one)
+                values = (
+                    trace_id, span_id, project.id, parent, name, kind, as_microseconds(start), duration, status_code,
+                    "", service, True, json.dumps(attrs), "[]",
+                )  # fmt: skip
+                pack = dict(zip(PACK_COLUMNS, encode_pack([values]), strict=True))
+                for column in ("start_time", "end_time"):
+                    pack[column] = PG_EPOCH + timedelta(microseconds=pack[column])
+                s.add(FunctionSpanPack(**pack))
         return span_id
 
     async def request(

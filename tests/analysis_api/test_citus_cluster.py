@@ -1,7 +1,7 @@
 """pystrument on a real Citus cluster: ``PYSTRUMENT_TEST_CITUS_URL`` names its coordinator, else these skip.
 
 The database behind that URL is wiped (pystrument's tables dropped) and migrated: give one kept for the tests.
-Checks that ``pystrument migrate`` distributes the five tables as documented, that the full path works on it
+Checks that ``pystrument migrate`` distributes the six tables as documented, that the full path works on it
 (OTLP ingest, list, detail, stats, hot functions, differential, analysis), and, with ``EXPLAIN`` on the
 coordinator, that every per-project statement the API and the analysis run goes to one shard (one task).
 """
@@ -21,9 +21,10 @@ CITUS_ENV = "PYSTRUMENT_TEST_CITUS_URL"
 pytestmark = pytest.mark.skipif(not os.environ.get(CITUS_ENV), reason=f"{CITUS_ENV} does not name a Citus coordinator")
 
 WIPE = """
-DROP TABLE IF EXISTS spans, logs, performance_records, route_rollups, analyses, api_sessions, projects,
+DROP TABLE IF EXISTS spans, function_spans, logs, performance_records, route_rollups, analyses, api_sessions, projects,
     alembic_version CASCADE;
-DROP FUNCTION IF EXISTS pystrument_delete_project_spans, pystrument_delete_project_logs, pystrument_rollup_insert,
+DROP FUNCTION IF EXISTS pystrument_delete_project_spans, pystrument_delete_project_logs,
+    pystrument_delete_project_function_spans, pystrument_rollup_insert,
     pystrument_rollup_delete, pystrument_rollup_update, pystrument_rollup_truncate, pystrument_rollup_rebuild,
     pystrument_rollup_add, pystrument_duration_bucket CASCADE;
 """
@@ -69,8 +70,9 @@ async def test_migrate_distributes_the_tables_by_project(citus_db: Any) -> None:
         ).all()
     tables = {r[0]: r for r in rows}
     assert tables["projects"][1] == "reference"
-    colocation = {tables[name][3] for name in ("spans", "performance_records", "route_rollups", "analyses")}
-    for name in ("spans", "performance_records", "route_rollups", "analyses", "logs"):
+    per_project = ("spans", "performance_records", "route_rollups", "analyses", "logs", "function_spans")
+    colocation = {tables[name][3] for name in per_project}
+    for name in per_project:
         assert tables[name][1:3] == ("distributed", "project_id"), tables[name]
     assert len(colocation) == 1, "the per-project tables are colocated"
     await citus_db.migrate()  # again: nothing left to do, no error
@@ -336,6 +338,6 @@ async def test_partitions_retention_and_project_deletion_on_citus(citus_db: Any)
     async with citus_db.engine.begin() as conn:
         await conn.execute(text("DELETE FROM projects WHERE id = :p"), {"p": pid})
     async with citus_db.engine.connect() as conn:
-        for table in ("spans", "performance_records", "route_rollups"):
+        for table in ("spans", "function_spans", "performance_records", "route_rollups"):
             left = await conn.scalar(text(f"SELECT count(*) FROM {table} WHERE project_id = :p"), {"p": pid})
             assert left == 0, table

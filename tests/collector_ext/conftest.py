@@ -32,7 +32,12 @@ async def project(make_project: Callable[..., Awaitable[tuple[int, str]]]) -> tu
 
 @pytest.fixture
 def rows(db: Any) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
-    """Read a whole table (``spans``, ``performance_records``, ``projects``) as dicts, ordered by key."""
+    """Read a whole table (``spans``, ``performance_records``, ``projects``) as dicts, ordered by key.
+
+    ``spans`` are every span stored: its rows and the function spans decoded from ``function_spans`` packs."""
+    from dataclasses import asdict
+
+    from pystrument_collector.packs import decode_pack
     from sqlalchemy import text
 
     order = {"spans": "trace_id, span_id", "performance_records": "trace_id, span_id", "projects": "id"}
@@ -40,6 +45,15 @@ def rows(db: Any) -> Callable[[str], Awaitable[list[dict[str, Any]]]]:
     async def read(table: str) -> list[dict[str, Any]]:
         async with db.session() as s:
             result = await s.execute(text(f"SELECT * FROM {table} ORDER BY {order[table]}"))
-            return [dict(r._mapping) for r in result]
+            found = [dict(r._mapping) for r in result]
+            if table == "spans":
+                packs = await s.execute(
+                    text("SELECT project_id, trace_id, service_name, start_time, data FROM function_spans")
+                )
+                for pack in packs:
+                    for span in decode_pack(*pack):
+                        found.append({k: v for k, v in asdict(span).items() if k != "start_us"})
+                found.sort(key=lambda r: (r["trace_id"], r["span_id"]))
+            return found
 
     return read

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 from pystrument_collector import retention
@@ -30,7 +31,11 @@ def request_body(when: datetime, n: int = 3, seed: int = 0) -> bytes:
     start = int(when.timestamp() * 1e9)
     common = {"trace_id": trace_id, "start_time_unix_nano": start, "end_time_unix_nano": start + 10**5}
     spans = [Span(span_id=root, name="GET /", kind=Span.SPAN_KIND_SERVER, **common)]
-    spans += [Span(span_id=rnd.randbytes(8), parent_span_id=root, name=f"f{i}", **common) for i in range(1, n)]
+    synthetic = [KeyValue(key="pystrument.synthetic", value=AnyValue(bool_value=True))]
+    spans += [
+        Span(span_id=rnd.randbytes(8), parent_span_id=root, name=f"f{i}", attributes=synthetic, **common)
+        for i in range(1, n)
+    ]
     rs = ResourceSpans(resource=Resource(), scope_spans=[ScopeSpans(spans=spans)])
     return ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
 
@@ -47,9 +52,14 @@ async def ingest(db: Any, key: str, *bodies: bytes) -> int:
 
 
 async def where_rows_are(db: Any) -> dict[str, int]:
-    """Row counts of ``spans`` by partition."""
+    """Spans by partition: request spans' rows of ``spans``, function spans in ``function_spans``' packs."""
     async with db.session() as s:
-        rows = await s.execute(text("SELECT tableoid::regclass::text, count(*) FROM spans GROUP BY 1"))
+        rows = await s.execute(
+            text(
+                "SELECT tableoid::regclass::text, count(*) FROM spans GROUP BY 1 UNION ALL "
+                "SELECT tableoid::regclass::text, sum(n) FROM function_spans GROUP BY 1"
+            )
+        )
         return {name: n for name, n in rows}
 
 
@@ -69,28 +79,42 @@ async def test_migration_makes_a_partitioned_table_keyed_with_start_time(db) -> 
     async with db.engine.connect() as conn:
         assert await retention.span_partitions(conn) == {"spans_default": None}
     assert await scalar(db, "SELECT count(*) FROM pg_trigger WHERE tgname = 'projects_delete_spans'") == 1
+    assert await scalar(db, "SELECT count(*) FROM pg_trigger WHERE tgname = 'projects_delete_function_spans'") == 1
 
 
 async def test_partitions_are_made_ahead_and_take_over_rows_from_the_default(db, project) -> None:
     _, key = project
     later = TODAY + timedelta(days=5)
     assert await ingest(db, key, request_body(at(TODAY)), request_body(at(later), seed=1)) == 6
-    assert await where_rows_are(db) == {"spans_default": 6}
+    assert await where_rows_are(db) == {"spans_default": 2, "function_spans_default": 4}
 
     report = await retention.ensure_partitions(db, TODAY)
     assert report.created == [
-        retention.partition_name(TODAY + timedelta(days=d), table) for table in ("spans", "logs") for d in (-1, 0, 1, 2)
+        retention.partition_name(TODAY + timedelta(days=d), table)
+        for table in ("spans", "function_spans", "logs")
+        for d in (-1, 0, 1, 2)
     ]
-    assert report.moved_from_default == 3
-    assert await where_rows_are(db) == {"spans_p20260310": 3, "spans_default": 3}
+    assert report.moved_from_default == 2  # the request span's row and the function spans' pack
+    assert await where_rows_are(db) == {
+        "spans_p20260310": 1,
+        "function_spans_p20260310": 2,
+        "spans_default": 1,
+        "function_spans_default": 2,
+    }
     assert (await retention.ensure_partitions(db, TODAY)).created == []  # idempotent
 
     # A span sent again after its row moved to a day partition is still stored once.
     assert await ingest(db, key, request_body(at(TODAY))) == 0
     await retention.ensure_partitions(db, later, behind=0, ahead=0)
-    assert await where_rows_are(db) == {"spans_p20260310": 3, "spans_p20260315": 3}
+    assert await where_rows_are(db) == {
+        "spans_p20260310": 1,
+        "function_spans_p20260310": 2,
+        "spans_p20260315": 1,
+        "function_spans_p20260315": 2,
+    }
     assert await ingest(db, key, request_body(at(later), seed=1), request_body(at(later), seed=2)) == 3
-    assert await scalar(db, "SELECT count(*) FROM spans") == 9
+    assert await scalar(db, "SELECT count(*) FROM spans") == 3
+    assert await scalar(db, "SELECT sum(n) FROM function_spans") == 6
 
 
 async def test_retention_drops_old_days_default_rows_and_records(db, project) -> None:
@@ -104,9 +128,14 @@ async def test_retention_drops_old_days_default_rows_and_records(db, project) ->
 
     assert (await retention.drop_expired(db, 0, at(TODAY))).dropped == []  # 0 keeps everything
     report = await retention.drop_expired(db, 7, at(TODAY))
-    assert report.dropped == ["spans_p20260228", "logs_p20260228"]
-    assert (report.default_rows_deleted, report.records_deleted) == (3, 2)
-    assert await where_rows_are(db) == {"spans_default": 3, "spans_p20260310": 3}
+    assert report.dropped == ["spans_p20260228", "function_spans_p20260228", "logs_p20260228"]
+    assert (report.default_rows_deleted, report.records_deleted) == (2, 2)
+    assert await where_rows_are(db) == {
+        "spans_default": 1,
+        "function_spans_default": 2,
+        "spans_p20260310": 1,
+        "function_spans_p20260310": 2,
+    }
     assert await scalar(db, "SELECT count(*) FROM performance_records") == 2
     async with db.engine.connect() as conn:
         assert "spans_p20260228" not in await retention.span_partitions(conn)
@@ -141,7 +170,11 @@ async def test_the_server_makes_todays_partition_and_runs_maintenance(live_serve
         headers={"content-type": "application/x-protobuf", "x-project-key": key},
     )
     assert r.status_code == 200
-    assert await where_rows_are(db) == {retention.partition_name(now.date()): 3}
+    today = now.date()
+    assert await where_rows_are(db) == {
+        retention.partition_name(today): 1,
+        retention.partition_name(today, "function_spans"): 2,
+    }
 
 
 async def test_maintenance_task_survives_a_failing_run_and_stops(db) -> None:

@@ -69,10 +69,10 @@ async def project(db: Any) -> tuple[int, str]:
 
 
 async def spans_of(db: Any) -> list[dict[str, Any]]:
-    from sqlalchemy import text
+    import stored_spans
 
     async with db.session() as s:
-        return [dict(r._mapping) for r in await s.execute(text("SELECT * FROM spans"))]
+        return await stored_spans.stored_spans(s)
 
 
 def _venv_with_pystrument(root: Path, constraints: dict[str, str]) -> dict[str, str]:

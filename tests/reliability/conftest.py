@@ -40,15 +40,15 @@ async def project(make_project: Callable[..., Awaitable[tuple[int, str]]]) -> tu
 
 @pytest.fixture
 def count_spans(db: Any) -> Callable[..., Awaitable[int]]:
-    """``SELECT count(*) FROM spans`` (optionally for one project)."""
+    """Spans stored (optionally for one project): rows of ``spans`` and function spans in ``function_spans`` packs."""
     from sqlalchemy import text
 
     async def count(project_id: int | None = None) -> int:
+        where = "" if project_id is None else " WHERE project_id = :p"
         async with db.session() as s:
-            if project_id is None:
-                return int((await s.execute(text("SELECT count(*) FROM spans"))).scalar_one())
-            q = text("SELECT count(*) FROM spans WHERE project_id = :p")
-            return int((await s.execute(q, {"p": project_id})).scalar_one())
+            rows = (await s.execute(text("SELECT count(*) FROM spans" + where), {"p": project_id})).scalar_one()
+            packed = await s.execute(text("SELECT coalesce(sum(n), 0) FROM function_spans" + where), {"p": project_id})
+            return int(rows) + int(packed.scalar_one())
 
     return count
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+import stored_spans
 
 SPANS_PER_EXPORT = 20
 
@@ -61,7 +61,7 @@ def send_all(urls: list[str], key: str, bodies: list[tuple[bytes, set[str]]], th
 
 async def stored_ids(db: Any) -> set[str]:
     async with db.session() as s:
-        return {r[0] for r in await s.execute(text("SELECT span_id FROM spans"))}
+        return {span["span_id"] for span in await stored_spans.stored_spans(s)}
 
 
 async def test_sigterm_mid_load_loses_no_acknowledged_span(serve: Any, project: tuple[int, str], otlp: Any, db) -> None:

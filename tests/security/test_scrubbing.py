@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import asyncpg
+import stored_spans
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pystrument_collector.ingest._redact import REDACTED, scrub_attributes, scrub_name, scrub_text, scrub_url
@@ -90,11 +91,11 @@ async def stored_text(database_url: str) -> str:
     conn = await asyncpg.connect(user=u.username, password=u.password, host=u.query.get("host") or u.host,
                                  port=u.port, database=u.database)  # fmt: skip
     try:
-        spans = await conn.fetch("SELECT s::text FROM spans s")
+        spans = await stored_spans.stored_text(conn)  # rows and packed function spans, decoded
         records = await conn.fetch("SELECT r::text FROM performance_records r")
     finally:
         await conn.close()
-    return "\n".join(r[0] for r in [*spans, *records])
+    return "\n".join([spans, *(r[0] for r in records)])
 
 
 async def new_key(client: Any) -> str:

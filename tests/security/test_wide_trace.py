@@ -6,12 +6,16 @@ over it fails at once with a clear message and is not retried), under ``job_time
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from pystrument_collector.ingest._writer import _init_connection
+from pystrument_collector.packs import PACK_COLUMNS, as_microseconds, encode_pack
 from sqlalchemy.engine import make_url
 
 from .conftest import ProcessServer, new_project
@@ -41,17 +45,19 @@ async def write_wide_trace(database_url: str, project_key: str, children: int, t
                        now() - interval '10 seconds')""",
             trace_id, ROOT, pid,
         )  # fmt: skip
-        await conn.execute(
-            """INSERT INTO spans (trace_id, span_id, project_id, parent_span_id, name, kind, start_time, duration,
-                                  status_code, status_message, service_name, synthetic, attributes, events)
-               SELECT $1, lpad(to_hex(1000000 + i), 16, '0'), $2, $3, 'app.work_' || (i % 50), 'INTERNAL',
-                      now() - interval '10 seconds' + (i * interval '10 microseconds'), 0.00001, 0, '', 'svc', true,
-                      jsonb_build_object('pystrument.synthetic', true, 'code.function.name', 'app.work_' || (i % 50),
-                                         'pystrument.self_time_ms', 0.01),
-                      '[]'
-               FROM generate_series(1, $4) AS i""",
-            trace_id, pid, ROOT, children,
-        )  # fmt: skip
+        # The function spans packed as the collector's writer packs them: 2,048 spans a chunk, one pack each.
+        start = as_microseconds(datetime.now(UTC)) - 10_000_000
+        rows = []
+        for i in range(1, children + 1):
+            name = f"app.work_{i % 50}"
+            attrs = {"pystrument.synthetic": True, "code.function.name": name, "pystrument.self_time_ms": 0.01}
+            rows.append(
+                (trace_id, f"{1_000_000 + i:016x}", pid, ROOT, name, "INTERNAL", start + 10 * i, 0.00001, 0, "", "svc",
+                 True, json.dumps(attrs), "[]")
+            )  # fmt: skip
+        packs = [encode_pack(rows[i : i + 2048]) for i in range(0, len(rows), 2048)]
+        await _init_connection(conn)  # times as integer microseconds, as the writer's connections have them
+        await conn.copy_records_to_table("function_spans", records=packs, columns=PACK_COLUMNS)
     finally:
         await conn.close()
 

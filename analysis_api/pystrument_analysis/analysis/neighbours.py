@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pystrument_analysis.analysis.trace import Neighbour, Trace, TSpan, as_number, to_tspan
+from pystrument_analysis.api.services.span_store import function_spans, to_stored
 
 MAX_REQUESTS = 30  # overlapping requests read
 MAX_SPANS = 5000  # of their function spans
@@ -64,18 +65,20 @@ async def load_neighbours(session: AsyncSession, trace: Trace) -> list[Neighbour
         return []
     routes = {row.trace_id: row.route for row in others}
     request_ids = {row.span_id for row in others}
-    rows_spans = (
-        await session.scalars(
-            select(Span)
-            .where(
-                Span.project_id == trace.project_id,
-                Span.trace_id.in_(list(routes)),
-                Span.start_time < end,
-                Span.start_time > start - LOOKBACK,
-            )
-            .limit(MAX_SPANS)
+    stored = await session.scalars(
+        select(Span)
+        .where(
+            Span.project_id == trace.project_id,
+            Span.trace_id.in_(list(routes)),
+            Span.start_time < end,
+            Span.start_time > start - LOOKBACK,
         )
-    ).all()
+        .limit(MAX_SPANS)
+    )
+    rows_spans = [to_stored(row) for row in stored]
+    packed = await function_spans(session, trace.project_id, routes, start=start - LOOKBACK, end=end)
+    rows_spans += [s for s in packed if s.start_time != start - LOOKBACK and s.start_time != end]
+    rows_spans = rows_spans[:MAX_SPANS]
     loaded = [(row.trace_id, to_tspan(row)) for row in rows_spans]
     by_id = {s.span_id: s for _, s in loaded}
     excluded = set()

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 from pystrument_collector.db import Database
-from pystrument_collector.db.models import Analysis, Project, Span
+from pystrument_collector.db.models import Analysis, FunctionSpanPack, Project, Span
 from pystrument_collector.logs import TraceLog, trace_logs
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,10 +73,13 @@ async def project_by_key(session: AsyncSession, key: str) -> Project | None:
 
 async def trace_project_ids(session: AsyncSession, trace_id: str, project_id: int | None = None) -> list[int]:
     """Projects holding spans of ``trace_id`` (restricted to ``project_id`` when given)."""
-    stmt = select(Span.project_id).where(Span.trace_id == trace_id)
-    if project_id is not None:
-        stmt = stmt.where(Span.project_id == project_id)
-    return sorted(set((await session.scalars(stmt.distinct().limit(5))).all()))
+    found: set[int] = set()
+    for table in (Span, FunctionSpanPack):
+        stmt = select(table.project_id).where(table.trace_id == trace_id)
+        if project_id is not None:
+            stmt = stmt.where(table.project_id == project_id)
+        found.update((await session.scalars(stmt.distinct().limit(5))).all())
+    return sorted(found)[:5]
 
 
 async def pending_count(session: AsyncSession) -> int:
@@ -153,6 +156,11 @@ async def over_budget(db: Database, job: Job, max_spans: int) -> str:
             .subquery()
         )
         count = int(await session.scalar(select(func.count()).select_from(capped)) or 0)
+        p = FunctionSpanPack
+        packed = select(func.coalesce(func.sum(p.n), 0)).where(
+            p.project_id == job.project_id, p.trace_id == job.trace_id
+        )
+        count += int(await session.scalar(packed) or 0)
     if count <= max_spans:
         return ""
     return (

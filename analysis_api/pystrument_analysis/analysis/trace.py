@@ -14,18 +14,16 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from pystrument_collector.db.models import PerformanceRecord, Span
+from pystrument_collector.db.models import PerformanceRecord
+from pystrument_collector.packs import StoredSpan
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from pystrument_analysis.api.services.span_store import as_number, trace_spans
 from pystrument_analysis.api.services.span_tree import GC_FILE, INTERVAL_ATTRIBUTE, claims_of, place, tree_span
 
 COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>", "<lambda>"})
 TEMPLATE_SUFFIXES = (".html", ".htm", ".jinja", ".jinja2", ".j2", ".txt", ".xml", ".tmpl")
-
-
-def as_number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(eq=False)
@@ -320,7 +318,7 @@ def build_trace(trace_id: str, project_id: int, rows: list[TSpan], record: Perfo
     return Trace(trace_id=trace_id, project_id=project_id, root=root, spans=members, record=record)
 
 
-def to_tspan(row: Span) -> TSpan:
+def to_tspan(row: StoredSpan) -> TSpan:
     return TSpan(
         span_id=row.span_id,
         parent_id=row.parent_span_id,
@@ -336,7 +334,7 @@ def to_tspan(row: Span) -> TSpan:
 
 async def load_trace(session: AsyncSession, project_id: int, trace_id: str) -> Trace | None:
     """Read the trace's spans and request record from Postgres."""
-    rows = (await session.scalars(select(Span).where(Span.project_id == project_id, Span.trace_id == trace_id))).all()
+    rows = await trace_spans(session, project_id, trace_id)
     record = (
         await session.scalars(
             select(PerformanceRecord)

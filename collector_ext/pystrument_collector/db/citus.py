@@ -7,7 +7,8 @@ as it is, so every start may call it.
 Two things Postgres does with triggers are done otherwise on Citus, which runs no trigger on a distributed
 table by default:
 
-- a deleted project's spans and logs: a foreign key to the ``projects`` reference table, ``ON DELETE CASCADE``
+- a deleted project's spans, function span packs and logs: a foreign key to the ``projects`` reference table,
+  ``ON DELETE CASCADE``
   (plain Postgres uses a statement trigger instead, to spare the per-row check on the high-volume tables);
 - ``route_rollups``: the writer adds the records it inserted through ``pystrument_rollup_add`` (the 0004/0005
   trigger's own aggregate); retention deletes the rollup buckets that ended before its cutoff.
@@ -26,13 +27,14 @@ from sqlalchemy.engine import Connection
 logger = logging.getLogger(__name__)
 
 # Distributed by project_id, colocated with the first (so a project's rows of every table share a node).
-DISTRIBUTED_TABLES = ("spans", "performance_records", "route_rollups", "analyses", "logs")
+DISTRIBUTED_TABLES = ("spans", "performance_records", "route_rollups", "analyses", "logs", "function_spans")
 REFERENCE_TABLES = ("projects",)
 # Tables whose project deletion cascades by a foreign key on Citus (the plain schema uses triggers for two).
 CASCADE_TABLES = DISTRIBUTED_TABLES
 DROPPED_TRIGGERS = (
     ("projects_delete_spans", "projects"),
     ("projects_delete_logs", "projects"),
+    ("projects_delete_function_spans", "projects"),
     ("records_rollup_insert", "performance_records"),
     ("records_rollup_delete", "performance_records"),
     ("records_rollup_update", "performance_records"),

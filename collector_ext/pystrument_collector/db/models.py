@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -50,7 +51,8 @@ class Project(Base):
 
 
 class Span(Base):
-    """Every span received: request, client and pystrument's synthetic function spans alike.
+    """Every span received but the SDK's function spans (packed in ``function_spans`` since migration 0009):
+    request and client spans.
 
     Range-partitioned by day on ``start_time`` (migration 0003; partitions managed by
     ``pystrument_collector.retention``). Postgres needs the partition key in the unique key and Citus the
@@ -76,6 +78,29 @@ class Span(Base):
     synthetic: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, default=dict)
     events: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, default=list)
+
+    __table_args__ = ({"postgresql_partition_by": "RANGE (start_time)"},)
+
+
+class FunctionSpanPack(Base):
+    """The SDK's function spans of one trace and service from one ingest batch, packed (migration 0009).
+
+    ``data`` is the compressed document of ``pystrument_collector.packs`` (the one codec: readers go through
+    ``decode_pack``). Partitioned by day on ``start_time`` (the pack's first span start; ``end_time`` its last
+    span end) like ``spans``; keyed by ``(project_id, trace_id, start_time, digest)`` so a resent batch is stored
+    once. A trigger on ``projects`` deletes a deleted project's packs.
+    """
+
+    __tablename__ = "function_spans"
+
+    project_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32, collation="C"), primary_key=True)
+    service_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    start_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    end_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+    digest: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
     __table_args__ = ({"postgresql_partition_by": "RANGE (start_time)"},)
 

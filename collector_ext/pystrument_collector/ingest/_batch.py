@@ -129,12 +129,6 @@ class Batch:
     def record_count(self) -> int:
         return len(self.records[0])
 
-    def span_columns(self) -> list[list[Any]]:
-        """The span rows transposed, for ``unnest`` inserts."""
-        if not self.rows:
-            return [[] for _ in self.SPAN_COLUMNS]
-        return [list(column) for column in zip(*self.rows, strict=True)]
-
     def log_columns(self) -> list[list[Any]]:
         """The log rows transposed, for ``unnest`` inserts."""
         if not self.log_rows:

@@ -1,5 +1,11 @@
 """Batch writes: binary ``COPY`` straight into ``spans``, idempotent on ``(trace_id, span_id)`` all the same
-(log records likewise into ``logs``, idempotent on their digest).
+(log records likewise into ``logs``, idempotent on their digest; function spans packed into ``function_spans``).
+
+The SDK's function spans (``synthetic``) are not rows of ``spans``: each chunk's function spans of one trace and
+service become one pack (``pystrument_collector.packs``), COPY'd into ``function_spans`` the same way, keyed by
+the digest of its content. Before that, the function spans already stored in the traces' packs are dropped from
+the chunk (the same start: a duplicate, skipped silently; another start: refused as a reused span id), so a
+span sent again in a differently cut batch is still stored once.
 
 Each request is one transaction on one of the writer's own connections: its chunks' span rows go to ``spans``
 by binary COPY (tuple routing puts them in their day partition), request records by
@@ -31,6 +37,7 @@ from sqlalchemy import exc as sa_exc
 
 from pystrument_collector.ingest._batch import Batch
 from pystrument_collector.ingest._errors import IngestError, Overloaded, PayloadError, Unavailable, UnknownProject
+from pystrument_collector.packs import PACK_COLUMNS, pack_rows, pack_span_starts
 
 if TYPE_CHECKING:
     from pystrument_collector.db import Database
@@ -54,6 +61,20 @@ FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text
 ORDER BY p, t, s
 ON CONFLICT (project_id, trace_id, span_id, start_time) DO NOTHING
 """
+
+PACKS_SQL = """
+INSERT INTO function_spans (project_id, trace_id, service_name, start_time, end_time, n, digest, data)
+SELECT p, t, sv, st, en, n, d, b
+FROM unnest($1::int8[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::int4[], $7::int8[],
+            $8::bytea[]) AS u(p, t, sv, st, en, n, d, b)
+ORDER BY p, t, st, d
+ON CONFLICT (project_id, trace_id, start_time, digest) DO NOTHING
+RETURNING n
+"""
+
+# The packs of the traces a chunk has function spans of (one project a query: one shard on Citus).
+STORED_PACKS_SQL = "SELECT trace_id, start_time, data FROM function_spans WHERE project_id = $1 AND trace_id = ANY($2)"
+SYNTHETIC = Batch.SPAN_COLUMNS.index("synthetic")
 
 RECORDS_SQL = """
 INSERT INTO performance_records (trace_id, span_id, project_id, service_name, method, route, path, status_code,
@@ -242,6 +263,35 @@ async def _drop_reused_span_ids(conn: Any, batch: Batch) -> None:
     batch.rows[:] = [row for i, row in enumerate(rows) if i not in drop]
 
 
+async def _drop_stored_function_spans(conn: Any, batch: Batch) -> int:
+    """Drop the chunk's function spans already stored in a pack: silently when stored with the same start (sent
+    again: counted as received, not stored), refused (partial success) when stored with another start (a reused
+    span id). Returns how many were dropped silently."""
+    traces: dict[int, set[str]] = {}
+    for row in batch.rows:
+        if row[SYNTHETIC]:
+            traces.setdefault(row[2], set()).add(row[0])
+    stored: dict[tuple[int, str, str], int] = {}
+    for project_id, trace_ids in traces.items():
+        for trace_id, start, data in await conn.fetch(STORED_PACKS_SQL, project_id, sorted(trace_ids)):
+            for span_id, span_start in pack_span_starts(start, data):
+                stored[(project_id, trace_id, span_id)] = span_start
+    if not stored:
+        return 0
+    keep = []
+    resent = 0
+    for row in batch.rows:
+        start = stored.get((row[2], row[0], row[1])) if row[SYNTHETIC] else None
+        if start is None:
+            keep.append(row)
+        elif start != row[6]:
+            batch.reject("reused_span_id", REUSED_MESSAGE.format(row[1], row[0]))
+        else:
+            resent += 1
+    batch.rows[:] = keep
+    return resent
+
+
 async def _chunks(source: BatchSource, threaded: bool) -> AsyncGenerator[Batch, None]:
     """The source's batches; when ``threaded``, each is mapped in a worker thread while the previous is written."""
     it = iter(source())
@@ -367,9 +417,12 @@ class Writer:
             self._rollups_by_writer = not await conn.fetchval(HAS_ROLLUP_TRIGGER_SQL)
         async with conn.transaction(), aclosing(_chunks(source, threaded)) as chunks:
             async for batch in chunks:
+                resent = 0
                 if batch.rows:
                     await _drop_reused_span_ids(conn, batch)
+                    resent = await _drop_stored_function_spans(conn, batch)
                 result.count(batch)
+                result.received += resent
                 if not batch.project_ids <= locked:
                     await self._lock_projects(conn, batch.project_ids - locked, lock=not self._rollups_by_writer)
                     locked |= batch.project_ids
@@ -407,15 +460,28 @@ class Writer:
 
     @staticmethod
     async def _spans(conn: Any, batch: Batch, copy: bool) -> int:
-        if not batch.rows:
-            return 0
-        if copy:
+        """Write the chunk's spans: function spans as packs, the others as rows; returns the spans stored."""
+        rows = [row for row in batch.rows if not row[SYNTHETIC]]
+        packs = pack_rows(row for row in batch.rows if row[SYNTHETIC]) if len(rows) < len(batch.rows) else []
+        stored = 0
+        if rows and copy:
             status = await conn.copy_records_to_table(
-                "spans", records=batch.rows, columns=Batch.SPAN_COLUMNS, timeout=WRITE_TIMEOUT_SECONDS
+                "spans", records=rows, columns=Batch.SPAN_COLUMNS, timeout=WRITE_TIMEOUT_SECONDS
             )
-        else:
-            status = await conn.execute(SPANS_SQL, *batch.span_columns(), timeout=WRITE_TIMEOUT_SECONDS)
-        return _count(status)
+            stored += _count(status)
+        elif rows:
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            stored += _count(await conn.execute(SPANS_SQL, *columns, timeout=WRITE_TIMEOUT_SECONDS))
+        if packs and copy:
+            await conn.copy_records_to_table(
+                "function_spans", records=packs, columns=PACK_COLUMNS, timeout=WRITE_TIMEOUT_SECONDS
+            )
+            stored += sum(pack[5] for pack in packs)
+        elif packs:
+            columns = [list(column) for column in zip(*packs, strict=True)]
+            found = await conn.fetch(PACKS_SQL, *columns, timeout=WRITE_TIMEOUT_SECONDS)
+            stored += sum(row[0] for row in found)
+        return stored
 
     @staticmethod
     async def _logs(conn: Any, batch: Batch, copy: bool) -> int:

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from pystrument_collector.db.models import PerformanceRecord, Span
-from sqlalchemy import ColumnElement, Float, and_, case, cast, exists, func, select
+from pystrument_collector.db.models import FunctionSpanPack, PerformanceRecord
+from pystrument_collector.packs import StoredSpan
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pystrument_analysis.api import schemas
 from pystrument_analysis.api.services._common import project_by_key
 from pystrument_analysis.api.services.records import RecordFilter
+from pystrument_analysis.api.services.span_store import as_number, as_text, function_spans
 from pystrument_analysis.api.services.stats import SELF_TIME_ATTRIBUTE, window
 
 FUNCTION_ATTRIBUTE = "code.function.name"
@@ -49,14 +51,14 @@ def _bounded(seconds: Any) -> Any:
 
 
 def _has_function_spans(project_id: int) -> ColumnElement[bool]:
-    r = PerformanceRecord
+    """A pack of the request's function spans overlaps the request (with slack)."""
+    r, f = PerformanceRecord, FunctionSpanPack
     return exists().where(
-        Span.project_id == project_id,
-        Span.trace_id == r.trace_id,
-        Span.synthetic.is_(True),
-        Span.service_name == r.service_name,
-        Span.start_time >= r.timestamp - SPAN_SLACK,
-        Span.start_time <= r.timestamp + SPAN_SLACK + func.make_interval(0, 0, 0, 0, 0, 0, _bounded(r.duration)),
+        f.project_id == project_id,
+        f.trace_id == r.trace_id,
+        f.service_name == r.service_name,
+        f.end_time >= r.timestamp - SPAN_SLACK,
+        f.start_time <= r.timestamp + SPAN_SLACK + func.make_interval(0, 0, 0, 0, 0, 0, _bounded(r.duration)),
     )
 
 
@@ -77,9 +79,24 @@ async def _sample(
     return size, list(rows)
 
 
-def _self_ms() -> Any:
-    value = Span.attributes[SELF_TIME_ATTRIBUTE]
-    return case((func.jsonb_typeof(value) == "number", cast(value.astext, Float)), else_=0.0)
+@dataclass
+class _FunctionSpan:
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    service_name: str
+    function: str
+    file: str
+    duration: float
+    self_ms: float
+
+
+def _function_span(s: StoredSpan) -> _FunctionSpan:
+    a = s.attributes
+    return _FunctionSpan(
+        s.trace_id, s.span_id, s.parent_span_id, s.service_name, as_text(a.get(FUNCTION_ATTRIBUTE), s.name),
+        as_text(a.get(FILE_ATTRIBUTE)), s.duration, as_number(a.get(SELF_TIME_ATTRIBUTE)) or 0.0,
+    )  # fmt: skip
 
 
 async def _totals(session: AsyncSession, project_id: int, requests: list[Any], files: dict[str, str]) -> _Totals:
@@ -89,27 +106,8 @@ async def _totals(session: AsyncSession, project_id: int, requests: list[Any], f
         return out
     service_of = {x.trace_id: x.service_name for x in requests}
     starts = [x.timestamp for x in requests]
-    rows = (
-        await session.execute(
-            select(
-                Span.trace_id,
-                Span.span_id,
-                Span.parent_span_id,
-                Span.service_name,
-                func.coalesce(Span.attributes[FUNCTION_ATTRIBUTE].astext, Span.name).label("function"),
-                func.coalesce(Span.attributes[FILE_ATTRIBUTE].astext, "").label("file"),
-                Span.duration,
-                _self_ms().label("self_ms"),
-            ).where(
-                and_(
-                    Span.project_id == project_id,
-                    Span.trace_id.in_(list(service_of)),
-                    Span.synthetic.is_(True),
-                    Span.start_time >= min(starts) - SPAN_SLACK,
-                )
-            )
-        )
-    ).all()
+    found = await function_spans(session, project_id, list(service_of), start=min(starts) - SPAN_SLACK)
+    rows = [_function_span(s) for s in found]
     traces: dict[str, dict[str, Any]] = defaultdict(dict)
     for row in rows:
         if row.service_name == service_of.get(row.trace_id):

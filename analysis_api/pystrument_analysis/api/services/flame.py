@@ -4,9 +4,10 @@ Both read in two steps, each bounded by ``project_id`` and by the spans' partiti
 
 1. the *cohort*: the newest ``limit`` matching requests (``performance_records``, by the
    ``(project_id, route, timestamp)`` index), or for the function view the requests that called the function;
-2. one query streams the cohort's function spans ``(trace_id, span_id, parent_span_id, name, duration,
-   self_time_ms, file, library)``, joined to the cohort on ``(trace_id, service_name)`` and bounded in time by
-   the cohort's first start and last end, so only those days' partitions are scanned.
+2. one query reads the packs of the cohort's function spans (``function_spans``, migration 0009), joined to the
+   cohort on ``(trace_id, service_name)`` and bounded in time by the cohort's first start and last end, so only
+   those days' partitions are scanned; the one loader decodes them into ``(trace_id, span_id, parent_span_id,
+   name, duration, self_time_ms, file, library)``.
 
 The call trees are merged in Python by call path (measured faster than a recursive CTE doing the grouping, see
 docs/benchmarks.md "Aggregated flame graph").
@@ -21,15 +22,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pystrument_collector.packs import as_microseconds, decode_pack_columns
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pystrument_analysis.api import flame_schemas as fs
 from pystrument_analysis.api.errors import BadRequest, NotFound
 from pystrument_analysis.api.services._common import project_by_key, utc
+from pystrument_analysis.api.services.span_store import as_number, as_text
 from pystrument_analysis.api.services.stats import TARGET_BUCKETS, window
 
 SPAN_SLACK = timedelta(minutes=1)  # function spans start within their request; allow for clock skew
+SELF_TIME = "pystrument.self_time_ms"
+FILE = "code.file.path"
+FLAME_ATTRIBUTES = (SELF_TIME, FILE, "pystrument.library")
 MAX_REQUEST_SECONDS = 86_400.0  # a wild duration must not stretch the span scan over the whole table
 ROOT = -1
 
@@ -56,29 +62,28 @@ SELECT count(*) FROM performance_records
 WHERE project_id = :project_id AND "timestamp" >= :start AND "timestamp" < :end {filters}
 """
 
-# The one span query of the flame graph (and of the function view): the cohort's function spans. The cohort is
-# joined as a subquery (not as an array parameter) so that the planner knows its size and hashes it.
-SPANS_SQL = """
-SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.duration,
-       CASE WHEN jsonb_typeof(s.attributes -> 'pystrument.self_time_ms') = 'number'
-            THEN (s.attributes ->> 'pystrument.self_time_ms')::float8 END AS self_ms,
-       coalesce(s.attributes ->> 'code.file.path', '') AS file,
-       coalesce(s.attributes ->> 'pystrument.library', '') = 'true' AS library
-FROM spans s
-JOIN ({cohort}) c ON s.trace_id = c.trace_id AND s.service_name = c.service_name
-WHERE s.project_id = :project_id AND s.start_time >= :span_start AND s.start_time <= :span_end AND s.synthetic
+# The one span query of the flame graph (and of the function view): the packs of the cohort's function spans. The
+# cohort is joined as a subquery (not as an array parameter) so that the planner knows its size and hashes it.
+PACKS_SQL = """
+SELECT f.project_id, f.trace_id, f.service_name, f.start_time, f.data
+FROM function_spans f
+JOIN ({cohort}) c ON f.trace_id = c.trace_id AND f.service_name = c.service_name
+WHERE f.project_id = :project_id AND f.start_time <= :span_end AND f.end_time >= :span_start
 """
 
-# Requests in the range whose function spans include the function (the function view's cohort).
+# Every pack of the project that may hold function spans starting in ``[fn_start, fn_end)``.
+FUNCTION_PACKS_SQL = """
+SELECT f.project_id, f.trace_id, f.service_name, f.start_time, f.data
+FROM function_spans f
+WHERE f.project_id = :project_id AND f.start_time < :fn_end AND f.end_time >= :fn_start
+"""
+
+# Requests in the range whose function spans include the function (the function view's cohort): the calls per
+# (trace, service) are counted from the packs first and handed over as arrays.
 FUNCTION_TRACES_SQL = """
 SELECT r.trace_id, r.service_name, r.duration, r."timestamp", r.method, r.route, r.status_code, f.calls
-FROM (
-    SELECT s.trace_id, s.service_name, count(*) AS calls
-    FROM spans s
-    WHERE s.project_id = :project_id AND s.start_time >= :fn_start AND s.start_time < :fn_end AND s.synthetic
-      AND s.name = :name {file_filter}
-    GROUP BY s.trace_id, s.service_name
-) f
+FROM unnest(CAST(:fn_traces AS text[]), CAST(:fn_services AS text[]), CAST(:fn_calls AS int8[]))
+     AS f(trace_id, service_name, calls)
 JOIN performance_records r
   ON r.project_id = :project_id AND r.trace_id = f.trace_id AND r.service_name = f.service_name
 WHERE r."timestamp" >= :start AND r."timestamp" < :end {filters}
@@ -119,17 +124,29 @@ def _record_filters(route: str | None, service: str | None, method: str | None, 
 async def cohort_spans(
     session: AsyncSession, project_id: int, cohort: Cohort, cohort_sql: str, params: dict[str, Any]
 ) -> list[Any]:
-    """Every function span of the cohort's requests (their own service's), in one query.
-
-    Read through the driver (asyncpg) directly: for ~190,000 rows the ORM's row wrapping costs more than the
-    query's own decoding.
-    """
+    """Every function span of the cohort's requests (their own service's) as ``(trace_id, span_id, parent_span_id,
+    name, duration, self_time_ms, file, library)``: their packs in one query, read through the driver (asyncpg)
+    directly (for ~190,000 spans the ORM's row wrapping costs more than the query), decoded column by column."""
     if not cohort.rows:
         return []
     span_start, span_end = cohort.bounds()
-    sql = SPANS_SQL.format(cohort=cohort_sql)
+    sql = PACKS_SQL.format(cohort=cohort_sql)
     values = {**params, "project_id": project_id, "span_start": span_start, "span_end": span_end}
-    return await fetch_raw(session, sql, values)
+    lo, hi = as_microseconds(span_start), as_microseconds(span_end)
+    spans: list[tuple[Any, ...]] = []
+    for row in await fetch_raw(session, sql, values):
+        trace_id = row[1]
+        c = decode_pack_columns(row[3], row[4], FLAME_ATTRIBUTES)
+        own, files, library = (c.attributes[k] for k in FLAME_ATTRIBUTES)
+        for i, at in enumerate(c.starts_us):
+            if lo <= at <= hi:
+                o, f = own[i], files[i]  # the usual types first: a call per span costs as much as the rest
+                spans.append(
+                    (trace_id, c.span_ids[i], c.parent_span_ids[i], c.names[i], c.durations[i],
+                     o if o.__class__ is float else as_number(o), f if f.__class__ is str else as_text(f),
+                     library[i] is True or library[i] == "true")
+                )  # fmt: skip
+    return spans
 
 
 _PARAM = re.compile(r"(?<!:):([a-z_]+)")
@@ -416,12 +433,18 @@ async def function_view(
         "name": name,
         "limit": limit,
     }
-    file_filter = ""
-    if file:
-        file_filter = "AND s.attributes ->> 'code.file.path' = :file"
-        params["file"] = file
+    calls_of: dict[tuple[str, str], int] = defaultdict(int)
+    fn_lo, fn_hi = as_microseconds(params["fn_start"]), as_microseconds(params["fn_end"])
+    for pack in await fetch_raw(session, FUNCTION_PACKS_SQL, params):
+        c = decode_pack_columns(pack[3], pack[4], (FILE,))
+        for i, at in enumerate(c.starts_us):
+            if c.names[i] == name and fn_lo <= at < fn_hi and (not file or as_text(c.attributes[FILE][i]) == file):
+                calls_of[(pack[1], pack[2])] += 1
+    params["fn_traces"] = [k[0] for k in calls_of]
+    params["fn_services"] = [k[1] for k in calls_of]
+    params["fn_calls"] = list(calls_of.values())
     filters = _record_filters(route, service, None, params).replace("AND ", "AND r.")
-    sql = FUNCTION_TRACES_SQL.format(file_filter=file_filter, filters=filters)
+    sql = FUNCTION_TRACES_SQL.format(filters=filters)
     rows = list((await session.execute(text(sql), params)).all())
     found = len(rows)
     if found >= limit:

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 from pystrument_collector.db.models import PerformanceRecord, Span
+from pystrument_collector.packs import StoredSpan
 from sqlalchemy import BigInteger, ColumnElement, Float, Select, Text, case, cast, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -20,7 +21,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from pystrument_analysis.api import schemas
 from pystrument_analysis.api.errors import BadRequest, NotFound
-from pystrument_analysis.api.services import rollups
+from pystrument_analysis.api.services import rollups, span_store
 from pystrument_analysis.api.services._common import offset, project_by_key, utc
 from pystrument_analysis.api.services.logs import log_items
 from pystrument_analysis.api.services.span_tree import (
@@ -37,6 +38,7 @@ SORT_COLUMNS = {"timestamp": PerformanceRecord.timestamp, "duration": Performanc
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 COUNT_CAP = 10_000
+PG_EPOCH_UNIX_US = 946_684_800_000_000  # a packed span's start_us counts from 2000-01-01, the detail's from 1970
 # A trace's detail returns at most this many spans a page (``span_offset``/``span_limit``; ``spans_truncated``).
 MAX_DETAIL_SPANS = 10_000  # counted exactly up to here; beyond, from the rollups or the planner's estimate
 
@@ -243,20 +245,17 @@ async def list_page(
     )
 
 
-async def trace_spans(session: AsyncSession, project_id: int, trace_id: str, limit: int | None = None) -> list[Span]:
+async def trace_spans(
+    session: AsyncSession, project_id: int, trace_id: str, limit: int | None = None
+) -> list[StoredSpan]:
     """The spans of the trace stored for this project (the first ``limit`` when given), oldest first."""
-    rows = await session.scalars(
-        select(Span)
-        .where(Span.project_id == project_id, Span.trace_id == trace_id)
-        .order_by(Span.start_time, Span.span_id)
-        .limit(limit)
-    )
-    return list(rows)
+    if limit is None:
+        return await span_store.trace_spans(session, project_id, trace_id)
+    return await span_store.first_spans(session, project_id, trace_id, limit)
 
 
 async def span_count(session: AsyncSession, project_id: int, trace_id: str) -> int:
-    counted = select(func.count()).select_from(Span).where(Span.project_id == project_id, Span.trace_id == trace_id)
-    return int(await session.scalar(counted) or 0)
+    return await span_store.span_count(session, project_id, trace_id)
 
 
 async def trace_records(session: AsyncSession, project_id: int, trace_id: str) -> list[PerformanceRecord]:
@@ -292,6 +291,15 @@ _DETAIL_COLUMNS = (
 )
 
 
+def _detail_row(s: StoredSpan) -> tuple[Any, ...]:
+    """A packed function span in the layout of a ``_DETAIL_COLUMNS`` row, its JSON decoded."""
+    return (
+        s.span_id, s.parent_span_id, s.name, s.kind, s.start_time, s.duration, s.status_code, s.status_message,
+        s.service_name, s.synthetic, s.attributes, s.events, span_store.as_number(s.attributes.get(INTERVAL_ATTRIBUTE)),
+        s.start_us + PG_EPOCH_UNIX_US,
+    )  # fmt: skip
+
+
 async def detail(
     session: AsyncSession,
     project_key: str,
@@ -309,24 +317,26 @@ async def detail(
     if not records:
         raise NotFound(f"trace not found in this project: {trace_id!r}")
     record = records[0]
+    need = span_offset + span_limit + 1
     connection = await session.connection()  # Core, not the ORM: plain rows
     result = await connection.execute(
         select(*_DETAIL_COLUMNS)
         .where(Span.project_id == project.id, Span.trace_id == trace_id)
         .order_by(Span.start_time, Span.span_id)
-        .offset(span_offset)
-        .limit(span_limit + 1)
+        .limit(need)
     )
-    rows = result.all()
+    # span_id, parent_span_id, ..., synthetic, attributes, events, interval_ms, start_us: as in _DETAIL_COLUMNS
+    decode = msgspec.json.decode
+    merged = [(*r[:10], decode(r[10]), decode(r[11]), r[12], r[13]) for r in result.all()]
+    merged += [_detail_row(s) for s in await span_store.first_function_spans(session, project.id, trace_id, need)]
+    merged.sort(key=lambda r: (r[13], r[0]))
+    rows = merged[span_offset:need]
     more = len(rows) > span_limit
     rows = rows[:span_limit]
     total = span_offset + len(rows)
     if more or span_offset:
-        counted = select(func.count()).where(Span.project_id == project.id, Span.trace_id == trace_id)
-        total = int((await connection.execute(counted)).scalar() or 0)
-    # span_id, parent_span_id, ..., synthetic, attributes, events, interval_ms, start_us: as in _DETAIL_COLUMNS
-    decode = msgspec.json.decode
-    attribute_maps = [decode(r[10]) for r in rows]
+        total = await span_store.span_count(session, project.id, trace_id)
+    attribute_maps = [r[10] for r in rows]
     tree = [
         tree_span(
             r[0],
@@ -362,7 +372,7 @@ async def detail(
                 service_name=service,
                 synthetic=synthetic,
                 attributes=attributes,
-                events=decode(events),
+                events=events,
             )
         )
     items.sort(key=lambda i: (i.start_time, i.depth, -i.duration))

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pystrument_collector.db.models import PerformanceRecord, Span
+from pystrument_collector.db.models import PerformanceRecord
+from pystrument_collector.packs import StoredSpan as Span
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 MAX_DEPTH = 512

@@ -8,8 +8,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pystrument_collector.db.models import PerformanceRecord, Span
-from sqlalchemy import Float, Integer, and_, case, cast, func, select
+from pystrument_collector.db.models import FunctionSpanPack as P
+from pystrument_collector.db.models import PerformanceRecord
+from pystrument_collector.packs import as_microseconds, decode_pack_columns
+from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from pystrument_analysis.api import schemas
@@ -17,6 +19,7 @@ from pystrument_analysis.api.errors import BadRequest
 from pystrument_analysis.api.services import rollups
 from pystrument_analysis.api.services._common import project_by_key, utc
 from pystrument_analysis.api.services.records import RecordFilter
+from pystrument_analysis.api.services.span_store import as_number, as_text
 
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_WINDOW = timedelta(days=400)
@@ -239,16 +242,7 @@ async def _rollup_report(
     )
 
 
-def _number_attribute(name: str) -> Any:
-    """A numeric span attribute as float8, 0 when absent or not a number (never a cast error)."""
-    value = Span.attributes[name]
-    return case((func.jsonb_typeof(value) == "number", cast(Span.attributes[name].astext, Float)), else_=0.0)
-
-
-def _array_length(name: str) -> Any:
-    """The length of an array span attribute, 0 when absent or not an array (never a jsonb error)."""
-    value = Span.attributes[name]
-    return case((func.jsonb_typeof(value) == "array", func.jsonb_array_length(value)), else_=0)
+HOT_ATTRIBUTES = ("code.file.path", "code.line.number", SELF_TIME_ATTRIBUTE, CHILD_SPANS_ATTRIBUTE)
 
 
 async def hot_functions(
@@ -266,75 +260,57 @@ async def hot_functions(
     request_count, request_time = int(totals[0]), float(totals[1])
 
     traces = select(r.trace_id).where(*conditions)
-    file_col = func.coalesce(Span.attributes["code.file.path"].astext, "").label("file")
-    line_col = case(
-        (
-            func.jsonb_typeof(Span.attributes["code.line.number"]) == "number",
-            cast(Span.attributes["code.line.number"].astext, Float),
-        ),
-        else_=None,
-    ).label("line")
-    # One row per (function, request) first, so a request's child spans can be summed and their maximum taken:
-    # the SDK merges a loop's consecutive calls into one function span, whose child span ids carry the N+1.
-    per_trace = (
-        select(
-            Span.name.label("name"),
-            file_col,
-            line_col,
-            func.count().label("calls"),
-            func.sum(Span.duration).label("total_time"),
-            func.sum(_number_attribute(SELF_TIME_ATTRIBUTE)).label("self_ms"),
-            func.sum(_array_length(CHILD_SPANS_ATTRIBUTE)).label("children"),
-        )
-        .where(
-            and_(
-                Span.project_id == project.id,
-                Span.synthetic.is_(True),
-                Span.start_time >= start - timedelta(seconds=1),
-                Span.trace_id.in_(traces),
-            )
-        )
-        .group_by(Span.name, file_col, line_col, Span.trace_id)
-        .subquery("per_trace")
+    packs = select(P.trace_id, P.start_time, P.data).where(
+        P.project_id == project.id, P.trace_id.in_(traces), P.end_time >= start - timedelta(seconds=1)
     )
-    p = per_trace.c
-    self_time = (func.sum(p.self_ms) / 1000.0).label("self_time")
-    total_time = func.sum(p.total_time).label("total_time")
-    rows = (
-        await session.execute(
-            select(
-                p.name,
-                p.file,
-                p.line,
-                func.sum(p.calls).label("calls"),
-                func.count().label("traces"),
-                total_time,
-                self_time,
-                func.sum(p.children).label("child_spans"),
-                func.max(p.children).label("max_children"),
+    lo = as_microseconds(start - timedelta(seconds=1))
+    # One entry per (function, request) first, so a request's child spans can be summed and their maximum taken:
+    # the SDK merges a loop's consecutive calls into one function span, whose child span ids carry the N+1.
+    # The packs are streamed and decoded column by column: a week of a busy route is millions of spans.
+    per_trace: dict[tuple[str, str, float | None, str], list[float]] = {}
+    async for trace_id, pack_start, data in await session.stream(packs):
+        c = decode_pack_columns(pack_start, data, HOT_ATTRIBUTES)
+        files, lines, own, child_ids = (c.attributes[k] for k in HOT_ATTRIBUTES)
+        for i, at in enumerate(c.starts_us):
+            if at < lo:
+                continue
+            entry = per_trace.setdefault(
+                (c.names[i], as_text(files[i]), as_number(lines[i]), trace_id), [0, 0.0, 0.0, 0]
             )
-            .group_by(p.name, p.file, p.line)
-            .order_by(self_time.desc(), total_time.desc(), p.name)
-            .limit(limit)
+            entry[0] += 1
+            entry[1] += c.durations[i]
+            entry[2] += as_number(own[i]) or 0.0
+            entry[3] += len(child_ids[i]) if isinstance(child_ids[i], list) else 0
+    # calls, traces, total_time, self_ms, child_spans, max_children
+    by_function: dict[tuple[str, str, float | None], list[float]] = {}
+    for (name, file, line, _), (calls, total, own_ms, children) in per_trace.items():
+        row = by_function.setdefault((name, file, line), [0, 0, 0.0, 0.0, 0, 0])
+        row[0] += calls
+        row[1] += 1
+        row[2] += total
+        row[3] += own_ms
+        row[4] += children
+        row[5] = max(row[5], children)
+    ranked = sorted(by_function.items(), key=lambda item: (-item[1][3], -item[1][2], item[0][0]))[:limit]
+    functions = []
+    for (name, file, line), (calls, traced, total, own_ms, children, most) in ranked:
+        self_time = own_ms / 1000.0
+        functions.append(
+            schemas.FunctionStats(
+                name=name,
+                file=file,
+                line=None if line is None else int(line),
+                calls=int(calls),
+                traces=int(traced),
+                total_time=float(total),
+                self_time=self_time,
+                avg_time=float(total) / int(calls),
+                self_time_share=self_time / request_time if request_time > 0 else 0.0,
+                child_spans=int(children),
+                child_spans_per_request=int(children) / int(traced),
+                max_child_spans_per_request=int(most),
+            )
         )
-    ).all()
-    functions = [
-        schemas.FunctionStats(
-            name=row.name,
-            file=row.file,
-            line=None if row.line is None else int(row.line),
-            calls=int(row.calls),
-            traces=int(row.traces),
-            total_time=float(row.total_time),
-            self_time=float(row.self_time),
-            avg_time=float(row.total_time) / int(row.calls),
-            self_time_share=float(row.self_time) / request_time if request_time > 0 else 0.0,
-            child_spans=int(row.child_spans),
-            child_spans_per_request=int(row.child_spans) / int(row.traces),
-            max_child_spans_per_request=int(row.max_children),
-        )
-        for row in rows
-    ]
     return schemas.FunctionReport(
         start=start,
         end=end,
