@@ -227,7 +227,7 @@ async def stats(client: Any, key: str, **params: Any) -> dict[str, Any]:
     return r.json()["data"]
 
 
-@pytest.mark.parametrize("bucket", ["1d", "1h", "10m"])
+@pytest.mark.parametrize("bucket", ["1d", "1h", "45m", "15m", "10m"])  # 45m, 15m: quarter-hour rows (0010)
 async def test_rollup_stats_match_exact_ones(client: Any, db: Any, perf: Any, bucket: str) -> None:
     project = await perf.project()
     await insert(db, project.id, traffic(4000, seconds=3 * 86400))
