@@ -8,7 +8,7 @@ MISMATCHES = f"""
 WITH x AS (
     SELECT project_id, g AS bucket_seconds, date_bin(make_interval(secs => g), "timestamp", {ORIGIN}) AS bucket_start,
            service_name, method, route, CASE WHEN route = '' THEN path ELSE '' END AS path, duration, is_error
-    FROM performance_records, (VALUES (60), (3600), (86400)) AS grains(g)
+    FROM performance_records, (VALUES (60), (900), (3600), (86400)) AS grains(g)
 ), truth AS (
     SELECT project_id, bucket_seconds, bucket_start, GROUPING(service_name, method, route, path) <> 0 AS all_routes,
            coalesce(service_name, '') AS service_name, coalesce(method, '') AS method, coalesce(route, '') AS route,

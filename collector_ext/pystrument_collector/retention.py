@@ -264,12 +264,14 @@ async def drop_expired(db: Database, retention_days: int, now: datetime | None =
                         text(
                             "DELETE FROM route_rollups WHERE project_id = :p AND ("
                             "(bucket_seconds = 60 AND bucket_start <= :c60) OR "
+                            "(bucket_seconds = 900 AND bucket_start <= :c900) OR "
                             "(bucket_seconds = 3600 AND bucket_start <= :c3600) OR "
                             "(bucket_seconds = 86400 AND bucket_start <= :c86400))"
                         ),
                         {
                             "p": project_id,
                             "c60": cutoff - timedelta(seconds=60),
+                            "c900": cutoff - timedelta(seconds=900),
                             "c3600": cutoff - timedelta(seconds=3600),
                             "c86400": cutoff - timedelta(seconds=86400),
                         },

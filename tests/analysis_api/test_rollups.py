@@ -178,8 +178,9 @@ def test_plan_tiles_the_window_exactly() -> None:
         (T0 + timedelta(hours=1), midnight),
         (midnight + day, midnight + day + timedelta(hours=15)),
     )
+    assert tiles.rows[900] == ((T0 + timedelta(minutes=15), T0 + timedelta(hours=1)),)  # migration 0010
     assert tiles.rows[60] == (
-        (T0 + timedelta(minutes=1), T0 + timedelta(hours=1)),
+        (T0 + timedelta(minutes=1), T0 + timedelta(minutes=15)),
         (midnight + day + timedelta(hours=15), midnight + day + timedelta(hours=15, minutes=7)),
     )
     assert tiles.raw == ((start, T0 + timedelta(minutes=1)), (end - timedelta(seconds=15), end))
@@ -191,6 +192,7 @@ def test_plan_tiles_the_window_exactly() -> None:
     )
     assert set(rollups.plan(start, end, 60).rows) == {60}
     assert (rollups.grain_for(7200), rollups.grain_for(86400 * 2), rollups.grain_for(600)) == (3600, 86400, 60)
+    assert (rollups.grain_for(900), rollups.grain_for(1800), rollups.grain_for(2700)) == (900, 900, 900)
 
 
 def test_signed_plans_add_up_to_the_window() -> None:
@@ -225,7 +227,7 @@ async def stats(client: Any, key: str, **params: Any) -> dict[str, Any]:
     return r.json()["data"]
 
 
-@pytest.mark.parametrize("bucket", ["1d", "1h", "10m"])
+@pytest.mark.parametrize("bucket", ["1d", "1h", "45m", "15m", "10m"])  # 45m, 15m: quarter-hour rows (0010)
 async def test_rollup_stats_match_exact_ones(client: Any, db: Any, perf: Any, bucket: str) -> None:
     project = await perf.project()
     await insert(db, project.id, traffic(4000, seconds=3 * 86400))
@@ -350,7 +352,7 @@ async def test_migration_downgrades_and_backfills(db: Any, perf: Any) -> None:
     async with db.engine.begin() as conn:
         await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0003"))
         assert await conn.scalar(text("SELECT to_regclass('route_rollups')")) is None
-        await conn.run_sync(lambda c: upgrade(c, "0004"))
+        await conn.run_sync(lambda c: upgrade(c))  # 0004 rebuilds minutes, hours, days; 0010 quarter hours from minutes
     assert await mismatches(db) == 0
     async with db.session() as s:
         assert await s.scalar(text("SELECT sum(count) FROM route_rollups WHERE bucket_seconds = 86400")) == 2 * 300

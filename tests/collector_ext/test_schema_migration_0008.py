@@ -75,7 +75,7 @@ async def test_0008_upgrades_a_0007_database_with_data_in_place(database_url: st
             assert await _primary_key(conn, "spans") == "PRIMARY KEY (trace_id, span_id, start_time)"
 
         async with db.engine.begin() as conn:
-            await conn.run_sync(upgrade, "0008")
+            await conn.run_sync(upgrade, "0008")  # this migration alone (later ones may add rows, e.g. 0010's)
 
         async with db.engine.begin() as conn:
             assert await _counts(conn) == before

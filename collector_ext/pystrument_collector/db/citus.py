@@ -10,7 +10,7 @@ table by default:
 - a deleted project's spans, function span packs and logs: a foreign key to the ``projects`` reference table,
   ``ON DELETE CASCADE``
   (plain Postgres uses a statement trigger instead, to spare the per-row check on the high-volume tables);
-- ``route_rollups``: the writer adds the records it inserted through ``pystrument_rollup_add`` (the 0004/0005
+- ``route_rollups``: the writer adds the records it inserted through ``pystrument_rollup_add`` (the 0004/0005/0010
   trigger's own aggregate); retention deletes the rollup buckets that ended before its cutoff.
 """
 
@@ -68,16 +68,10 @@ def _migration(name: str) -> ModuleType:
 
 
 def rollup_add_function() -> str:
-    """``pystrument_rollup_add``: the insert trigger's aggregate (0004 with 0005's merge) over given rows."""
-    v4, v5 = _migration("0004_route_rollups.py"), _migration("0005_rollup_fast_merge.py")
-    aggregate = v4.AGGREGATE.format(
-        source=ROLLUP_ADD_SOURCE,
-        origin=v4.ORIGIN,
-        project_group=v4.PROJECT_GROUP,
-        grains="(60), (3600), (86400)",
-        upsert=v5.UPSERT.strip(),
-    )
-    return ROLLUP_ADD_FUNCTION.format(aggregate=aggregate.strip())
+    """``pystrument_rollup_add``: the insert trigger's aggregate (0004 with 0005's merge, 0010's grains) over given
+    rows."""
+    aggregate = _migration("0010_quarter_hour_rollups.py").aggregate(ROLLUP_ADD_SOURCE)
+    return ROLLUP_ADD_FUNCTION.format(aggregate=aggregate)
 
 
 def is_citus(conn: Connection) -> bool:
@@ -117,8 +111,7 @@ def distribute(conn: Connection) -> list[str]:
         )
         if found:  # (Citus refuses even DROP TRIGGER IF EXISTS on a table it manages)
             conn.execute(text(f"DROP TRIGGER {trigger} ON {table}"))
-    if not conn.scalar(text("SELECT to_regproc('pystrument_rollup_add') IS NOT NULL")) or not done:
-        conn.execute(text(rollup_add_function()))
+    conn.execute(text(rollup_add_function()))  # every time: a later migration may have changed the aggregate
     if "projects" not in done:
         # A local table's foreign key would stop projects from becoming a reference table: drop, then re-add.
         for table, name in _project_foreign_keys(conn):

@@ -167,7 +167,7 @@ class RouteRollup(Base):
 
     Migration 0004: statement-level triggers on ``performance_records`` add inserted records and rebuild the
     days of deleted ones, so the rows always add up to the records (0005: a cheaper merge of one new histogram
-    bucket). ``bucket_seconds`` is 60, 3600 or 86400.
+    bucket). ``bucket_seconds`` is 60, 900 (0010), 3600 or 86400.
     ``hist_idx``/``hist_cnt`` are a sparse log-scale duration histogram (bucket 0 is <= 0.1 ms, bucket k is
     (0.1 ms * 1.1^(k-1), 0.1 ms * 1.1^k]). Concurrent writers use different ``shard`` rows; readers sum them.
     ``path`` is set only when ``route`` is empty.

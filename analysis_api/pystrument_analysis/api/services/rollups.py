@@ -1,10 +1,11 @@
-"""Request statistics from ``route_rollups`` (minute, hour and day rows kept by triggers, migration 0004).
+"""Request statistics from ``route_rollups`` (minute, hour and day rows kept by triggers, migration 0004; quarter
+hours since 0010).
 
-A window ``[start, end)`` is tiled into whole days, whole hours and whole minutes (rollup rows, per route or,
-unfiltered, per project) and the seconds left over at both ends (the records themselves), so counts, error
-counts, sums, minimum and maximum are exact. Percentiles come from the summed log-scale histograms, each
-bucket 10% wide: like ``percentile_cont``, a percentile interpolates between two requests, whose durations
-are placed inside their buckets (so each is known to within 10%) and clamped to the exact min and max.
+A window ``[start, end)`` is tiled into whole days, whole hours, whole quarter hours and whole minutes (rollup rows,
+per route or, unfiltered, per project) and the seconds left over at both ends (the records themselves), so counts,
+error counts, sums, minimum and maximum are exact. Percentiles come from the summed log-scale histograms, each
+bucket 10% wide: like ``percentile_cont``, a percentile interpolates between two requests, whose durations are
+placed inside their buckets (so each is known to within 10%) and clamped to the exact min and max.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ GROWTH = 1.1
 LAST_BUCKET = 170
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+_POSITIVE = (0).__lt__
 
 
 def bucket_of(duration: float) -> int:
@@ -61,7 +63,7 @@ class Figures:
     def quantiles(self, *qs: float) -> list[float | None]:
         """Several quantiles with one pass over the histogram."""
         hist = self.hist
-        keys = sorted(k for k in hist if hist[k] > 0)
+        keys = sorted(itertools.compress(hist, map(_POSITIVE, hist.values())))  # C loops: many keys a report
         ends = list(itertools.accumulate(map(hist.__getitem__, keys)))  # requests up to and including bucket
         n = ends[-1] if ends else 0
         if n == 0 or self.low is None or self.high is None:
@@ -104,7 +106,7 @@ def _floor(t: datetime, seconds: int) -> datetime:
 
 
 Range = tuple[datetime, datetime]
-GRAINS = (86400, 3600, 60)
+GRAINS = (86400, 3600, 900, 60)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _split(lo: datetime, hi: datetime, grain: int) -> tuple[Range | None, tuple[
 
 
 def plan(start: datetime, end: datetime, coarsest: int = 86400) -> Plan:
-    """Tile ``[start, end)`` exactly: whole days, then hours, then minutes, then raw records at the edges."""
+    """Tile ``[start, end)`` exactly: whole days, then hours, quarter hours, minutes, then raw records at the edges."""
     rows: dict[int, list[Range]] = {}
     pending = [(start, end)]
     for grain in GRAINS:
@@ -230,9 +232,18 @@ _KEYS = {
 }
 
 
-def _units(sql: _Sql, scope: Scope, the_plan: Plan, by: str, step: int, base: float, sign: int | None = None) -> str:
+def _units(
+    sql: _Sql,
+    scope: Scope,
+    the_plan: Plan,
+    by: str,
+    step: int,
+    base: float,
+    sign: int | None = None,
+    hist: bool = True,
+) -> str:
     """Rollup rows and raw records of the plan, as one relation of partial figures keyed ``k1, k2`` (led by a
-    ``sign`` column when one is given)."""
+    ``sign`` column when one is given; histograms null unless ``hist``)."""
     rollup_key1, rollup_key2, raw_key1, raw_key2 = _KEYS[by]
     if by == "series":
         step_sql, base_sql = sql.bind(float(step)), sql.bind(base)
@@ -241,6 +252,10 @@ def _units(sql: _Sql, scope: Scope, the_plan: Plan, by: str, step: int, base: fl
         raw_key1 = raw_key1.format(index_p=index.format(col='p."timestamp"', base=base_sql, step=step_sql))
     whole = by != "route" and scope.whole_project
     lead = "" if sign is None else f"{int(sign)} AS sign, "
+
+    def hist_columns(columns: str) -> str:
+        return columns if hist else "NULL::smallint[], NULL::int[]"
+
     parts = []
     ranges = [
         f"(r.bucket_seconds = {grain} AND {sql.ranges('r.bucket_start', rs)})" for grain, rs in the_plan.rows.items()
@@ -248,7 +263,8 @@ def _units(sql: _Sql, scope: Scope, the_plan: Plan, by: str, step: int, base: fl
     if ranges:
         parts.append(
             f"SELECT {lead}{rollup_key1} AS k1, {rollup_key2} AS k2, r.count AS n, r.error_count AS e, "
-            "r.sum_duration AS s, r.min_duration AS lo, r.max_duration AS hi, r.hist_idx, r.hist_cnt "
+            "r.sum_duration AS s, r.min_duration AS lo, r.max_duration AS hi, "
+            f"{hist_columns('r.hist_idx, r.hist_cnt')} "
             f"FROM route_rollups AS r WHERE {sql.scope('r', scope)} AND r.all_routes = {'true' if whole else 'false'} "
             f"AND ({' OR '.join(ranges)})"
         )
@@ -256,7 +272,7 @@ def _units(sql: _Sql, scope: Scope, the_plan: Plan, by: str, step: int, base: fl
         parts.append(
             f"SELECT {lead}{raw_key1}, {raw_key2}, 1::bigint, p.is_error::int::bigint, "
             "p.duration, p.duration, p.duration, "
-            "ARRAY[pystrument_duration_bucket(p.duration)]::smallint[], ARRAY[1]::int[] "
+            f"{hist_columns('ARRAY[pystrument_duration_bucket(p.duration)]::smallint[], ARRAY[1]::int[]')} "
             f"FROM performance_records AS p WHERE {sql.scope('p', scope)} AND {sql.ranges('p.timestamp', the_plan.raw)}"
         )
     return " UNION ALL ".join(parts)
@@ -285,11 +301,12 @@ async def figures(
     requests are absent. ``histograms``: cheaper signed plans (``signed_plans``) of the same window to sum
     the histograms from; the other figures still come from ``the_plan``."""
     sql = _Sql()
-    exact = _units(sql, scope, the_plan, by, step, base)
+    signed_apart = histograms is not None and len(histograms) > 1
+    exact = _units(sql, scope, the_plan, by, step, base, hist=not signed_apart)  # no histograms it will not send
     out: dict[tuple[str, str], Figures] = {}
     if not exact:
         return out
-    if histograms is not None and len(histograms) > 1:
+    if histograms is not None and signed_apart:
         signed = " UNION ALL ".join(
             u for u in (_units(sql, scope, p, by, step, base, sign) for p, sign in histograms) if u
         )
@@ -333,6 +350,7 @@ async def figures(
             total=float(total),
             low=lo,
             high=hi,
-            hist={} if counts is None else {b: c for b, c in enumerate(counts) if c > 0},  # c <= 0: subtracted away
+            # c <= 0: subtracted away
+            hist={} if counts is None else dict(itertools.compress(enumerate(counts), map(_POSITIVE, counts))),
         )
     return out

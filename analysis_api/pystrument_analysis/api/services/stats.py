@@ -202,7 +202,7 @@ async def _rollup_report(
     slowest: int,
     summary: rollups.Figures,
 ) -> schemas.StatsReport:
-    """The report from day, hour and minute rollups plus the records of the window's partial minutes."""
+    """The report from day, hour, quarter-hour and minute rollups plus the records of the window's partial minutes."""
     first = math.floor(start.timestamp() / step)
     whole = rollups.plan(start, end)
     tiles = rollups.plan(start, end, rollups.grain_for(step))  # rows that never straddle a series bucket
