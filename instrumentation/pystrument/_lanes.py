@@ -172,10 +172,13 @@ class ThreadClock:
         return None
 
     def _read_queue(self) -> float:
-        """Seconds the thread was ready to run without a core since the previous call; -1 when not known. Read on
-        the sampler thread only: reading a file gives up the GIL, which a sample taken by a collecting thread as a
-        garbage collection starts must not (another thread would run during the pause)."""
-        if threading.get_ident() != sampler_thread[0]:
+        """Seconds the thread was ready to run without a core since the previous call; -1 when not known. The file
+        is opened and libc's ``pread`` looked up on the sampler thread only: opening a file and importing give up
+        the GIL, which a sample taken by a collecting thread as a garbage collection starts must not (another
+        thread would run during the pause). Reading an open file keeps the GIL (``PyDLL``), so any thread may: the
+        request's end reads it too, or a sampler starved for the whole last interval would leave that interval's
+        queue to be taken for a wait."""
+        if threading.get_ident() != sampler_thread[0] and (self._sched < 0 or _pread is False):
             return -1.0
         fd = self._sched
         if fd == -2:
