@@ -125,20 +125,25 @@ def _libc_pread() -> Any:
 _pread: Any = False  # not looked up yet
 
 
-def read_schedstat(fd: int) -> tuple[float, float] | None:
-    """(CPU seconds, seconds ready to run without a core) of the thread; None when it is gone or unreadable."""
+def read_schedstat(fd: int) -> tuple[float, float, int] | None:
+    """(CPU seconds, seconds ready to run without a core, times it was put on a core) of the thread; None when it is
+    gone or unreadable. The buffer is shared by the sampler thread's reads; any other thread reads into its own."""
     global _pread
     if _pread is False:
         _pread = _libc_pread()
     if _pread is None:
         return None
     pread, buffer = _pread
+    if threading.get_ident() != sampler_thread[0]:
+        import ctypes
+
+        buffer = ctypes.create_string_buffer(96)
     n = pread(fd, buffer, 96, 0)
     if n <= 0:
         return None
     fields = buffer.raw[:n].split()
     try:
-        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9, int(fields[2])
     except (ValueError, IndexError):
         return None
 
@@ -239,9 +244,11 @@ class Lane:
     counts: dict[int, int] | None = None
     #: Samples the run-length ones stand for beyond one each (``sample_count``).
     merged = 0
-    #: Whether the last tick found the lane unchanged (blocked, or awaiting the same future): the sampler may slow
-    #: down while every lane is still.
+    #: Whether the last tick found the lane unchanged (blocked, or awaiting the same future).
     still = False
+    #: Whether the sampler may slow down while this lane is still: the lane places the end of a wait the slower ticks
+    #: straddle (``ThreadLane._flush``). A task's does not (its await ends at the last tick that saw it awaiting).
+    stretchable = False
     #: The frames of the lane's previous mark (``mark_stack``), made at the first mark.
     _memo: MarkMemo | None = None
 
@@ -519,13 +526,16 @@ class ThreadLane(ThreadClock, Lane):
     thread's CPU clock, so that the time it waited (in a C call, for a lock or the GIL) is told from the time it ran."""
 
     kind = "thread"
+    stretchable = True
     _anchors: frozenset[int] | None = None
     _last: _LastStack | None = None
     #: The thread's CPU clock at the previous sample (set at the start by the request thread, which reads it anyway).
     cpu_last: float | None = None
     #: Set by ``capture``: the innermost frame is the previous tick's, at the same instruction (blocked in a call).
     _same_leaf = False
-    #: A run of ticks that found the lane unchanged since its last sample: [time of the latest, samples it stands for].
+    #: A run of ticks that found the lane unchanged since its last sample: [time of the latest, samples it stands for,
+    #: the thread's schedstat at the first (CPU seconds, times put on a core) or None]. Read once per run: a thread
+    #: put on a core once since then was blocked through the run, and ran no CPU time in it.
     _run: list[Any] | None = None
 
     def __init__(
@@ -612,7 +622,7 @@ class ThreadLane(ThreadClock, Lane):
             # is written out, its time split into wait and run by the clock, when the stack next changes.
             run = self._run
             if run is None:
-                self._run = [now, ticks(now - samples[-1][0], self.interval)]
+                self._run = [now, ticks(now - samples[-1][0], self.interval), self._blocked_stat()]
             else:
                 run[1] += ticks(now - run[0], self.interval)
                 run[0] = now
@@ -638,17 +648,42 @@ class ThreadLane(ThreadClock, Lane):
         cpu.append(ran)
         self._add_queue(len(samples) - 1, self._queued(dt, ran))
 
+    def _blocked_stat(self) -> tuple[float, int] | None:
+        """The blocked thread's (CPU seconds, times put on a core) from schedstat, exact while it is off its core; on
+        the sampler thread only (None elsewhere, or when there is no schedstat)."""
+        if threading.get_ident() != sampler_thread[0]:
+            return None
+        fd = self._sched
+        if fd == -2:
+            fd = self._sched = schedstat_fd(self.thread_id)
+        if fd < 0:
+            return None
+        times = read_schedstat(fd)
+        return (times[0], times[2]) if times is not None else None
+
+    def _resumed_at(self, now: float, seen: float, after: float, stat: tuple[float, int] | None) -> float:
+        """When the thread, blocked at the tick ``seen``, resumed (it ran ``after`` seconds of CPU since, up to
+        ``now``). Asked on the thread itself (its lane closing: it runs now) and put on a core exactly once since
+        ``seen`` (schedstat), it has run without a break since it woke: it resumed at ``now - after``. Otherwise
+        (blocked again, preempted, waiting for the GIL, or no schedstat) somewhere in between: the middle, unbiased,
+        off by at most half that span (one interval when the ticks were two apart)."""
+        latest = now - after
+        if stat is not None and self._sched >= 0 and threading.get_ident() == self.thread_id:
+            times = read_schedstat(self._sched)
+            if times is not None and times[2] - stat[1] == 1:
+                return latest
+        return seen + 0.5 * max(0.0, latest - seen)
+
     def _flush(self, now: float) -> None:
         """Write out the run of unchanged ticks before ``now`` (a changed stack's tick, or the lane's end): the last
         sample's stack held through the run. When the sampler had slowed down (more than an interval and a half since
-        the run's last tick), the thread resumed at ``now`` less what it ran since (its CPU clock): the wait up to then
-        is still the blocked stack's, not the next one's (at the normal pace the next sample takes that interval, as
-        without a run)."""
+        the run's last tick), the wait up to when the thread resumed is still the blocked stack's, not the next one's
+        (``_resumed_at``; at the normal pace the next sample takes that interval, as without a run)."""
         run, self._run = self._run, None
         samples = self.samples
         if run is None or not samples or len(samples) >= MAX_SAMPLES - 1:
             return
-        seen, n = run
+        seen, n, stat = run
         stack = samples[-1][1]
         cpu = self.cpu
         if cpu is None:
@@ -665,16 +700,17 @@ class ThreadLane(ThreadClock, Lane):
             self.merged += n - 1
             return
         ran = max(0.0, reading - last)
-        after = min(ran, max(0.0, now - seen))  # what ran after the last unchanged tick: the resumed code
+        # What ran after the last unchanged tick (the resumed code): exactly, from the CPU time schedstat gave then.
+        after = min(ran if stat is None else max(0.0, reading - stat[0]), max(0.0, now - seen))
         dt = seen - samples[-1][0]
         samples.append((seen, stack))
-        cpu.append(ran - after)  # anything more ran inside the blocked call itself (a long C computation)
+        cpu.append(max(0.0, ran - after))  # anything more ran inside the blocked call itself (a long C computation)
         self._add_queue(len(samples) - 1, self._queued(dt, ran - after))
         counts[len(samples) - 1] = n
         self.merged += n - 1
         # It resumed after the last unchanged tick and at the latest ``after`` before now (less if it was preempted
-        # since, which a busy machine does): the middle of that span, unbiased, is where the blocked stack's wait ends.
-        resumed = seen + 0.5 * max(0.0, now - after - seen)
+        # or blocked again since, which only schedstat tells).
+        resumed = self._resumed_at(now, seen, after, stat) if now - seen > 1.5 * self.interval else now
         marks = self.marks
         if marks:  # the thread's own code marked its stack since: it had resumed by the first such mark
             resumed = min([resumed, *(t for t, _, _ in marks[-8:] if seen < t < now)])

@@ -218,10 +218,10 @@ class Recording:
 
     def sample(self, frames: dict[int, types.FrameType], now: float) -> bool:
         """Record one sample, taken at ``now``, in every lane open then (called by the sampler thread); returns whether
-        any lane moved (False: every lane blocked in the same call, or awaiting the same future, as at the previous
-        tick). The request may have ended since ``frames`` were taken: the sampler thread can lose the GIL in the
-        middle of a round, for as long as a garbage collection it ran itself and the queue of threads that waited
-        through it."""
+        any lane moved (False: every lane blocked in the same call as at the previous tick; only threads count as
+        still, whose lanes place the end of a wait between slower ticks, not a task awaiting the same future). The
+        request may have ended since ``frames`` were taken: the sampler thread can lose the GIL in the middle of a
+        round, for as long as a garbage collection it ran itself and the queue of threads that waited through it."""
         end = self.end_perf
         if end is not None and now > end:
             return False
@@ -232,7 +232,7 @@ class Recording:
                 stack = lane.capture(frames)
                 if stack is not None:
                     lane.record(now, stack)
-                    if not lane.still:
+                    if not lane.still or not lane.stretchable:
                         moved = True
         return moved
 

@@ -3,18 +3,28 @@
 Every interval it reads ``sys._current_frames()`` once and asks each open lane of each active
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
-lazily with the first request and parks on an ``Event`` once no request has been active for
-``IDLE_AFTER`` (30 ms), so an idle process pays nothing, while a busy one does not wake the thread for
-every request (ticks without an active request only sleep).
+lazily with the first request and parks on an ``Event`` once no request is active, so an idle process pays nothing;
+a request arriving while it is parked wakes it (one ``Event.set`` on the request thread, and the sampler's wake-up
+takes the GIL as the request starts). While requests come less than ``IDLE_AFTER`` (30 ms) apart it ticks on (without
+sampling) for that long after the last one, so that such requests do not each wake it; requests further apart than
+that find it parked, since ticking 30 ms after each of them was most of the sampler's cost (six wake-ups of
+40-100 us of CPU each on a VM, per isolated request).
 
-A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction)
-or a task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its
-time accounted when its stack next changes). While no lane moved, or no request is active, the next tick comes
-``STILL_STRETCH`` intervals later: 1 (no stretch), since a thread that leaves one blocking call for another with
-next to no CPU time in between (a query, then the next) would otherwise show the first call up to a stretched
-interval too long: the corpus' placement invariants allow one interval. The thread pays for every tick (its CPU
-time, the wake-up included) from the cost budget (``_budget.py``) and samples up to ``BUDGET_STRETCH`` intervals
-apart while it is spent.
+A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction) or a
+task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its time
+accounted when its stack next changes). While every request's threads are blocked as at the previous tick (tasks
+excepted: an await's end is placed at the last tick that saw it) and the sampler got the GIL back at once (no thread
+running Python code: under GIL contention threads waiting for it look blocked too), the ticks come ``STILL_STRETCH`` (2)
+intervals apart until one moves: a 50 ms wait costs 6 ticks rather than 10, each a wake-up of 40-100 us of CPU on a VM.
+The lane places the end of the wait such a slower pace straddles (``ThreadLane._flush``): exactly when its own request
+ends next (its thread, running then, was put on a core once since the last tick: it resumed its CPU time ago), else
+midway between the last tick that saw it blocked and its CPU time before the next one, an error of at most half that
+span: one interval at a 2-interval pace, as at full pace (where the next sample takes the interval), so the spans'
+stated precision (``pystrument.time_precision_ms``, the interval) holds. Child spans' marks bound it too: a thread that
+marked its stack had resumed by then. A longer back-off (4 intervals) would halve the ticks of long waits again, at up
+to two intervals' error where a thread blocks again right after resuming. The thread pays for every tick (its CPU time,
+the wake-up included) from the cost budget (``_budget.py``) and samples up to ``BUDGET_STRETCH`` intervals apart while
+it is spent.
 
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
@@ -45,13 +55,16 @@ from pystrument._lanes import read_schedstat, sampler_thread
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
-#: Seconds without any active request before the sampler thread parks; until then it keeps ticking (cheaply), so
-#: that back-to-back requests do not each pay for waking it.
+#: Seconds without any active request before the sampler thread parks, while requests come less than this apart;
+#: further apart, it parks at the first tick that finds none active.
 IDLE_AFTER = 0.03
-#: While a tick finds every request's lanes unchanged (blocked in the same call, awaiting the same future), the next
-#: tick comes up to this many intervals later: a wait costs fewer ticks, and the run after it is still placed (its
-#: lane's CPU clock says when it resumed; ``ThreadLane._flush``).
-STILL_STRETCH = 1
+#: While a tick finds every request's threads unchanged (blocked in the same call), the next tick comes up to this
+#: many intervals later: a wait costs fewer ticks, and the run after it is still placed (its lane's CPU clock and
+#: schedstat say when it resumed; ``ThreadLane._flush``).
+STILL_STRETCH = 2
+#: A tick that got the GIL back this much later than asked keeps the full pace: some thread was running Python code,
+#: and threads waiting for the GIL look as blocked (same frame, same instruction) as threads waiting on I/O.
+LATE_S = 0.001
 #: Most the cost budget stretches the interval (``_budget.py``): 8 x 5 ms = 25 samples a second.
 BUDGET_STRETCH = 8
 
@@ -78,6 +91,9 @@ class StackSampler:
         self._thread: threading.Thread | None = None
         self._running = False
         self._lock = threading.Lock()
+        #: When the latest request was added, and whether it came less than ``IDLE_AFTER`` after the one before.
+        self._added = -1e9
+        self._dense = False
         self.ticks = 0
         #: Whether the last tick found any lane moved (False: all blocked or awaiting as before, or nothing sampled).
         self.moved = True
@@ -93,6 +109,9 @@ class StackSampler:
     def add(self, recording: Sampled) -> None:
         """Sample ``recording`` until it is removed or no longer active."""
         self._active[id(recording)] = recording
+        now = time.perf_counter()
+        self._dense = now - self._added < IDLE_AFTER  # read and written without a lock: a lost update is harmless
+        self._added = now
         if not self._running:  # a flag, not Thread.is_alive(): this runs for every request
             self._ensure_thread()
         if self._idle:
@@ -189,7 +208,7 @@ class StackSampler:
             if active:
                 busy = last
                 interval = min(r.interval for r in active) if len(active) > 1 else active[0].interval
-            elif last - busy > IDLE_AFTER:
+            elif not self._dense or last - busy > IDLE_AFTER:
                 self._idle = True
                 if not self._active:  # re-checked after raising the flag: an add() in between sets the event
                     self._wake.wait()
@@ -202,10 +221,13 @@ class StackSampler:
             before = self.clock()
             time.sleep(delay)  # always sleep, even 0: it releases the GIL
             now = self.clock()
-            lateness = 0.5 * lateness + 0.5 * max(0.0, now - before - delay)
+            late = max(0.0, now - before - delay)
+            lateness = 0.5 * lateness + 0.5 * late
             last = now
             self.sample_once(now)
-            still = 1 if self.moved else min(STILL_STRETCH, 2 * still)
+            # Idle ticks (no request active) keep the full pace: a request starting meanwhile is sampled an interval in.
+            # A late wake-up keeps it too: a thread held the GIL (one waiting for it looks blocked at its instruction).
+            still = 1 if self.moved or not active or late > LATE_S else min(STILL_STRETCH, 2 * still)
             spent = time.thread_time()
             self._pay(spent - cpu, now)
             cpu = spent

@@ -1,10 +1,13 @@
 """The span worker: one daemon thread that builds function spans off the request path, in batches.
 
 A request hands its recording over with a deque append; it never wakes the thread itself unless the thread is
-parked (nothing was queued) or the queue is half full. Once awake, the thread collects jobs for ``period``
-seconds and runs them together, so a busy server pays one thread wake-up and GIL hand-off per batch rather
-than per request. The queue is bounded: beyond ``maxsize`` waiting jobs, a request's function spans are dropped
-(logged once).
+parked (nothing was queued) or the queue is half full. Woken from its park it runs what is queued at once (the
+function spans of an isolated request then reach the exporter's queue within milliseconds of its request span, so
+that both go out in one export rather than two). After a batch of more than one job it collects jobs for ``period``
+seconds and runs them together, so a busy server pays one thread wake-up and GIL hand-off per batch rather than per
+request; after a single job, with the previous batch more than two periods back, it parks again (a quiet server's
+request costs one wake-up, not two). The queue is bounded: beyond ``maxsize`` waiting jobs, a request's function
+spans are dropped (logged once).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from pystrument._safety import log_once
@@ -113,6 +117,7 @@ class SpanWorker:
 
     def _loop(self) -> None:
         jobs = self._jobs
+        batch_at = -1e9  # when the previous batch started
         while not self._stopping:
             if not jobs:
                 self._parked = True
@@ -120,18 +125,19 @@ class SpanWorker:
                     self._wake.wait()
                 self._wake.clear()
                 self._parked = False
-                if not self._urgent:
-                    self._wake.wait(self.period)  # collect the requests that end meanwhile: one batch
-                    self._wake.clear()
             self._urgent = False
             self._working = True
+            now = time.monotonic()
+            busy, batch_at = now - batch_at < 2 * self.period, now
+            ran = 0
             while jobs:
+                ran += 1
                 job = jobs.popleft()
                 try:
                     job()
                 except Exception:
                     log_once("worker.job", "pystrument: building function spans failed; carrying on")
             self._working = False
-            if not jobs and not self._urgent:
+            if (busy or ran > 1) and not jobs and not self._urgent:  # collect the next batch (else park)
                 self._wake.wait(self.period)
                 self._wake.clear()

@@ -3,6 +3,7 @@ every request waits, one budget degrades profiles visibly, and function spans go
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
-from pystrument import _emit
+from pystrument import _emit, _lanes
 from pystrument._budget import BURST_S, CostBudget
 from pystrument._frames import WAIT
 from pystrument._lanes import Lane, ThreadLane
@@ -110,6 +111,81 @@ def test_the_run_after_a_slowed_wait_starts_when_the_thread_resumed() -> None:
     assert times == [0.005, 0.010, 0.014, 0.020]
     records = lane.records()
     assert records[-1] == ([*running], pytest.approx(0.002)) and records[-2] == ([*running, WAIT], pytest.approx(0.004))
+
+
+@pytest.mark.parametrize(("on_a_core", "resumed"), [(1, 0.058), (2, 0.049)])
+def test_a_wait_closing_on_its_own_thread_ends_when_the_thread_resumed(
+    on_a_core: int, resumed: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request ends (on its own thread, running then) 20 ms after the last tick that saw it blocked, having run
+    2 ms of CPU since. Put on a core once since that tick (schedstat), it ran without a break since it woke: the wait
+    ends 2 ms before the end. Put on a core twice (preempted, or blocked again): the middle of the 18 ms it could have
+    resumed in."""
+    lane = ThreadLane("", 100.0, threading.get_ident(), sys._getframe())
+    lane._clock = 0
+    lane._sched = 99  # any open schedstat file: the readings below stand for it
+    readings = iter([0.001, 0.003])  # the CPU clock at the first sample, then at the end
+    lane._read_clock = lambda: next(readings)  # type: ignore[method-assign]
+    monkeypatch.setattr(_lanes, "read_schedstat", lambda fd: (0.001, 0.0, 7))  # at the unchanged ticks
+    monkeypatch.setattr(_lanes, "sampler_thread", [threading.get_ident()])
+    blocked = ("view\x00/app/v.py\x001", "sleep\x00/app/v.py\x002")
+    lane._same_leaf = False
+    lane.record(100.005, blocked)
+    lane._same_leaf = True
+    lane.record(100.010, blocked)
+    lane.record(100.040, blocked)  # the sampler slowed down meanwhile (still)
+    monkeypatch.setattr(_lanes, "read_schedstat", lambda fd: (0.003, 0.0, 7 + on_a_core))  # at the end
+    lane.close(100.060)
+    times = [round(t - 100.0, 6) for t, _ in lane.samples]
+    assert times == [0.005, 0.040, resumed]
+    records = lane.records()
+    assert sum(dt for stack, dt in records if stack[: len(blocked)] == list(blocked)) == pytest.approx(resumed)
+
+
+def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_requests() -> None:
+    """Ticks come one interval apart while a thread moves, two while every profiled thread is blocked as before; once
+    no request is active the thread parks at the next tick (no ticking on while idle) and wakes for the next one."""
+    provider = TracerProvider()
+    step, reached, created = threading.Event(), threading.Event(), threading.Event()
+    box: dict[str, Recording] = {}
+
+    def request_thread() -> None:
+        box["rec"] = Recording(provider.get_tracer("t").start_span("req"), 0.005, False, sys._getframe())
+        created.set()
+        blocked_here(step, reached)
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    created.wait(5)
+    reached.wait(5)
+    rec = box["rec"]
+    sampler = StackSampler()
+    times: list[float] = []
+    sample_once = sampler.sample_once
+
+    def timed(now: float | None = None) -> None:
+        times.append(sampler.clock())
+        sample_once(now)
+
+    sampler.sample_once = timed  # type: ignore[method-assign]
+    sampler.add(rec)
+    deadline = time.monotonic() + 10
+    while len(times) < 6 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(times) >= 6
+    assert not sampler.moved  # blocked in the same call: the pace slowed down
+    assert max(b - a for a, b in itertools.pairwise(times[2:])) >= 1.5 * rec.interval  # two intervals apart
+    rec.active = False
+    sampler.remove(rec)
+    while not sampler._idle and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert sampler._idle
+    parked_at = len(times)
+    time.sleep(0.05)
+    assert len(times) == parked_at  # parked: no ticks without a request
+    step.set()
+    thread.join(5)
+    sampler.stop()
 
 
 def test_the_budget_bucket_fills_at_its_share_and_bounds_its_debt() -> None:
