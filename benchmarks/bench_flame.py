@@ -339,15 +339,25 @@ async def measure_api(url: str, seeded: dict[str, Any], args: argparse.Namespace
 
 
 async def breakdown(url: str, seeded: dict[str, Any], args: argparse.Namespace, now: datetime) -> None:
-    """The flame endpoint's work step by step, without HTTP: the packs' SQL read, zlib, decoding, merging."""
+    """The flame endpoint's work step by step, without HTTP: the packs' SQL read, zlib, reading each pack's columns
+    as stored, merging them by call path (``Merge.add_pack``, as the endpoint does for a trace's one pack); and, for
+    comparison, the span-by-span path (every span decoded to a row, then merged) that packs split across batches
+    take."""
     import zlib
 
     import asyncpg
-    from pystrument_analysis.api.services.flame import FLAME_ATTRIBUTES, merge
-    from pystrument_collector.packs import decode_pack_columns
+    from pystrument_analysis.api.services.flame import FLAME_ATTRIBUTES, Merge, pack_spans
+    from pystrument_collector.packs import decode_pack_tree
 
     conn = await asyncpg.connect(**_connect_params(url))
-    steps: dict[str, list[float]] = {"SQL read of the packs": [], "zlib": [], "decode": [], "merge": []}
+    steps: dict[str, list[float]] = {
+        "SQL read of the packs": [],
+        "zlib": [],
+        "columns as stored": [],
+        "merge by call path": [],
+        "span by span: decode": [],
+        "span by span: merge": [],
+    }
     try:
         for run in range(max(3, args.runs // 3) + 1):
             t0 = time.perf_counter()
@@ -356,24 +366,26 @@ async def breakdown(url: str, seeded: dict[str, Any], args: argparse.Namespace, 
             for row in rows:
                 zlib.decompress(row[4])
             t2 = time.perf_counter()
-            spans = []
-            for row in rows:  # as pystrument_analysis.api.services.flame.cohort_spans decodes them
-                c = decode_pack_columns(row[3], row[4], FLAME_ATTRIBUTES)
-                own, files, library = (c.attributes[k] for k in FLAME_ATTRIBUTES)
-                for i in range(len(c.span_ids)):
-                    spans.append(
-                        (row[1], c.span_ids[i], c.parent_span_ids[i], c.names[i], c.durations[i], own[i], files[i],
-                         library[i] is True)
-                    )  # fmt: skip
+            packs = [decode_pack_tree(row[4], FLAME_ATTRIBUTES) for row in rows]
             t3 = time.perf_counter()
-            merge(spans, 1.0, len(rows))
+            merged = Merge()
+            for row, pack in zip(rows, packs, strict=True):
+                merged.add_pack(row[1], pack)
             t4 = time.perf_counter()
+            spans: list[tuple[Any, ...]] = []
+            for row in rows:
+                pack_spans(spans, row[1], row[3], row[4], 0, 2**62)
+            t5 = time.perf_counter()
+            Merge().add_spans(spans)
+            t6 = time.perf_counter()
             if run:
-                for key, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2 - (t2 - t1), t4 - t3), strict=True):
-                    steps[key].append(took * 1000)
-        print(f"  its steps ({len(rows):,} packs, {len(spans):,} spans, no HTTP):")
+                zlib_ms = t2 - t1
+                took = (t1 - t0, zlib_ms, t3 - t2 - zlib_ms, t4 - t3, t5 - t4 - zlib_ms, t6 - t5)
+                for key, value in zip(steps, took, strict=True):
+                    steps[key].append(value * 1000)
+        print(f"  its steps ({len(rows):,} packs, {merged.span_count:,} spans, no HTTP):")
         for key, values in steps.items():
-            print(f"    {key:<24} {summary(values)}")
+            print(f"    {key:<28} {summary(values)}")
     finally:
         await conn.close()
 

@@ -188,12 +188,7 @@ class PackColumns:
     attributes: dict[str, list[Any]]
 
 
-def decode_pack_columns(start: datetime | int, data: bytes, keys: Sequence[str]) -> PackColumns:
-    """The ids, parents, names, starts (µs since 2000-01-01), durations and the ``keys`` attributes of a pack."""
-    doc = _load(data)
-    ids = _ids(doc)
-    n = len(ids)
-    names = doc["N"]
+def _attribute_columns(doc: dict[str, Any], keys: Sequence[str], n: int) -> dict[str, list[Any]]:
     columns = doc["c"]
     extra = doc.get("a")
     attributes = {}
@@ -202,13 +197,48 @@ def decode_pack_columns(start: datetime | int, data: bytes, keys: Sequence[str])
             attributes[key] = columns[key]
         else:
             attributes[key] = [a.get(key) for a in extra] if extra else [None] * n
+    return attributes
+
+
+def decode_pack_columns(start: datetime | int, data: bytes, keys: Sequence[str]) -> PackColumns:
+    """The ids, parents, names, starts (µs since 2000-01-01), durations and the ``keys`` attributes of a pack."""
+    doc = _load(data)
+    ids = _ids(doc)
+    names = doc["N"]
     return PackColumns(
         span_ids=ids,
         parent_span_ids=[p if p is None or p.__class__ is str else ids[p] for p in doc["p"]],
         names=[names[i] for i in doc["n"]],
         starts_us=_starts(doc, as_microseconds(start)),
         durations=[d / 1e9 if d.__class__ is int else float(d) for d in doc["d"]],
-        attributes=attributes,
+        attributes=_attribute_columns(doc, keys, len(ids)),
+    )
+
+
+@dataclass(slots=True)
+class PackTree:
+    """A pack's call structure as stored, for a reader that merges many packs by call path (the aggregated flame
+    graph) with no id, name or time converted per span: ``parents[i]`` is the index of span ``i``'s parent when the
+    parent is in this pack, else the parent's id (or None); ``name_of[i]`` indexes ``names``; ``durations[i]`` is
+    integer nanoseconds or float seconds. Spans are in start order, so a parent in the pack usually comes first."""
+
+    parents: list[int | str | None]
+    name_of: list[int]
+    names: list[str]
+    durations: list[int | float]
+    attributes: dict[str, list[Any]]
+
+
+def decode_pack_tree(data: bytes, keys: Sequence[str]) -> PackTree:
+    """The parents, names, durations and the ``keys`` attributes of a pack, as stored (see ``PackTree``)."""
+    doc = _load(data)
+    name_of = doc["n"]
+    return PackTree(
+        parents=doc["p"],
+        name_of=name_of,
+        names=doc["N"],
+        durations=doc["d"],
+        attributes=_attribute_columns(doc, keys, len(name_of)),
     )
 
 

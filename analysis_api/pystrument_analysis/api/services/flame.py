@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pystrument_collector.packs import as_microseconds, decode_pack_columns
+from pystrument_collector.packs import PackTree, as_microseconds, decode_pack_columns, decode_pack_tree
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,6 +66,15 @@ WHERE project_id = :project_id AND "timestamp" >= :start AND "timestamp" < :end 
 # cohort is joined as a subquery (not as an array parameter) so that the planner knows its size and hashes it.
 PACKS_SQL = """
 SELECT f.project_id, f.trace_id, f.service_name, f.start_time, f.data
+FROM function_spans f
+JOIN ({cohort}) c ON f.trace_id = c.trace_id AND f.service_name = c.service_name
+WHERE f.project_id = :project_id AND f.start_time <= :span_end AND f.end_time >= :span_start
+"""
+
+# The flame graph's packs: the same, with their time bounds (a pack wholly inside the cohort's span window is merged
+# without a look at each span's start).
+FLAME_PACKS_SQL = """
+SELECT f.trace_id, f.start_time, f.end_time, f.data
 FROM function_spans f
 JOIN ({cohort}) c ON f.trace_id = c.trace_id AND f.service_name = c.service_name
 WHERE f.project_id = :project_id AND f.start_time <= :span_end AND f.end_time >= :span_start
@@ -135,18 +144,51 @@ async def cohort_spans(
     lo, hi = as_microseconds(span_start), as_microseconds(span_end)
     spans: list[tuple[Any, ...]] = []
     for row in await fetch_raw(session, sql, values):
-        trace_id = row[1]
-        c = decode_pack_columns(row[3], row[4], FLAME_ATTRIBUTES)
-        own, files, library = (c.attributes[k] for k in FLAME_ATTRIBUTES)
-        for i, at in enumerate(c.starts_us):
-            if lo <= at <= hi:
-                o, f = own[i], files[i]  # the usual types first: a call per span costs as much as the rest
-                spans.append(
-                    (trace_id, c.span_ids[i], c.parent_span_ids[i], c.names[i], c.durations[i],
-                     o if o.__class__ is float else as_number(o), f if f.__class__ is str else as_text(f),
-                     library[i] is True or library[i] == "true")
-                )  # fmt: skip
+        pack_spans(spans, row[1], row[3], row[4], lo, hi)
     return spans
+
+
+def pack_spans(out: list[tuple[Any, ...]], trace_id: str, start: Any, data: bytes, lo: int, hi: int) -> None:
+    """Appends a pack's function spans starting in ``[lo, hi]`` (µs) to ``out`` as ``(trace_id, span_id,
+    parent_span_id, name, duration, self_time_ms, file, library)``."""
+    c = decode_pack_columns(start, data, FLAME_ATTRIBUTES)
+    own, files, library = (c.attributes[k] for k in FLAME_ATTRIBUTES)
+    for i, at in enumerate(c.starts_us):
+        if lo <= at <= hi:
+            o, f = own[i], files[i]  # the usual types first: a call per span costs as much as the rest
+            out.append(
+                (trace_id, c.span_ids[i], c.parent_span_ids[i], c.names[i], c.durations[i],
+                 o if o.__class__ is float else as_number(o), f if f.__class__ is str else as_text(f),
+                 library[i] is True or library[i] == "true")
+            )  # fmt: skip
+
+
+async def cohort_tree(
+    session: AsyncSession, project_id: int, cohort: Cohort, cohort_sql: str, params: dict[str, Any]
+) -> Merge:
+    """The cohort's function spans merged by call path. A trace whose function spans are one pack wholly inside the
+    cohort's span window (the usual case: the SDK sends a request's function spans together) is merged from the
+    pack's columns as stored (``Merge.add_pack``); any other pack is decoded span by span (``pack_spans``)."""
+    merged = Merge()
+    if not cohort.rows:
+        return merged
+    span_start, span_end = cohort.bounds()
+    values = {**params, "project_id": project_id, "span_start": span_start, "span_end": span_end}
+    by_trace: dict[str, list[Any]] = {}
+    for row in await fetch_raw(session, FLAME_PACKS_SQL.format(cohort=cohort_sql), values):
+        by_trace.setdefault(row[0], []).append(row)
+    spans: list[tuple[Any, ...]] = []
+    lo, hi = as_microseconds(span_start), as_microseconds(span_end)
+    for trace_id, packs in by_trace.items():
+        if len(packs) == 1:
+            _, start, end, data = packs[0]
+            whole = start >= span_start and end <= span_end
+            if whole and merged.add_pack(trace_id, decode_pack_tree(data, FLAME_ATTRIBUTES)):
+                continue
+        for _, start, _, data in packs:
+            pack_spans(spans, trace_id, start, data, lo, hi)
+    merged.add_spans(spans)
+    return merged
 
 
 _PARAM = re.compile(r"(?<!:):([a-z_]+)")
@@ -204,55 +246,120 @@ class _Tree:
         return node
 
 
-def merge(spans: list[Any], request_time: float, profiled: int) -> _Tree:
-    """Merges every request's function-call tree by call path (root = the request; a span whose parent is not
-    a function span of the same trace hangs from the root).
+class Merge:
+    """Requests' function-call trees merged into one by call path (root = the requests; a span whose parent is not
+    a function span of the same trace hangs from the root), fed pack by pack or span by span."""
 
-    ``spans`` rows are ``(trace, span_id, parent_span_id, name, duration, self_ms, file, library)``. One pass
-    over the rows (the per-row work is the whole cost: ~190,000 rows for 10,000 requests), keyed by
-    ``(trace, span_id)``; a span met before its parent places the parent's path first.
-    """
-    tree = _Tree()
-    functions: dict[str, int] = {}
-    info: dict[tuple[Any, str], tuple[tuple[Any, Any], int, float, Any]] = {}
-    for row in spans:
-        trace = row[0]
-        f = functions.get(row[3])
+    def __init__(self) -> None:
+        self.tree = _Tree()
+        self.functions: dict[str, int] = {}  # by name: a function keeps the file and library it was first seen with
+        self.top = 0.0  # the summed time of the root's children
+        self.span_count = 0
+        self.traces: set[str] = set()  # the traces with a function span merged
+
+    def function(self, name: str, file: Any, library: Any) -> int:
+        f = self.functions.get(name)
         if f is None:
-            f = functions[row[3]] = tree.function_of(row[3], row[6], bool(row[7]))
-        info[(trace, row[1])] = ((trace, row[2]), f, row[4], row[5])
-    node_of: dict[tuple[Any, str], int] = {}
-    children = tree.children
-    child = tree.child
-    parents = tree.parent
-    total, self_col, calls, requests = tree.total, tree.self_time, tree.calls, tree.requests
-    counted: set[tuple[Any, int]] = set()
-    top = 0.0
-    for key, (pkey, f, duration, own) in info.items():
-        node = node_of.get(key)
-        if node is None:
-            parent = node_of.get(pkey)
-            if parent is None:
-                parent = _place(pkey, info, node_of, child) if pkey in info else 0
+            f = self.functions[name] = self.tree.function_of(name, as_text(file), library is True or library == "true")
+        return f
+
+    def add_pack(self, trace: str, pack: PackTree) -> bool:
+        """Merges a trace's one pack from its columns; False (and nothing merged) when a parent in the pack comes
+        after its child (equal starts ordered by id), which the span-by-span merge handles."""
+        parents = pack.parents
+        for i, p in enumerate(parents):
+            if p.__class__ is int and p >= i:  # type: ignore[operator]
+                return False
+        own, files, library = (pack.attributes[k] for k in FLAME_ATTRIBUTES)
+        names = pack.names
+        tree = self.tree
+        functions = [self.function(names[n], files[i], library[i]) for i, n in enumerate(pack.name_of)]
+        children, child = tree.children, tree.child
+        total, self_col, calls, requests = tree.total, tree.self_time, tree.calls, tree.requests
+        nodes: list[int] = []
+        seen: set[int] = set()
+        top = 0.0
+        for i, p in enumerate(parents):
+            parent = nodes[p] if p.__class__ is int else 0  # type: ignore[index]
+            f = functions[i]
             node = children.get((parent, f))
             if node is None:
                 node = child(parent, f)
-            node_of[key] = node
-        if duration > 0:
-            total[node] += duration
-            if parents[node] == 0:
-                top += duration
-        if own is not None and own > 0:
-            self_col[node] += own / 1000.0
-        calls[node] += 1
-        mark = (key[0], node)
-        if mark not in counted:
-            counted.add(mark)
-            requests[node] += 1
-    total[0] = request_time
-    self_col[0] = max(0.0, request_time - top)
-    calls[0] = requests[0] = profiled
-    return tree
+            nodes.append(node)
+            d = pack.durations[i]
+            duration = d / 1e9 if d.__class__ is int else float(d)
+            if duration > 0:
+                total[node] += duration
+                if parent == 0:
+                    top += duration
+            o = own[i]
+            o = o if o.__class__ is float else as_number(o)
+            if o is not None and o > 0:
+                self_col[node] += o / 1000.0
+            calls[node] += 1
+            if node not in seen:
+                seen.add(node)
+                requests[node] += 1
+        self.top += top
+        self.span_count += len(parents)
+        if parents:
+            self.traces.add(trace)
+        return True
+
+    def add_spans(self, spans: list[Any]) -> None:
+        """Merges span rows ``(trace, span_id, parent_span_id, name, duration, self_ms, file, library)`` in one
+        pass, keyed by ``(trace, span_id)``; a span met before its parent places the parent's path first."""
+        tree = self.tree
+        info: dict[tuple[Any, str], tuple[tuple[Any, Any], int, float, Any]] = {}
+        for row in spans:
+            trace = row[0]
+            info[(trace, row[1])] = ((trace, row[2]), self.function(row[3], row[6], row[7]), row[4], row[5])
+            self.traces.add(trace)
+        node_of: dict[tuple[Any, str], int] = {}
+        children = tree.children
+        child = tree.child
+        parents = tree.parent
+        total, self_col, calls, requests = tree.total, tree.self_time, tree.calls, tree.requests
+        counted: set[tuple[Any, int]] = set()
+        top = 0.0
+        for key, (pkey, f, duration, own) in info.items():
+            node = node_of.get(key)
+            if node is None:
+                parent = node_of.get(pkey)
+                if parent is None:
+                    parent = _place(pkey, info, node_of, child) if pkey in info else 0
+                node = children.get((parent, f))
+                if node is None:
+                    node = child(parent, f)
+                node_of[key] = node
+            if duration > 0:
+                total[node] += duration
+                if parents[node] == 0:
+                    top += duration
+            if own is not None and own > 0:
+                self_col[node] += own / 1000.0
+            calls[node] += 1
+            mark = (key[0], node)
+            if mark not in counted:
+                counted.add(mark)
+                requests[node] += 1
+        self.top += top
+        self.span_count += len(spans)
+
+    def finish(self, request_time: float, profiled: int) -> _Tree:
+        """The tree, its root standing for the ``profiled`` requests and their ``request_time``."""
+        tree = self.tree
+        tree.total[0] = request_time
+        tree.self_time[0] = max(0.0, request_time - self.top)
+        tree.calls[0] = tree.requests[0] = profiled
+        return tree
+
+
+def merge(spans: list[Any], request_time: float, profiled: int) -> _Tree:
+    """``spans`` rows (see ``Merge.add_spans``) merged by call path."""
+    merged = Merge()
+    merged.add_spans(spans)
+    return merged.finish(request_time, profiled)
 
 
 def _place(key: tuple[Any, str], info: dict[Any, Any], node_of: dict[Any, int], child: Any) -> int:
@@ -355,11 +462,10 @@ async def flame_tree(
         params.update(limit=limit, stride=stride)
         cohort_sql = COHORT_SQL.format(filters=filters)
         rows = list((await session.execute(text(cohort_sql), params)).all())
-    spans = await cohort_spans(session, project.id, Cohort(rows), cohort_sql, params)
-    with_spans = {s[0] for s in spans}
-    profiled_rows = [r for r in rows if r.trace_id in with_spans]
+    merged = await cohort_tree(session, project.id, Cohort(rows), cohort_sql, params)
+    profiled_rows = [r for r in rows if r.trace_id in merged.traces]
     request_time = sum(max(float(r.duration), 0.0) for r in profiled_rows)
-    tree = merge(spans, request_time, len(profiled_rows))
+    tree = merged.finish(request_time, len(profiled_rows))
     functions, nodes, dropped = to_wire(tree, max_nodes)
     return fs.FlameTree(
         start=lo,
@@ -372,7 +478,7 @@ async def flame_tree(
         stride=stride,
         profiled=len(profiled_rows),
         request_time=request_time,
-        span_count=len(spans),
+        span_count=merged.span_count,
         dropped_nodes=dropped,
         functions=functions,
         nodes=nodes,
