@@ -108,6 +108,14 @@ def schedstat_fd(thread_id: int) -> int:
     return fd
 
 
+def known_schedstat_fd(thread_id: int) -> int:
+    """The schedstat file of a thread when the sampler has already opened it, else -1 (a lookup only: opening a file
+    gives the GIL up, which only the sampler thread may do)."""
+    thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
+    fd = _schedstat.get(getattr(thread, "native_id", None) or 0)
+    return -1 if fd is None else fd
+
+
 def _libc_pread() -> Any:
     """libc's ``pread`` called with the GIL held (``ctypes.PyDLL``): ``os.pread`` gives the GIL up, and the sampler
     could then wait a switch interval to get it back from a thread running Python code."""
@@ -168,7 +176,8 @@ class ThreadClock:
         clock = self._clock
         if clock is None:
             clock = self._clock = thread_cpu_clock(self.thread_id)
-            self._read_queue()  # the run-queue baseline, once
+            if self.delay_last is None:
+                self._read_queue()  # the run-queue baseline, once (unless the lane's start took it)
         if clock:
             try:
                 return time.clock_gettime(clock)
@@ -197,6 +206,19 @@ class ThreadClock:
         delay = times[1]
         last, self.delay_last = self.delay_last, delay
         return max(0.0, delay - last) if last is not None else -1.0
+
+    def prime_queue(self) -> None:
+        """The run-queue baseline at the lane's start, on the thread starting it, where the sampler has opened this
+        thread's schedstat file before (a thread's later requests): else the baseline waits for the first sample,
+        and the queue of the interval before it, long when the sampler is starved, would be taken for a wait."""
+        if _pread is False or _pread is None:
+            return
+        fd = known_schedstat_fd(self.thread_id)
+        if fd >= 0:
+            times = read_schedstat(fd)
+            if times is not None:
+                self._sched = fd
+                self.delay_last = times[1]
 
     def _queued(self, dt: float, ran: float) -> float:
         """The run-queue part of a sample interval ``dt`` in which the thread ran ``ran`` seconds: read only when the

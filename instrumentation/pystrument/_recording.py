@@ -127,6 +127,7 @@ class Recording:
             if not precise:  # the common case, inline
                 lane = ThreadLane("", start, thread_id, caller, main=True)
                 lane.cpu_last = self.cpu_start
+                lane.prime_queue()
                 if interval != 0.005:
                     lane.interval = interval
                 self.lanes: list[Lane] = [lane]
