@@ -268,7 +268,7 @@ class Merge:
         after its child (equal starts ordered by id), which the span-by-span merge handles."""
         parents = pack.parents
         for i, p in enumerate(parents):
-            if p.__class__ is int and p >= i:  # type: ignore[operator]
+            if p.__class__ is int and p >= i:
                 return False
         own, files, library = (pack.attributes[k] for k in FLAME_ATTRIBUTES)
         names = pack.names
@@ -280,7 +280,7 @@ class Merge:
         seen: set[int] = set()
         top = 0.0
         for i, p in enumerate(parents):
-            parent = nodes[p] if p.__class__ is int else 0  # type: ignore[index]
+            parent = nodes[p] if p.__class__ is int else 0
             f = functions[i]
             node = children.get((parent, f))
             if node is None:
