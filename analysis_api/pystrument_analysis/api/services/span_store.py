@@ -1,8 +1,10 @@
 """The one loader of stored spans: rows of ``spans`` and the function spans of ``function_spans`` packs.
 
-Since migration 0009 the SDK's function spans are stored packed (``pystrument_collector.packs``); every reader
-gets them here, decoded into :class:`StoredSpan` (the fields and names of a ``spans`` row), never by decoding
-packs itself. Every query names one project (one shard on Citus).
+Since migration 0009 the SDK's function spans are stored packed (``pystrument_collector.packs``); every reader of
+whole spans gets them here, decoded into :class:`StoredSpan` (the fields and names of a ``spans`` row). The readers
+that aggregate many requests (hot functions, the flame graph and function view) read only a few columns of each
+pack, through the codec's ``decode_pack_columns`` / ``decode_pack_tree``, not through this module (an object per
+span would cost more than the rest). Every query names one project (one shard on Citus).
 """
 
 from __future__ import annotations
