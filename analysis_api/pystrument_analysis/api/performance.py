@@ -64,7 +64,7 @@ def provide_scope(
     )
 
 
-def provide_filters(record_scope: RecordFilter, route: Route = None) -> RecordFilter:
+def provide_filters(record_scope: NamedDependency[RecordFilter], route: Route = None) -> RecordFilter:
     """``record_scope`` and an optional route: the requests a records page, statistics or hot functions read."""
     return replace(record_scope, route=route)
 
@@ -84,7 +84,7 @@ class PerformanceController(Controller):
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
-        filters: RecordFilter,
+        filters: NamedDependency[RecordFilter],
         page: Page = 1,
         size: Size = 20,
         status_code: Annotated[int | None, QueryParameter(ge=100, le=599)] = None,
@@ -170,7 +170,7 @@ class PerformanceController(Controller):
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
-        filters: RecordFilter,
+        filters: NamedDependency[RecordFilter],
         bucket: Annotated[
             str | None,
             QueryParameter(max_length=16, description="time-series step: seconds or 30s/5m/1h/1d; auto if unset"),
@@ -198,7 +198,7 @@ class PerformanceController(Controller):
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
-        record_scope: RecordFilter,
+        record_scope: NamedDependency[RecordFilter],
         route: Annotated[
             str, QueryParameter(min_length=1, max_length=2000, description="exact route template, e.g. /users/{id}")
         ],
@@ -221,7 +221,7 @@ class PerformanceController(Controller):
         self,
         db: NamedDependency[Database],
         project_key: ProjectKey,
-        filters: RecordFilter,
+        filters: NamedDependency[RecordFilter],
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> schemas.FunctionReportResponse:
         async with db.session() as session:
