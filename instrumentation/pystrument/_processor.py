@@ -172,6 +172,8 @@ class PystrumentSpanProcessor(SpanProcessor):
         }
         if not self._closed:
             gc_pauses.install()
+            if not self._precise:
+                get_sampler()  # its alarm (ctypes, a timerfd) made now, not in the first request
 
     # -- SpanProcessor ---------------------------------------------------------------------------------
 

@@ -3,12 +3,10 @@
 Every interval it reads ``sys._current_frames()`` once and asks each open lane of each active
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
-lazily with the first request and parks on an ``Event`` once no request is active, so an idle process pays nothing;
-a request arriving while it is parked wakes it (one ``Event.set`` on the request thread, and the sampler's wake-up
-takes the GIL as the request starts). While requests come less than ``IDLE_AFTER`` (30 ms) apart it ticks on (without
-sampling) for that long after the last one, so that such requests do not each wake it; requests further apart than
-that find it parked, since ticking 30 ms after each of them was most of the sampler's cost (six wake-ups of
-40-100 us of CPU each on a VM, per isolated request).
+lazily with the first request and ticks on an alarm (``_alarm.py``: a ``timerfd`` on Linux) that requests arm and
+disarm themselves: a request starting while none runs arms it one interval ahead (one system call on its thread, no
+wake-up of the sampler), the last request ending disarms it. So an idle process pays nothing, and a request shorter than
+the interval costs no tick: each wake-up of the sampler is 30-100 us of CPU on a VM, more than the sample it takes.
 
 A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction) or a
 task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its time
@@ -49,15 +47,13 @@ import types
 from collections.abc import Callable
 from typing import Protocol
 
+from pystrument._alarm import new_alarm
 from pystrument._budget import BURST_S, cost_budget
 from pystrument._gc import gc_pauses
 from pystrument._lanes import read_schedstat, sampler_thread
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
-#: Seconds without any active request before the sampler thread parks, while requests come less than this apart;
-#: further apart, it parks at the first tick that finds none active.
-IDLE_AFTER = 0.03
 #: While a tick finds every request's threads unchanged (blocked in the same call), the next tick comes up to this
 #: many intervals later: a wait costs fewer ticks, and the run after it is still placed (its lane's CPU clock and
 #: schedstat say when it resumed; ``ThreadLane._flush``).
@@ -65,6 +61,8 @@ STILL_STRETCH = 2
 #: A tick that got the GIL back this much later than asked keeps the full pace: some thread was running Python code,
 #: and threads waiting for the GIL look as blocked (same frame, same instruction) as threads waiting on I/O.
 LATE_S = 0.001
+#: The sampler thread's states: blocked on the disarmed alarm, blocked on it armed, sampling (sleeping between ticks).
+PARKED, ARMED, TICKING = 0, 1, 2
 #: Most the cost budget stretches the interval (``_budget.py``): 8 x 5 ms = 25 samples a second.
 BUDGET_STRETCH = 8
 
@@ -85,15 +83,14 @@ class StackSampler:
         self.clock = clock
         self._active: dict[int, Sampled] = {}
         self._last: dict[int, float] = {}
-        self._wake = threading.Event()
-        self._idle = True
+        self._alarm = new_alarm()
+        #: ``PARKED`` (blocked on the disarmed alarm), ``ARMED`` (blocked on it, armed by a request starting) or
+        #: ``TICKING`` (sampling, sleeping between ticks). Changed under ``_lock``.
+        self._state = PARKED
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._running = False
         self._lock = threading.Lock()
-        #: When the latest request was added, and whether it came less than ``IDLE_AFTER`` after the one before.
-        self._added = -1e9
-        self._dense = False
         self.ticks = 0
         #: Whether the last tick found any lane moved (False: all blocked or awaiting as before, or nothing sampled).
         self.moved = True
@@ -106,20 +103,32 @@ class StackSampler:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
+    @property
+    def parked(self) -> bool:
+        """No tick to come until a request starts (the alarm disarmed)."""
+        return self._state != TICKING
+
     def add(self, recording: Sampled) -> None:
-        """Sample ``recording`` until it is removed or no longer active."""
+        """Sample ``recording`` until it is removed or no longer active: its first sample comes an interval in."""
         self._active[id(recording)] = recording
-        now = time.perf_counter()
-        self._dense = now - self._added < IDLE_AFTER  # read and written without a lock: a lost update is harmless
-        self._added = now
         if not self._running:  # a flag, not Thread.is_alive(): this runs for every request
             self._ensure_thread()
-        if self._idle:
-            self._wake.set()
+        if self._state == PARKED:
+            with self._lock:
+                if self._state == PARKED:
+                    self._state = ARMED
+                    self._alarm.arm(recording.interval)
 
     def remove(self, recording: Sampled) -> None:
-        """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread)."""
-        self._active.pop(id(recording), None)
+        """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread). The
+        last one to end before the alarm rang disarms it: a request shorter than the interval costs no wake-up."""
+        active = self._active
+        active.pop(id(recording), None)
+        if not active and self._state == ARMED:
+            with self._lock:
+                if not active and self._state == ARMED:
+                    self._state = PARKED
+                    self._alarm.disarm()
 
     def active(self) -> list[Sampled]:
         """The requests being sampled; drops those that ended, and the sample times of those removed."""
@@ -168,10 +177,16 @@ class StackSampler:
 
     def stop(self) -> None:
         self._stopped = True
-        self._wake.set()
+        with self._lock:
+            self._alarm.arm(0)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
+
+    def close(self) -> None:
+        """Stop the thread and release the alarm (its file)."""
+        self.stop()
+        self._alarm.close()
 
     def _ensure_thread(self) -> None:
         with self._lock:
@@ -190,44 +205,52 @@ class StackSampler:
         except Exception:
             log_once("sampler.thread", "pystrument: the sampler thread stopped on an error; restarting it")
         finally:
-            self._running = False
+            with self._lock:
+                self._running = False
+                self._state = PARKED  # the next request arms the alarm for the next thread
 
     def _loop(self) -> None:
+        # Parked, the thread blocks on the alarm (which a request starting arms an interval ahead); ticking, it sleeps
+        # from tick to tick while any request is active (``time.sleep``: two thirds of the CPU of a wake-up through the
+        # alarm's file, whose timer the kernel does not coalesce), and parks at the first tick that finds none.
         # ``lateness`` estimates how long getting the GIL back after a sleep takes (up to the switch interval
         # while a thread runs Python code); sleeping that much less keeps samples one interval apart.
         # ``still`` stretches the interval while nothing moves; ``self.stretch`` while the cost budget is spent. The
         # sampler pays for every tick (its thread's CPU time, the wake-up included) from the budget.
-        self._idle = False
+        alarm = self._alarm
         lateness = 0.0
-        last = busy = self.clock()
-        interval = 0.005
         still = 1
+        last = self.clock()
         cpu = time.thread_time()
         while not self._stopped:
-            active = list(self._active.values())  # ended requests too, until the next sample drops them
-            if active:
-                busy = last
+            if self._state == TICKING:
+                active = list(self._active.values())  # ended requests too, until the next sample drops them
+                if not active:
+                    with self._lock:
+                        if not self._active:
+                            self._state = PARKED
+                    continue
                 interval = min(r.interval for r in active) if len(active) > 1 else active[0].interval
-            elif not self._dense or last - busy > IDLE_AFTER:
-                self._idle = True
-                if not self._active:  # re-checked after raising the flag: an add() in between sets the event
-                    self._wake.wait()
-                self._wake.clear()
-                self._idle = False
-                last = busy = self.clock()
-                cpu = time.thread_time()
-                continue
-            delay = max(0.0, last + interval * max(still, self.stretch) - self.clock() - lateness)
-            before = self.clock()
-            time.sleep(delay)  # always sleep, even 0: it releases the GIL
-            now = self.clock()
-            late = max(0.0, now - before - delay)
+                before = self.clock()
+                delay = max(0.0, last + interval * max(still, self.stretch) - before - lateness)
+                time.sleep(delay)  # always sleep, even 0: it releases the GIL
+                now = self.clock()
+                late = max(0.0, now - before - delay)
+            else:
+                alarm.wait()  # until the alarm rings, an interval after a request started (or stop())
+                if self._stopped:
+                    return
+                with self._lock:
+                    self._state = TICKING
+                now = self.clock()
+                late = 0.0
+                still = 1
             lateness = 0.5 * lateness + 0.5 * late
             last = now
             self.sample_once(now)
-            # Idle ticks (no request active) keep the full pace: a request starting meanwhile is sampled an interval in.
-            # A late wake-up keeps it too: a thread held the GIL (one waiting for it looks blocked at its instruction).
-            still = 1 if self.moved or not active or late > LATE_S else min(STILL_STRETCH, 2 * still)
+            # A late wake-up keeps the full pace: a thread held the GIL (one waiting for it looks blocked at its
+            # instruction).
+            still = 1 if self.moved or late > LATE_S else min(STILL_STRETCH, 2 * still)
             spent = time.thread_time()
             self._pay(spent - cpu, now)
             cpu = spent
@@ -270,6 +293,8 @@ def get_sampler() -> StackSampler:
 
 def _reset_after_fork() -> None:
     global _sampler
+    if _sampler is not None:
+        _sampler._alarm.close()  # the parent's timer: the child makes its own
     _sampler = None
 
 

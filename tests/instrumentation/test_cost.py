@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
 from pystrument import _emit, _lanes
+from pystrument._alarm import ConditionAlarm, TimerFdAlarm
 from pystrument._budget import BURST_S, CostBudget
 from pystrument._frames import WAIT
 from pystrument._lanes import Lane, ThreadLane
@@ -177,15 +178,101 @@ def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_r
     assert max(b - a for a, b in itertools.pairwise(times[2:])) >= 1.5 * rec.interval  # two intervals apart
     rec.active = False
     sampler.remove(rec)
-    while not sampler._idle and time.monotonic() < deadline:
+    while not sampler.parked and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert sampler._idle
+    assert sampler.parked
     parked_at = len(times)
     time.sleep(0.05)
     assert len(times) == parked_at  # parked: no ticks without a request
     step.set()
     thread.join(5)
     sampler.stop()
+
+
+class _Request:
+    """What the sampler needs of a request (``Sampled``): its sample times are recorded."""
+
+    def __init__(self) -> None:
+        self.interval = 0.005
+        self.active = True
+        self.samples: list[float] = []
+
+    def sample(self, frames: dict[int, Any], now: float) -> bool:
+        self.samples.append(now)
+        return True
+
+
+def test_a_request_shorter_than_the_interval_costs_no_wake_up_of_the_sampler() -> None:
+    """A request arms the sampler's alarm one interval ahead; ending before it rings, it disarms it: the sampler
+    thread never wakes (no tick, not even one finding nothing). A longer request gets its first sample an interval
+    in, and the sampler parks again after it."""
+    sampler = StackSampler()
+    wakes: list[float] = []
+    sample_once = sampler.sample_once
+
+    def counted(now: float | None = None) -> None:
+        wakes.append(time.perf_counter())
+        sample_once(now)
+
+    sampler.sample_once = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(20):
+            short = _Request()
+            sampler.add(short)
+            time.sleep(0.0005)
+            short.active = False
+            sampler.remove(short)
+        time.sleep(0.03)
+        assert wakes == []
+        assert sampler.parked
+        long = _Request()
+        started = time.perf_counter()
+        sampler.add(long)
+        time.sleep(0.03)
+        long.active = False
+        sampler.remove(long)
+        assert long.samples, "a request of six intervals got no sample"
+        assert long.samples[0] - started >= 0.8 * long.interval  # not at once: an interval in
+        deadline = time.monotonic() + 5
+        while not sampler.parked and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert sampler.parked
+        parked_at = len(wakes)
+        time.sleep(0.03)
+        assert len(wakes) == parked_at
+    finally:
+        sampler.close()
+
+
+@pytest.mark.parametrize("kind", ["timerfd", "condition"])
+def test_the_alarm_rings_once_when_armed_and_never_when_disarmed(kind: str) -> None:
+    if kind == "timerfd" and sys.platform != "linux":
+        pytest.skip("timerfd is Linux's")
+    alarm = TimerFdAlarm() if kind == "timerfd" else ConditionAlarm()
+    rang = threading.Event()
+
+    def waiter() -> None:
+        alarm.wait()
+        rang.set()
+
+    try:
+        started = time.perf_counter()
+        alarm.arm(0.02)
+        alarm.arm(0.01)  # re-arming replaces the time
+        thread = threading.Thread(target=waiter, daemon=True)
+        thread.start()
+        assert rang.wait(5)
+        assert time.perf_counter() - started >= 0.009
+        rang.clear()
+        alarm.arm(0.01)
+        alarm.disarm()
+        thread = threading.Thread(target=waiter, daemon=True)
+        thread.start()
+        assert not rang.wait(0.05)  # disarmed: the waiter still waits
+        alarm.arm(0.001)
+        assert rang.wait(5)
+    finally:
+        alarm.close()
 
 
 def test_the_budget_bucket_fills_at_its_share_and_bounds_its_debt() -> None:
