@@ -4,9 +4,10 @@ Every interval it reads ``sys._current_frames()`` once and asks each open lane o
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
 lazily with the first request and ticks on an alarm (``_alarm.py``: a ``timerfd`` on Linux) that requests arm and
-disarm themselves: a request starting while none runs arms it one interval ahead (one system call on its thread, no
-wake-up of the sampler), the last request ending disarms it. So an idle process pays nothing, and a request shorter than
-the interval costs no tick: each wake-up of the sampler is 30-100 us of CPU on a VM, more than the sample it takes.
+disarm themselves: a request starting while none runs arms it for a random phase of the interval (one system call on
+its thread, no wake-up of the sampler), the last request ending before it rang disarms it. So an idle process pays
+nothing, and a request shorter than the interval wakes the sampler only with the chance a sampler ticking on would
+have caught it (its length over the interval): each wake-up is 30-100 us of CPU on a VM, more than the sample it takes.
 
 A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction) or a
 task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its time
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sys
 import threading
 import time
@@ -63,6 +65,10 @@ STILL_STRETCH = 2
 LATE_S = 0.001
 #: The sampler thread's states: blocked on the disarmed alarm, blocked on it armed, sampling (sleeping between ticks).
 PARKED, ARMED, TICKING = 0, 1, 2
+#: A parked sampler's first tick comes at one of this many phases of the interval, at random.
+PHASE_BITS = 4
+PHASES = 1 << PHASE_BITS
+_phase = random.getrandbits
 #: Most the cost budget stretches the interval (``_budget.py``): 8 x 5 ms = 25 samples a second.
 BUDGET_STRETCH = 8
 
@@ -109,7 +115,10 @@ class StackSampler:
         return self._state != TICKING
 
     def add(self, recording: Sampled) -> None:
-        """Sample ``recording`` until it is removed or no longer active: its first sample comes an interval in."""
+        """Sample ``recording`` until it is removed or no longer active. Its first sample comes within an interval, at a
+        random phase (as the ticks of a sampler that never parks would find it): a request shorter than the interval
+        is sampled in proportion to its length, so the short requests of an endpoint still add up in its flame graph
+        without each waking the sampler."""
         self._active[id(recording)] = recording
         if not self._running:  # a flag, not Thread.is_alive(): this runs for every request
             self._ensure_thread()
@@ -117,7 +126,7 @@ class StackSampler:
             with self._lock:
                 if self._state == PARKED:
                     self._state = ARMED
-                    self._alarm.arm(recording.interval)
+                    self._alarm.arm(recording.interval * (_phase(PHASE_BITS) + 0.5) / PHASES)
 
     def remove(self, recording: Sampled) -> None:
         """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread). The
