@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -735,7 +736,9 @@ class ThreadLane(ThreadClock, Lane):
         resumed = self._resumed_at(now, seen, after, stat) if now - seen > 1.5 * self.interval else now
         marks = self.marks
         if marks:  # the thread's own code marked its stack since: it had resumed by the first such mark
-            resumed = min([resumed, *(t for t, _, _ in marks[-8:] if seen < t < now)])
+            first = min([now, *(t for t, _, _ in marks[-8:] if seen < t < now)])
+            if first <= resumed:  # just before it: at its very time the wait would follow the mark (``records``)
+                resumed = math.nextafter(first, seen)
         if now - seen > 1.5 * self.interval and resumed > seen:  # the sampler slowed down: place the resumption
             samples.append((resumed, stack))
             cpu.append(0.0)

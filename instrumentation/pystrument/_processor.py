@@ -173,7 +173,7 @@ class PystrumentSpanProcessor(SpanProcessor):
         if not self._closed:
             gc_pauses.install()
             if not self._precise:
-                get_sampler()  # its alarm (ctypes, a timerfd) made now, not in the first request
+                get_sampler()  # its alarm's ctypes parts made now, not in the first request
 
     # -- SpanProcessor ---------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ or a waiting task whose stack has not moved is not walked again).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -126,7 +127,8 @@ class StackSampler:
             with self._lock:
                 if self._state == PARKED:
                     self._state = ARMED
-                    self._alarm.arm(recording.interval * (_phase(PHASE_BITS) + 0.5) / PHASES)
+                    if not self._alarm.arm(recording.interval * (_phase(PHASE_BITS) + 0.5) / PHASES):
+                        self._replace_alarm()
 
     def remove(self, recording: Sampled) -> None:
         """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread). The
@@ -197,26 +199,47 @@ class StackSampler:
         self.stop()
         self._alarm.close()
 
+    def _replace_alarm(self) -> None:
+        """The alarm's file was closed under it (a library closing every file): a new alarm and a new thread, armed.
+        The old thread, blocked on the old file for good or woken, sees the alarm is no longer the sampler's and
+        ends without reading it (``wait`` polls before it reads). Under ``_lock``."""
+        log_once("sampler.alarm", "pystrument: the sampler's timer file was closed under it; making a new one")
+        with contextlib.suppress(Exception):
+            alarm = self._alarm = new_alarm()
+            alarm.open()
+            self._stopped = False
+            self._running = True
+            self._thread = threading.Thread(target=self._run, name="pystrument-sampler", daemon=True)
+            self._thread.start()
+            alarm.arm(0.001)
+
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._running:
                 return
             self._stopped = False
+            self._alarm.open()  # its file made here, in the process that samples, when it first needs it
             self._running = True
             self._thread = threading.Thread(target=self._run, name="pystrument-sampler", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
         sampler_thread[0] = threading.get_ident()
+        alarm = self._alarm
         try:
             read_schedstat(-1)  # looks libc's pread up now (ctypes' import), not in the first sample that needs it
             self._loop()
         except Exception:
             log_once("sampler.thread", "pystrument: the sampler thread stopped on an error; restarting it")
+            with self._lock:
+                if self._alarm is alarm:  # its file closed under it, say: the next thread gets a new alarm
+                    alarm.close()
+                    self._alarm = new_alarm()
         finally:
             with self._lock:
-                self._running = False
-                self._state = PARKED  # the next request arms the alarm for the next thread
+                if self._thread is threading.current_thread():  # not a thread ``_replace_alarm`` left behind
+                    self._running = False
+                    self._state = PARKED  # the next request arms the alarm for the next thread
 
     def _loop(self) -> None:
         # Parked, the thread blocks on the alarm (which a request starting arms an interval ahead); ticking, it sleeps
@@ -246,7 +269,8 @@ class StackSampler:
                 now = self.clock()
                 late = max(0.0, now - before - delay)
             else:
-                alarm.wait()  # until the alarm rings, an interval after a request started (or stop())
+                if not alarm.wait(lambda: alarm is self._alarm):  # until it rings, or stop(); False: replaced
+                    return
                 if self._stopped:
                     return
                 with self._lock:
@@ -303,7 +327,7 @@ def get_sampler() -> StackSampler:
 def _reset_after_fork() -> None:
     global _sampler
     if _sampler is not None:
-        _sampler._alarm.close()  # the parent's timer: the child makes its own
+        _sampler._alarm.close()  # the parent's timer (if its thread ran): the child makes its own
     _sampler = None
 
 

@@ -212,9 +212,9 @@ def test_a_parked_sampler_wakes_at_a_random_phase_and_not_for_a_request_that_end
     delays: list[float] = []
     arm = alarm.arm
 
-    def armed(delay: float) -> None:
+    def armed(delay: float) -> bool:
         delays.append(delay)
-        arm(delay)
+        return arm(delay)
 
     alarm.arm = armed  # type: ignore[method-assign]
     wakes: list[float] = []
@@ -256,11 +256,45 @@ def test_a_parked_sampler_wakes_at_a_random_phase_and_not_for_a_request_that_end
         sampler.close()
 
 
+def _one_request(sampler: StackSampler, seconds: float) -> list[float]:
+    """A request of ``seconds`` through ``sampler``: its sample times."""
+    request = _Request()
+    sampler.add(request)
+    time.sleep(seconds)
+    request.active = False
+    sampler.remove(request)
+    return request.samples
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="timerfd is Linux's")
+def test_a_sampler_whose_alarm_file_was_closed_under_it_samples_again_with_a_new_one() -> None:
+    """A library closing every file descriptor (daemonizing, say) takes the alarm's while the sampler thread is parked
+    on it (blocked for good): the next request finds the alarm broken, makes a new one and a new thread, and is
+    sampled. The file is made when the thread first starts, not with the sampler (at ``configure``, before a server
+    daemonizes or forks)."""
+    import os
+
+    sampler = StackSampler()
+    assert sampler._alarm.fd < 0  # type: ignore[attr-defined]
+    try:
+        assert _one_request(sampler, 0.02)
+        old, thread = sampler._alarm, sampler.thread
+        time.sleep(0.05)
+        assert sampler.parked
+        os.close(old.fd)  # type: ignore[attr-defined]
+        assert _one_request(sampler, 0.03)
+        assert sampler._alarm is not old and sampler.thread is not thread
+        assert _one_request(sampler, 0.03)  # and on
+    finally:
+        sampler.close()
+
+
 @pytest.mark.parametrize("kind", ["timerfd", "condition"])
 def test_the_alarm_rings_once_when_armed_and_never_when_disarmed(kind: str) -> None:
     if kind == "timerfd" and sys.platform != "linux":
         pytest.skip("timerfd is Linux's")
     alarm = TimerFdAlarm() if kind == "timerfd" else ConditionAlarm()
+    alarm.open()
     rang = threading.Event()
 
     def waiter() -> None:
