@@ -172,8 +172,6 @@ class PystrumentSpanProcessor(SpanProcessor):
         }
         if not self._closed:
             gc_pauses.install()
-            if not self._precise:
-                get_sampler()  # its alarm's ctypes parts made now, not in the first request
 
     # -- SpanProcessor ---------------------------------------------------------------------------------
 

@@ -3,11 +3,12 @@
 Every interval it reads ``sys._current_frames()`` once and asks each open lane of each active
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
-lazily with the first request and ticks on an alarm (``_alarm.py``: a ``timerfd`` on Linux) that requests arm and
-disarm themselves: a request starting while none runs arms it for a random phase of the interval (one system call on
-its thread, no wake-up of the sampler), the last request ending before it rang disarms it. So an idle process pays
-nothing, and a request shorter than the interval wakes the sampler only with the chance a sampler ticking on would
-have caught it (its length over the interval): each wake-up is 30-100 us of CPU on a VM, more than the sample it takes.
+lazily with the first request and parks on an ``Event`` once no request is active, so an idle process pays nothing;
+a request arriving while it is parked wakes it (one ``Event.set`` on the request thread, and the sampler's wake-up
+takes the GIL as the request starts). While requests come less than ``IDLE_AFTER`` (30 ms) apart it ticks on (without
+sampling) for that long after the last one, so that such requests do not each wake it; requests further apart than
+that find it parked, since ticking 30 ms after each of them was most of the sampler's cost (six wake-ups of
+40-100 us of CPU each on a VM, per isolated request).
 
 A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction) or a
 task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its time
@@ -39,10 +40,8 @@ or a waiting task whose stack has not moved is not walked again).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import random
 import sys
 import threading
 import time
@@ -50,13 +49,15 @@ import types
 from collections.abc import Callable
 from typing import Protocol
 
-from pystrument._alarm import new_alarm
 from pystrument._budget import BURST_S, cost_budget
 from pystrument._gc import gc_pauses
 from pystrument._lanes import read_schedstat, sampler_thread
 from pystrument._safety import log_once
 
 _logger = logging.getLogger("pystrument")
+#: Seconds without any active request before the sampler thread parks, while requests come less than this apart;
+#: further apart, it parks at the first tick that finds none active.
+IDLE_AFTER = 0.03
 #: While a tick finds every request's threads unchanged (blocked in the same call), the next tick comes up to this
 #: many intervals later: a wait costs fewer ticks, and the run after it is still placed (its lane's CPU clock and
 #: schedstat say when it resumed; ``ThreadLane._flush``).
@@ -64,12 +65,6 @@ STILL_STRETCH = 2
 #: A tick that got the GIL back this much later than asked keeps the full pace: some thread was running Python code,
 #: and threads waiting for the GIL look as blocked (same frame, same instruction) as threads waiting on I/O.
 LATE_S = 0.001
-#: The sampler thread's states: blocked on the disarmed alarm, blocked on it armed, sampling (sleeping between ticks).
-PARKED, ARMED, TICKING = 0, 1, 2
-#: A parked sampler's first tick comes at one of this many phases of the interval, at random.
-PHASE_BITS = 4
-PHASES = 1 << PHASE_BITS
-_phase = random.getrandbits
 #: Most the cost budget stretches the interval (``_budget.py``): 8 x 5 ms = 25 samples a second.
 BUDGET_STRETCH = 8
 
@@ -90,14 +85,15 @@ class StackSampler:
         self.clock = clock
         self._active: dict[int, Sampled] = {}
         self._last: dict[int, float] = {}
-        self._alarm = new_alarm()
-        #: ``PARKED`` (blocked on the disarmed alarm), ``ARMED`` (blocked on it, armed by a request starting) or
-        #: ``TICKING`` (sampling, sleeping between ticks). Changed under ``_lock``.
-        self._state = PARKED
+        self._wake = threading.Event()
+        self._idle = True
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._running = False
         self._lock = threading.Lock()
+        #: When the latest request was added, and whether it came less than ``IDLE_AFTER`` after the one before.
+        self._added = -1e9
+        self._dense = False
         self.ticks = 0
         #: Whether the last tick found any lane moved (False: all blocked or awaiting as before, or nothing sampled).
         self.moved = True
@@ -110,36 +106,20 @@ class StackSampler:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
-    @property
-    def parked(self) -> bool:
-        """No tick to come until a request starts (the alarm disarmed)."""
-        return self._state != TICKING
-
     def add(self, recording: Sampled) -> None:
-        """Sample ``recording`` until it is removed or no longer active. Its first sample comes within an interval, at a
-        random phase (as the ticks of a sampler that never parks would find it): a request shorter than the interval
-        is sampled in proportion to its length, so the short requests of an endpoint still add up in its flame graph
-        without each waking the sampler."""
+        """Sample ``recording`` until it is removed or no longer active."""
         self._active[id(recording)] = recording
+        now = time.perf_counter()
+        self._dense = now - self._added < IDLE_AFTER  # read and written without a lock: a lost update is harmless
+        self._added = now
         if not self._running:  # a flag, not Thread.is_alive(): this runs for every request
             self._ensure_thread()
-        if self._state == PARKED:
-            with self._lock:
-                if self._state == PARKED:
-                    self._state = ARMED
-                    if not self._alarm.arm(recording.interval * (_phase(PHASE_BITS) + 0.5) / PHASES):
-                        self._replace_alarm()
+        if self._idle:
+            self._wake.set()
 
     def remove(self, recording: Sampled) -> None:
-        """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread). The
-        last one to end before the alarm rang disarms it: a request shorter than the interval costs no wake-up."""
-        active = self._active
-        active.pop(id(recording), None)
-        if not active and self._state == ARMED:
-            with self._lock:
-                if not active and self._state == ARMED:
-                    self._state = PARKED
-                    self._alarm.disarm()
+        """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread)."""
+        self._active.pop(id(recording), None)
 
     def active(self) -> list[Sampled]:
         """The requests being sampled; drops those that ended, and the sample times of those removed."""
@@ -188,102 +168,66 @@ class StackSampler:
 
     def stop(self) -> None:
         self._stopped = True
-        with self._lock:
-            self._alarm.arm(0)
+        self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
-
-    def close(self) -> None:
-        """Stop the thread and release the alarm (its file)."""
-        self.stop()
-        self._alarm.close()
-
-    def _replace_alarm(self) -> None:
-        """The alarm's file was closed under it (a library closing every file): a new alarm and a new thread, armed.
-        The old thread, blocked on the old file for good or woken, sees the alarm is no longer the sampler's and
-        ends without reading it (``wait`` polls before it reads). Under ``_lock``."""
-        log_once("sampler.alarm", "pystrument: the sampler's timer file was closed under it; making a new one")
-        with contextlib.suppress(Exception):
-            alarm = self._alarm = new_alarm()
-            alarm.open()
-            self._stopped = False
-            self._running = True
-            self._thread = threading.Thread(target=self._run, name="pystrument-sampler", daemon=True)
-            self._thread.start()
-            alarm.arm(0.001)
 
     def _ensure_thread(self) -> None:
         with self._lock:
             if self._running:
                 return
             self._stopped = False
-            self._alarm.open()  # its file made here, in the process that samples, when it first needs it
             self._running = True
             self._thread = threading.Thread(target=self._run, name="pystrument-sampler", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
         sampler_thread[0] = threading.get_ident()
-        alarm = self._alarm
         try:
             read_schedstat(-1)  # looks libc's pread up now (ctypes' import), not in the first sample that needs it
             self._loop()
         except Exception:
             log_once("sampler.thread", "pystrument: the sampler thread stopped on an error; restarting it")
-            with self._lock:
-                if self._alarm is alarm:  # its file closed under it, say: the next thread gets a new alarm
-                    alarm.close()
-                    self._alarm = new_alarm()
         finally:
-            with self._lock:
-                if self._thread is threading.current_thread():  # not a thread ``_replace_alarm`` left behind
-                    self._running = False
-                    self._state = PARKED  # the next request arms the alarm for the next thread
+            self._running = False
 
     def _loop(self) -> None:
-        # Parked, the thread blocks on the alarm (which a request starting arms an interval ahead); ticking, it sleeps
-        # from tick to tick while any request is active (``time.sleep``: two thirds of the CPU of a wake-up through the
-        # alarm's file, whose timer the kernel does not coalesce), and parks at the first tick that finds none.
         # ``lateness`` estimates how long getting the GIL back after a sleep takes (up to the switch interval
         # while a thread runs Python code); sleeping that much less keeps samples one interval apart.
         # ``still`` stretches the interval while nothing moves; ``self.stretch`` while the cost budget is spent. The
         # sampler pays for every tick (its thread's CPU time, the wake-up included) from the budget.
-        alarm = self._alarm
+        self._idle = False
         lateness = 0.0
+        last = busy = self.clock()
+        interval = 0.005
         still = 1
-        last = self.clock()
         cpu = time.thread_time()
         while not self._stopped:
-            if self._state == TICKING:
-                active = list(self._active.values())  # ended requests too, until the next sample drops them
-                if not active:
-                    with self._lock:
-                        if not self._active:
-                            self._state = PARKED
-                    continue
+            active = list(self._active.values())  # ended requests too, until the next sample drops them
+            if active:
+                busy = last
                 interval = min(r.interval for r in active) if len(active) > 1 else active[0].interval
-                before = self.clock()
-                delay = max(0.0, last + interval * max(still, self.stretch) - before - lateness)
-                time.sleep(delay)  # always sleep, even 0: it releases the GIL
-                now = self.clock()
-                late = max(0.0, now - before - delay)
-            else:
-                if not alarm.wait(lambda: alarm is self._alarm):  # until it rings, or stop(); False: replaced
-                    return
-                if self._stopped:
-                    return
-                with self._lock:
-                    self._state = TICKING
-                now = self.clock()
-                late = 0.0
-                still = 1
+            elif not self._dense or last - busy > IDLE_AFTER:
+                self._idle = True
+                if not self._active:  # re-checked after raising the flag: an add() in between sets the event
+                    self._wake.wait()
+                self._wake.clear()
+                self._idle = False
+                last = busy = self.clock()
+                cpu = time.thread_time()
+                continue
+            delay = max(0.0, last + interval * max(still, self.stretch) - self.clock() - lateness)
+            before = self.clock()
+            time.sleep(delay)  # always sleep, even 0: it releases the GIL
+            now = self.clock()
+            late = max(0.0, now - before - delay)
             lateness = 0.5 * lateness + 0.5 * late
             last = now
             self.sample_once(now)
-            # A late wake-up keeps the full pace: a thread held the GIL (one waiting for it looks blocked at its
-            # instruction).
-            still = 1 if self.moved or late > LATE_S else min(STILL_STRETCH, 2 * still)
+            # Idle ticks (no request active) keep the full pace: a request starting meanwhile is sampled an interval in.
+            # A late wake-up keeps it too: a thread held the GIL (one waiting for it looks blocked at its instruction).
+            still = 1 if self.moved or not active or late > LATE_S else min(STILL_STRETCH, 2 * still)
             spent = time.thread_time()
             self._pay(spent - cpu, now)
             cpu = spent
@@ -326,8 +270,6 @@ def get_sampler() -> StackSampler:
 
 def _reset_after_fork() -> None:
     global _sampler
-    if _sampler is not None:
-        _sampler._alarm.close()  # the parent's timer (if its thread ran): the child makes its own
     _sampler = None
 
 

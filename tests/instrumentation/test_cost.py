@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
 from pystrument import _emit, _lanes
-from pystrument._alarm import ConditionAlarm, TimerFdAlarm
 from pystrument._budget import BURST_S, CostBudget
 from pystrument._frames import WAIT
 from pystrument._lanes import Lane, ThreadLane
@@ -178,147 +177,15 @@ def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_r
     assert max(b - a for a, b in itertools.pairwise(times[2:])) >= 1.5 * rec.interval  # two intervals apart
     rec.active = False
     sampler.remove(rec)
-    while not sampler.parked and time.monotonic() < deadline:
+    while not sampler._idle and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert sampler.parked
+    assert sampler._idle
     parked_at = len(times)
     time.sleep(0.05)
     assert len(times) == parked_at  # parked: no ticks without a request
     step.set()
     thread.join(5)
     sampler.stop()
-
-
-class _Request:
-    """What the sampler needs of a request (``Sampled``): its sample times are recorded."""
-
-    def __init__(self) -> None:
-        self.interval = 0.005
-        self.active = True
-        self.samples: list[float] = []
-
-    def sample(self, frames: dict[int, Any], now: float) -> bool:
-        self.samples.append(now)
-        return True
-
-
-def test_a_parked_sampler_wakes_at_a_random_phase_and_not_for_a_request_that_ended() -> None:
-    """A request starting while the sampler is parked arms its alarm for a random phase of the interval (as a sampler
-    ticking on would find it); ending before it rang, it disarms it: the sampler thread does not wake (no tick, not
-    even one finding nothing). A longer request gets its first sample within an interval, and the sampler parks again
-    after it."""
-    sampler = StackSampler()
-    alarm = sampler._alarm
-    delays: list[float] = []
-    arm = alarm.arm
-
-    def armed(delay: float) -> bool:
-        delays.append(delay)
-        return arm(delay)
-
-    alarm.arm = armed  # type: ignore[method-assign]
-    wakes: list[float] = []
-    sample_once = sampler.sample_once
-
-    def counted(now: float | None = None) -> None:
-        wakes.append(time.perf_counter())
-        sample_once(now)
-
-    sampler.sample_once = counted  # type: ignore[method-assign]
-    try:
-        for _ in range(50):
-            short = _Request()
-            sampler.add(short)
-            short.active = False
-            sampler.remove(short)
-        time.sleep(0.03)
-        assert len(wakes) <= 3  # none, unless this thread lost its core for a phase's length in between
-        assert sampler.parked
-        interval = _Request().interval
-        assert len(delays) == 50 and all(0 < d < interval for d in delays)
-        assert min(delays) < 0.25 * interval and max(delays) > 0.75 * interval  # spread over the interval
-        long = _Request()
-        started = time.perf_counter()
-        sampler.add(long)
-        time.sleep(0.03)
-        long.active = False
-        sampler.remove(long)
-        assert long.samples, "a request of six intervals got no sample"
-        assert long.samples[0] - started < 0.03
-        deadline = time.monotonic() + 5
-        while not sampler.parked and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert sampler.parked
-        parked_at = len(wakes)
-        time.sleep(0.03)
-        assert len(wakes) == parked_at
-    finally:
-        sampler.close()
-
-
-def _one_request(sampler: StackSampler, seconds: float) -> list[float]:
-    """A request of ``seconds`` through ``sampler``: its sample times."""
-    request = _Request()
-    sampler.add(request)
-    time.sleep(seconds)
-    request.active = False
-    sampler.remove(request)
-    return request.samples
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="timerfd is Linux's")
-def test_a_sampler_whose_alarm_file_was_closed_under_it_samples_again_with_a_new_one() -> None:
-    """A library closing every file descriptor (daemonizing, say) takes the alarm's while the sampler thread is parked
-    on it (blocked for good): the next request finds the alarm broken, makes a new one and a new thread, and is
-    sampled. The file is made when the thread first starts, not with the sampler (at ``configure``, before a server
-    daemonizes or forks)."""
-    import os
-
-    sampler = StackSampler()
-    assert sampler._alarm.fd < 0  # type: ignore[attr-defined]
-    try:
-        assert _one_request(sampler, 0.02)
-        old, thread = sampler._alarm, sampler.thread
-        time.sleep(0.05)
-        assert sampler.parked
-        os.close(old.fd)  # type: ignore[attr-defined]
-        assert _one_request(sampler, 0.03)
-        assert sampler._alarm is not old and sampler.thread is not thread
-        assert _one_request(sampler, 0.03)  # and on
-    finally:
-        sampler.close()
-
-
-@pytest.mark.parametrize("kind", ["timerfd", "condition"])
-def test_the_alarm_rings_once_when_armed_and_never_when_disarmed(kind: str) -> None:
-    if kind == "timerfd" and sys.platform != "linux":
-        pytest.skip("timerfd is Linux's")
-    alarm = TimerFdAlarm() if kind == "timerfd" else ConditionAlarm()
-    alarm.open()
-    rang = threading.Event()
-
-    def waiter() -> None:
-        alarm.wait()
-        rang.set()
-
-    try:
-        started = time.perf_counter()
-        alarm.arm(0.02)
-        alarm.arm(0.01)  # re-arming replaces the time
-        thread = threading.Thread(target=waiter, daemon=True)
-        thread.start()
-        assert rang.wait(5)
-        assert time.perf_counter() - started >= 0.009
-        rang.clear()
-        alarm.arm(0.01)
-        alarm.disarm()
-        thread = threading.Thread(target=waiter, daemon=True)
-        thread.start()
-        assert not rang.wait(0.05)  # disarmed: the waiter still waits
-        alarm.arm(0.001)
-        assert rang.wait(5)
-    finally:
-        alarm.close()
 
 
 def test_the_budget_bucket_fills_at_its_share_and_bounds_its_debt() -> None:
