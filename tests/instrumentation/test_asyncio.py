@@ -98,7 +98,7 @@ def test_threadpool_handlers_belong_to_their_request(
     t = tracing(sampler=sampler, min_span_ms=0)
     workers = [helpers.renamed(blocking_work, f"blocking_{i}") for i in range(3)]
     asyncio.run(anyio.to_thread.run_sync(int))  # anyio imports its asyncio backend on first use: not in a request
-    # A full collection of the test process's heap (50-100 ms) landing in these 60 ms requests would leave the GIL to
+    # A full collection of the test process's heap (50-100 ms) landing in these 70 ms requests would leave the GIL to
     # chance for what follows it; pauses have their own tests (test_gc.py).
     gc.collect()
     truth: dict[str, float] = {}
