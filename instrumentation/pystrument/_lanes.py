@@ -736,8 +736,8 @@ class ThreadLane(ThreadClock, Lane):
         resumed = self._resumed_at(now, seen, after, stat) if now - seen > 1.5 * self.interval else now
         marks = self.marks
         if marks:  # the thread's own code marked its stack since: it had resumed by the first such mark
-            first = min([now, *(t for t, _, _ in marks[-8:] if seen < t < now)])
-            if first <= resumed:  # just before it: at its very time the wait would follow the mark (``records``)
+            first = min((t for t, _, _ in marks[-8:] if seen < t < now), default=None)
+            if first is not None and first <= resumed:  # just before it: at its time the wait would follow the mark
                 resumed = math.nextafter(first, seen)
         if now - seen > 1.5 * self.interval and resumed > seen:  # the sampler slowed down: place the resumption
             samples.append((resumed, stack))
