@@ -24,7 +24,7 @@ RUN npm run build
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY instrumentation/ instrumentation/
 COPY collector_ext/ collector_ext/
 COPY analysis_api/ analysis_api/

@@ -43,6 +43,11 @@ from pystrument._frames import (
 #: Which request owns which task (the registry's; here so that a lane can tell its request's tasks from others').
 task_owners: dict[Any, object] = {}
 #: asyncio's running task per loop (read from the sampler thread), where the interpreter keeps such a dict.
+try:
+    from pystrument import _native
+except ImportError:  # built without a C compiler, or not on Linux: the sampler ticks in Python only
+    _native = None  # type: ignore[assignment]
+
 _current_tasks: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
 #: Samples kept per lane; a request running longer keeps its first samples (about 8 minutes at 5 ms).
 MAX_SAMPLES = 100_000
@@ -172,6 +177,8 @@ class ThreadClock:
     _sched = -2  # not looked up yet
     #: The thread's run-queue delay at the previous schedstat reading (None: not read yet).
     delay_last: float | None = None
+    #: The CPU clock's last reading, in nanoseconds as read.
+    clock_ns = 0
 
     def _read_clock(self) -> float | None:
         clock = self._clock
@@ -181,9 +188,11 @@ class ThreadClock:
                 self._read_queue()  # the run-queue baseline, once (unless the lane's start took it)
         if clock:
             try:
-                return time.clock_gettime(clock)
+                ns = self.clock_ns = time.clock_gettime_ns(clock)
             except OSError:  # the thread is gone
                 self._clock = 0
+            else:
+                return ns / 1e9
         return None
 
     def _read_queue(self) -> float:
@@ -560,6 +569,10 @@ class ThreadLane(ThreadClock, Lane):
     #: the thread's schedstat at the first (CPU seconds, times put on a core) or None]. Read once per run: a thread
     #: put on a core once since then was blocked through the run, and ran no CPU time in it.
     _run: list[Any] | None = None
+    #: The CPU clock (ns) read right after the lane's stack was last taken, on the sampler thread (``watch``).
+    watch_ns: int | None = None
+    #: (the compiled helper's call, this lane's place in it) while it may be watching the lane (``_native.progress``).
+    watch_slot: tuple[int, int] | None = None
 
     def __init__(
         self,
@@ -625,6 +638,13 @@ class ThreadLane(ThreadClock, Lane):
         return last.put(leaf, stack if stack is not None else ())
 
     def close(self, now: float) -> None:
+        slot = self.watch_slot
+        if slot is not None and _native is not None and self.end is None:
+            # The compiled helper may be waiting on this thread still: its ticks so far are the lane's (on the
+            # request thread: its request ended first).
+            found = _native.progress(*slot)
+            if found is not None:
+                self.credit(found[1], found[2])
         if self._run is not None:
             self._flush(now)
         if self.end is None:
@@ -641,8 +661,8 @@ class ThreadLane(ThreadClock, Lane):
         if samples and now < samples[-1][0]:
             return  # taken before a sample the collecting thread recorded meanwhile (``_gc.py``)
         if self._same_leaf and samples and stack is samples[-1][1]:
-            # Blocked in the same call as at the previous tick: nothing new to record, not even the CPU clock. The run
-            # is written out, its time split into wait and run by the clock, when the stack next changes.
+            # Blocked in the same call as at the previous tick: nothing new to record. The run is written out, its time
+            # split into wait and run by the clock, when the stack next changes.
             run = self._run
             if run is None:
                 self._run = [now, ticks(now - samples[-1][0], self.interval), self._blocked_stat()]
@@ -650,6 +670,14 @@ class ThreadLane(ThreadClock, Lane):
                 run[1] += ticks(now - run[0], self.interval)
                 run[0] = now
             self.still = True
+            # The compiled helper's baseline (``watch``): the thread may have run since the last one (blocked again in
+            # the same call: a loop of reads).
+            clock = self._clock
+            if _native is not None:
+                try:
+                    self.watch_ns = time.clock_gettime_ns(clock) if clock else None
+                except OSError:  # the thread is gone
+                    self.watch_ns = None
             return
         self.still = False
         if self._run is not None:
@@ -663,6 +691,7 @@ class ThreadLane(ThreadClock, Lane):
             if last is not None:
                 ran = max(0.0, reading - last)
             self.cpu_last = reading
+        self.watch_ns = self.clock_ns if reading is not None else None
         cpu = self.cpu
         if cpu is None:
             cpu = self.cpu = []
@@ -670,6 +699,32 @@ class ThreadLane(ThreadClock, Lane):
         samples.append((now, stack))
         cpu.append(ran)
         self._add_queue(len(samples) - 1, self._queued(dt, ran))
+
+    def watch(self) -> tuple[int, int, int] | None:
+        """What the sampler's compiled helper watches on this lane while the thread has not run (``_native.c``): its
+        CPU clock, the clock's reading (ns) right after the lane's stack was last taken, and its schedstat file (-1:
+        none). None when there is no such reading: the Python sampler takes the next tick. On the sampler thread."""
+        ns = self.watch_ns
+        if ns is None or not self._clock:
+            return None
+        fd = self._sched
+        if fd == -2:
+            fd = self._sched = schedstat_fd(self.thread_id)
+        return self._clock, ns, fd
+
+    def credit(self, seen: float, stat: tuple[float, int] | None) -> None:
+        """The compiled helper found the thread off its core from the lane's last sample up to the tick ``seen`` (its
+        schedstat ``stat`` read at the first such tick): its stack held, as a run of unchanged ticks would say."""
+        samples = self.samples
+        if not samples or seen <= samples[-1][0] or self.end is not None:
+            return
+        run = self._run
+        if run is None:
+            self._run = [seen, ticks(seen - samples[-1][0], self.interval), stat]
+        elif seen > run[0]:
+            run[1] += ticks(seen - run[0], self.interval)
+            run[0] = seen
+        self.still = True
 
     def _blocked_stat(self) -> tuple[float, int] | None:
         """The blocked thread's (CPU seconds, times put on a core) from schedstat, exact while it is off its core; on

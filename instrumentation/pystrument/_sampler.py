@@ -26,6 +26,14 @@ to two intervals' error where a thread blocks again right after resuming. The th
 the wake-up included) from the cost budget (``_budget.py``) and samples up to ``BUDGET_STRETCH`` intervals apart while
 it is spent.
 
+The compiled helper (``_native.c``, when the install built it). A thread's Python stack changes only while it runs, so
+after each tick the sampler hands the wait to the helper with each open lane's CPU clock as read right after its stack
+was taken (``ThreadLane.watch``): the helper ticks at the same pace without the GIL, and returns at the first tick at
+which a thread ran, when a request starts (``poke``), or after ``NATIVE_RETURN_S``. Its ticks that found every thread
+still are credited to the lanes as Python ticks that saw them blocked would have been (``ThreadLane.credit``; on the
+request thread, from ``progress``, when the request ends first). Between requests less than ``IDLE_AFTER`` apart it
+ticks with nothing to watch until a request starts. Lanes of tasks have no such reading: their ticks stay Python's.
+
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
 drops the GIL, which CPython forces every ``sys.getswitchinterval()`` (5 ms by default). So under
@@ -47,12 +55,17 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pystrument._budget import BURST_S, cost_budget
 from pystrument._gc import gc_pauses
 from pystrument._lanes import read_schedstat, sampler_thread
 from pystrument._safety import log_once
+
+try:
+    from pystrument import _native
+except ImportError:  # built without a C compiler, or not on Linux: every tick in Python
+    _native = None  # type: ignore[assignment]
 
 _logger = logging.getLogger("pystrument")
 #: Seconds without any active request before the sampler thread parks, while requests come less than this apart;
@@ -65,6 +78,10 @@ STILL_STRETCH = 2
 #: A tick that got the GIL back this much later than asked keeps the full pace: some thread was running Python code,
 #: and threads waiting for the GIL look as blocked (same frame, same instruction) as threads waiting on I/O.
 LATE_S = 0.001
+#: Seconds the compiled helper waits on blocked threads before handing back to the Python loop (which then samples).
+NATIVE_RETURN_S = 0.5
+#: Most threads the compiled helper watches at once (more: the Python ticks go on).
+NATIVE_MAX_WATCH = 256
 #: Most the cost budget stretches the interval (``_budget.py``): 8 x 5 ms = 25 samples a second.
 BUDGET_STRETCH = 8
 
@@ -81,8 +98,10 @@ class Sampled(Protocol):
 class StackSampler:
     """Samples every registered request at the smallest interval any of them asked for."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, native: Any = True) -> None:
         self.clock = clock
+        #: The compiled helper (``_native.c``) doing the ticks at which nothing can move; None: every tick in Python.
+        self.native = _native if native is True else native or None
         self._active: dict[int, Sampled] = {}
         self._last: dict[int, float] = {}
         self._wake = threading.Event()
@@ -101,6 +120,7 @@ class StackSampler:
         self.stretched = 0
         #: The interval multiplier the cost budget imposes now (1: none).
         self.stretch = 1
+        self._call = 0  # numbers the compiled helper's waits
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -116,6 +136,8 @@ class StackSampler:
             self._ensure_thread()
         if self._idle:
             self._wake.set()
+        elif self.native is not None:
+            self.native.poke()  # the compiled helper's wait, if it is in one, ends at its next tick
 
     def remove(self, recording: Sampled) -> None:
         """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread)."""
@@ -169,6 +191,8 @@ class StackSampler:
     def stop(self) -> None:
         self._stopped = True
         self._wake.set()
+        if self.native is not None:
+            self.native.poke()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2)
@@ -203,6 +227,7 @@ class StackSampler:
         interval = 0.005
         still = 1
         cpu = time.thread_time()
+        native = self.native
         while not self._stopped:
             active = list(self._active.values())  # ended requests too, until the next sample drops them
             if active:
@@ -217,13 +242,36 @@ class StackSampler:
                 last = busy = self.clock()
                 cpu = time.thread_time()
                 continue
-            delay = max(0.0, last + interval * max(still, self.stretch) - self.clock() - lateness)
-            before = self.clock()
-            time.sleep(delay)  # always sleep, even 0: it releases the GIL
-            now = self.clock()
-            late = max(0.0, now - before - delay)
-            lateness = 0.5 * lateness + 0.5 * late
+            step = interval * max(still, self.stretch)
+            watched = self._watch(active) if native is not None else None
+            if watched is not None:
+                # The ticks at which no profiled thread has run since its stack was taken are the compiled helper's
+                # (between requests: until one starts or ``IDLE_AFTER`` passes); it returns at the first other one.
+                lanes, clocks, cpus, fds = watched
+                later = interval * max(STILL_STRETCH, self.stretch) if active else step
+                deadline = last + NATIVE_RETURN_S if active else busy + IDLE_AFTER
+                self._call += 1
+                for i, lane in enumerate(lanes):
+                    lane.watch_slot = (self._call, i)
+                n, seen, _why, at, stats = native.still(  # type: ignore[union-attr]
+                    clocks, cpus, fds, last + step, later, deadline, self._call
+                )
+                now = self.clock()
+                if n:
+                    self.ticks += n
+                    for lane, stat in zip(lanes, stats, strict=True):
+                        lane.credit(seen, stat)
+                late = max(0.0, now - at)  # waited that long for the GIL after the tick
+            else:
+                delay = max(0.0, last + step - self.clock() - lateness)
+                before = self.clock()
+                time.sleep(delay)  # always sleep, even 0: it releases the GIL
+                now = self.clock()
+                late = max(0.0, now - before - delay)
+                lateness = 0.5 * lateness + 0.5 * late
             last = now
+            if native is not None:
+                native.unpoke()  # requests added from here on are the next wait's to notice
             self.sample_once(now)
             # Idle ticks (no request active) keep the full pace: a request starting meanwhile is sampled an interval in.
             # A late wake-up keeps it too: a thread held the GIL (one waiting for it looks blocked at its instruction).
@@ -231,6 +279,29 @@ class StackSampler:
             spent = time.thread_time()
             self._pay(spent - cpu, now)
             cpu = spent
+
+    def _watch(self, active: list[Sampled]) -> tuple[list[Any], list[int], list[int], list[int]] | None:
+        """The open lanes of the active requests, and for each what the compiled helper watches (``ThreadLane.watch``);
+        None when a lane has nothing to watch (a task, no CPU clock, not sampled yet): the next tick is Python's."""
+        lanes: list[Any] = []
+        clocks: list[int] = []
+        cpus: list[int] = []
+        fds: list[int] = []
+        for recording in active:
+            for lane in getattr(recording, "lanes", None) or ():
+                if lane.end is not None:
+                    continue
+                watch = getattr(lane, "watch", None)
+                got = watch() if watch is not None else None
+                if got is None or len(lanes) >= NATIVE_MAX_WATCH:
+                    return None
+                lanes.append(lane)
+                clocks.append(got[0])
+                cpus.append(got[1])
+                fds.append(got[2])
+        if active and not lanes:
+            return None
+        return lanes, clocks, cpus, fds
 
     def _pay(self, seconds: float, now: float) -> None:
         """Take a tick's CPU time from the cost budget; stretch the interval while it is spent, relax it after."""

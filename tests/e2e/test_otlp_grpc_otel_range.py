@@ -87,6 +87,10 @@ def _venv_with_pystrument(root: Path, constraints: dict[str, str]) -> dict[str, 
         args += ["-c", str(pins)]
     done = subprocess.run([*pip, "install", *args], capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # The plain install built the sampler's compiled helper from source (issue #14), with this machine's compiler.
+    helper = [str(venv / "bin" / "python"), "-c", "import pystrument._native as n; print(n.__file__)"]
+    built = subprocess.run(helper, capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0 and built.stdout.strip().endswith(".so"), built.stderr[-2000:]
     listed = subprocess.run([*pip[:-1], "list", "--format=json"], capture_output=True, text=True, check=True)
     return {p["name"].lower(): p["version"] for p in json.loads(listed.stdout) if "opentelemetry" in p["name"]}
 

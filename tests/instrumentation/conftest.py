@@ -139,6 +139,19 @@ def contains(outer: ReadableSpan, inner: ReadableSpan) -> bool:
     return outer.start_time <= inner.start_time and inner.end_time <= outer.end_time
 
 
+def tick_times(sampler: Any) -> list[float]:
+    """The times at which ``sampler`` runs its Python ticks from now on (``sample_once`` wrapped to note them)."""
+    times: list[float] = []
+    sample_once = sampler.sample_once
+
+    def timed(now: float | None = None) -> None:
+        times.append(sampler.clock())
+        sample_once(now)
+
+    sampler.sample_once = timed
+    return times
+
+
 @pytest.fixture
 def helpers() -> types.SimpleNamespace:
     """The plain helper functions above, for test modules (``--import-mode=importlib`` has no conftest imports)."""
@@ -150,4 +163,5 @@ def helpers() -> types.SimpleNamespace:
         span_id=span_id,
         duration=duration,
         contains=contains,
+        tick_times=tick_times,
     )

@@ -142,7 +142,7 @@ def test_a_wait_closing_on_its_own_thread_ends_when_the_thread_resumed(
     assert sum(dt for stack, dt in records if stack[: len(blocked)] == list(blocked)) == pytest.approx(resumed)
 
 
-def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_requests() -> None:
+def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_requests(helpers: Any) -> None:
     """Ticks come one interval apart while a thread moves, two while every profiled thread is blocked as before; once
     no request is active the thread parks at the next tick (no ticking on while idle) and wakes for the next one."""
     provider = TracerProvider()
@@ -159,15 +159,8 @@ def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_r
     created.wait(5)
     reached.wait(5)
     rec = box["rec"]
-    sampler = StackSampler()
-    times: list[float] = []
-    sample_once = sampler.sample_once
-
-    def timed(now: float | None = None) -> None:
-        times.append(sampler.clock())
-        sample_once(now)
-
-    sampler.sample_once = timed  # type: ignore[method-assign]
+    sampler = StackSampler(native=None)  # the Python ticks (the compiled helper's: test_native.py)
+    times = helpers.tick_times(sampler)
     sampler.add(rec)
     deadline = time.monotonic() + 10
     while len(times) < 6 and time.monotonic() < deadline:

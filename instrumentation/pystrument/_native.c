@@ -1,0 +1,320 @@
+/* The sampler's compiled part: the ticks at which nothing can have moved, spent without the GIL.
+
+   A thread's Python stack changes only while it holds the GIL, so only while it runs: a thread whose CPU clock has
+   not moved since the sampler took its stack (with the GIL held) is still where the sampler saw it. `still` does the
+   ticks that only learn this, with the GIL released and no Python code run: one CPU-clock read per profiled thread
+   (the kernel's, exact even for a thread on its core). It returns to the Python sampler at the first tick that finds
+   a thread ran, once a request starts (`poke`), or at a deadline; between requests it ticks with no thread to watch
+   until a request starts. A tick then costs the wake-up and a system call per thread, not a pass of the sampler.
+
+   Nothing here touches Python objects without the GIL: only clock ids, file descriptors and numbers passed in. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_WATCH 256
+
+static atomic_int poked;
+
+/* What the running (or latest) `still` call found so far, for `progress`: a lane closing on its own thread (its
+   request ended while the helper waited) takes the ticks that found it still before the sampler gets them. Written
+   by the sampler thread without the GIL, read under it by any other: a sequence lock (odd while being written). */
+static struct {
+    atomic_ulong seq;
+    atomic_long call;   /* the caller's number for the call */
+    atomic_long count;  /* threads watched */
+    atomic_long ticks;
+    _Atomic double last;
+    _Atomic double stat_cpu[MAX_WATCH];
+    atomic_ullong stat_runs[MAX_WATCH];
+    atomic_int stat_ok[MAX_WATCH];
+} found;
+
+static void
+found_begin(void)
+{
+    atomic_fetch_add_explicit(&found.seq, 1, memory_order_acq_rel);
+}
+
+static void
+found_end(void)
+{
+    atomic_fetch_add_explicit(&found.seq, 1, memory_order_release);
+}
+
+static double
+monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.perf_counter()'s clock on Linux */
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void
+sleep_until(double when)
+{
+    struct timespec ts;
+    double whole = (double)(long long)when;
+    ts.tv_sec = (time_t)whole;
+    ts.tv_nsec = (long)((when - whole) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec += 1;
+        ts.tv_nsec -= 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+/* The thread's (CPU nanoseconds, times put on a core) from its open schedstat file; 0 on success. */
+static int
+read_schedstat(int fd, unsigned long long *cpu, unsigned long long *runs)
+{
+    char buffer[128];
+    ssize_t n = pread(fd, buffer, sizeof(buffer) - 1, 0);
+    if (n <= 0) {
+        return -1;
+    }
+    buffer[n] = '\0';
+    char *end;
+    *cpu = strtoull(buffer, &end, 10);
+    if (end == buffer) {
+        return -1;
+    }
+    char *p = end;
+    strtoull(p, &end, 10); /* the run-queue delay: not needed here */
+    if (end == p) {
+        return -1;
+    }
+    p = end;
+    *runs = strtoull(p, &end, 10);
+    return end == p ? -1 : 0;
+}
+
+enum { WHY_DEADLINE = 0, WHY_MOVED = 1, WHY_POKED = 2 };
+
+PyDoc_STRVAR(still_doc,
+"still(clocks, cpus, fds, first, step, deadline, call) -> (ticks, last, why, at, stats)\n\n"
+"Tick at ``first``, then every ``step`` seconds (time.perf_counter() times), without the GIL, and at each tick read\n"
+"every thread's CPU clock (``clocks``, as for time.clock_gettime_ns) against what it read when the sampler last\n"
+"took its stack (``cpus``, nanoseconds). Returns at the first tick at which a thread ran (why 1; a clock that\n"
+"cannot be read counts as that), or a request started (``poke`` since the last ``unpoke``; why 2), or at the first\n"
+"tick past ``deadline`` (why 0). ``ticks`` counts the ticks before that which found every thread still, the last\n"
+"of them at ``last`` (0.0: none); ``at`` is the tick it returned at. ``stats`` gives, per thread, its schedstat\n"
+"(CPU seconds, times put on a core) as read at the first still tick from ``fds`` (None: no file, no still tick).\n"
+"What it found so far is ``progress(call, i)``'s, until the next call.");
+
+static PyObject *
+still(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *clocks_obj, *cpus_obj, *fds_obj;
+    double first, step, deadline;
+    long call;
+    if (!PyArg_ParseTuple(args, "OOOdddl:still", &clocks_obj, &cpus_obj, &fds_obj, &first, &step, &deadline, &call)) {
+        return NULL;
+    }
+    PyObject *seqs[3] = {NULL, NULL, NULL};
+    PyObject *objs[3] = {clocks_obj, cpus_obj, fds_obj};
+    for (int k = 0; k < 3; k++) {
+        seqs[k] = PySequence_Fast(objs[k], "still: clocks, cpus and fds must be sequences");
+        if (seqs[k] == NULL) {
+            for (int j = 0; j < k; j++) {
+                Py_DECREF(seqs[j]);
+            }
+            return NULL;
+        }
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seqs[0]);
+    clockid_t clocks[MAX_WATCH];
+    long long cpus[MAX_WATCH];
+    int fds[MAX_WATCH];
+    int bad = count > MAX_WATCH || PySequence_Fast_GET_SIZE(seqs[1]) != count
+              || PySequence_Fast_GET_SIZE(seqs[2]) != count || !(step > 0.0);
+    for (Py_ssize_t i = 0; !bad && i < count; i++) {
+        clocks[i] = (clockid_t)PyLong_AsLong(PySequence_Fast_GET_ITEM(seqs[0], i));
+        cpus[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seqs[1], i));
+        fds[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(seqs[2], i));
+        bad = PyErr_Occurred() != NULL;
+    }
+    for (int k = 0; k < 3; k++) {
+        Py_DECREF(seqs[k]);
+    }
+    if (bad) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "still: clocks, cpus and fds must be equally long (at most 256); step > 0");
+        }
+        return NULL;
+    }
+
+    long ticks = 0;
+    double last = 0.0, at = first;
+    int why = WHY_DEADLINE;
+    unsigned long long stat_cpu[MAX_WATCH], stat_runs[MAX_WATCH];
+    int stat_ok[MAX_WATCH];
+    if (atomic_load(&found.seq) & 1) { /* a fork caught the writer mid-way: this process's only writer is us */
+        atomic_fetch_add(&found.seq, 1);
+    }
+    found_begin();
+    atomic_store(&found.call, call);
+    atomic_store(&found.count, (long)count);
+    atomic_store(&found.ticks, 0);
+    found_end();
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        sleep_until(at);
+        if (atomic_exchange(&poked, 0)) {
+            why = WHY_POKED;
+            break;
+        }
+        int moved = 0;
+        for (Py_ssize_t i = 0; i < count && !moved; i++) {
+            struct timespec ts;
+            moved = clock_gettime(clocks[i], &ts) != 0
+                    || (long long)ts.tv_sec * 1000000000LL + (long long)ts.tv_nsec != cpus[i];
+        }
+        if (moved) {
+            why = WHY_MOVED;
+            break;
+        }
+        if (ticks == 0) { /* off its core since the sampler read it: schedstat's figures are exact now */
+            for (Py_ssize_t i = 0; i < count; i++) {
+                stat_ok[i] = fds[i] >= 0 && read_schedstat(fds[i], &stat_cpu[i], &stat_runs[i]) == 0;
+            }
+        }
+        ticks++;
+        last = at;
+        found_begin();
+        if (ticks == 1) {
+            for (Py_ssize_t i = 0; i < count; i++) {
+                atomic_store_explicit(&found.stat_ok[i], stat_ok[i], memory_order_relaxed);
+                atomic_store_explicit(&found.stat_cpu[i], (double)stat_cpu[i] / 1e9, memory_order_relaxed);
+                atomic_store_explicit(&found.stat_runs[i], stat_runs[i], memory_order_relaxed);
+            }
+        }
+        atomic_store_explicit(&found.last, last, memory_order_relaxed);
+        atomic_store_explicit(&found.ticks, ticks, memory_order_relaxed);
+        found_end();
+        double now = monotonic_now();
+        if (now >= deadline) {
+            why = WHY_DEADLINE;
+            break;
+        }
+        at += step;
+        if (at < now) { /* woken late (a loaded machine): the next tick a step from now, not a burst of catch-up */
+            at = now + step;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *stats = PyTuple_New(count);
+    if (stats == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *item;
+        if (ticks > 0 && stat_ok[i]) {
+            item = Py_BuildValue("(dK)", (double)stat_cpu[i] / 1e9, stat_runs[i]);
+            if (item == NULL) {
+                Py_DECREF(stats);
+                return NULL;
+            }
+        }
+        else {
+            item = Py_NewRef(Py_None);
+        }
+        PyTuple_SET_ITEM(stats, i, item);
+    }
+    return Py_BuildValue("ldidN", ticks, last, why, at, stats);
+}
+
+PyDoc_STRVAR(progress_doc,
+"progress(call, i) -> (ticks, last, stat) | None\n\n"
+"What ``still`` call number ``call`` has found of its thread ``i`` so far (running or returned, until the next\n"
+"call): its ticks that found every thread still, the last at ``last``, and the thread's schedstat then; None when\n"
+"the latest call is another, or it found none.");
+
+static PyObject *
+progress(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    long call, i;
+    if (!PyArg_ParseTuple(args, "ll:progress", &call, &i)) {
+        return NULL;
+    }
+    for (long spins = 0;; spins++) {
+        if (spins > 10000000L) {
+            Py_RETURN_NONE; /* the writer never finished (a fork caught it mid-way): nothing to take */
+        }
+        unsigned long before = atomic_load_explicit(&found.seq, memory_order_acquire);
+        if (before & 1) {
+            continue; /* being written: a few stores, without a system call in between */
+        }
+        long ticks = atomic_load_explicit(&found.ticks, memory_order_relaxed);
+        int ours = atomic_load_explicit(&found.call, memory_order_relaxed) == call && i >= 0
+                   && i < atomic_load_explicit(&found.count, memory_order_relaxed);
+        double last = atomic_load_explicit(&found.last, memory_order_relaxed);
+        int ok = ours && atomic_load_explicit(&found.stat_ok[i], memory_order_relaxed);
+        double cpu = ok ? atomic_load_explicit(&found.stat_cpu[i], memory_order_relaxed) : 0.0;
+        unsigned long long runs = ok ? atomic_load_explicit(&found.stat_runs[i], memory_order_relaxed) : 0;
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&found.seq, memory_order_relaxed) != before) {
+            continue;
+        }
+        if (!ours || ticks == 0) {
+            Py_RETURN_NONE;
+        }
+        if (!ok) {
+            return Py_BuildValue("(ldO)", ticks, last, Py_None);
+        }
+        return Py_BuildValue("(ld(dK))", ticks, last, cpu, runs);
+    }
+}
+
+PyDoc_STRVAR(poke_doc, "poke()\n\nMake ``still`` return at its next tick (a request started; it stays poked until ``unpoke``).");
+
+static PyObject *
+poke(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    atomic_store(&poked, 1);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(unpoke_doc,
+"unpoke()\n\nForget earlier pokes: called by the sampler just before it reads which requests are active, so\n"
+"that a request added before that read does not end the next ``still`` at its first tick.");
+
+static PyObject *
+unpoke(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+{
+    atomic_store(&poked, 0);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"still", still, METH_VARARGS, still_doc},
+    {"progress", progress, METH_VARARGS, progress_doc},
+    {"poke", poke, METH_NOARGS, poke_doc},
+    {"unpoke", unpoke, METH_NOARGS, unpoke_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "pystrument._native",
+    "The sampler's compiled part (ticks at which no profiled thread moved, without the GIL).",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__native(void)
+{
+    return PyModule_Create(&module_def);
+}

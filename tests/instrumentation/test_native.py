@@ -1,0 +1,191 @@
+"""Issue #14, the compiled sampler helper (``pystrument/_native.c``): the ticks at which no profiled thread has run
+since its stack was taken are spent in C without the GIL, and what they found reaches the lanes as if the Python
+sampler had seen it (on the sampler's return, or on the request thread when its request ends first)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from pystrument import _lanes, _sampler
+from pystrument._frames import WAIT
+from pystrument._lanes import schedstat_fd, thread_cpu_clock
+from pystrument._recording import Recording
+from pystrument._sampler import StackSampler
+
+native: Any = pytest.importorskip("pystrument._native", reason="built without the compiled helper")
+
+
+def test_the_install_built_the_compiled_helper_and_the_sampler_uses_it() -> None:
+    """The editable install of the test environment compiled it (the build hook); a plain pip install from source is
+    held to the same in tests/e2e/test_otlp_grpc_otel_range.py."""
+    assert native.__file__.endswith((".so", ".pyd"))
+    assert _sampler._native is native and StackSampler().native is native
+    assert StackSampler(native=None).native is None
+
+
+class Parked:
+    """A thread blocked on an event (off its core) until released, then burning ``burn`` seconds of CPU."""
+
+    def __init__(self, burn: float = 0.02) -> None:
+        self.go, self.ready = threading.Event(), threading.Event()
+        self.burn = burn
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+        self.ready.wait(5)
+        time.sleep(0.02)  # into the wait
+        assert self.thread.ident is not None
+        self.clock = thread_cpu_clock(self.thread.ident)
+        self.fd = schedstat_fd(self.thread.ident)
+
+    def _run(self) -> None:
+        self.ready.set()
+        self.go.wait(10)
+        end = time.thread_time() + self.burn
+        while time.thread_time() < end:
+            pass
+
+    def watch(self) -> tuple[list[int], list[int], list[int]]:
+        return [self.clock], [time.clock_gettime_ns(self.clock)], [self.fd]
+
+
+def test_a_blocked_thread_is_ticked_without_python_until_the_deadline() -> None:
+    parked = Parked()
+    try:
+        clocks, cpus, fds = parked.watch()
+        now = time.perf_counter()
+        native.unpoke()
+        n, last, why, at, stats = native.still(clocks, cpus, fds, now + 0.005, 0.01, now + 0.1, 1)
+        assert why == 0 and n in range(9, 13)  # ticks at 5, 15, ..., 105 ms
+        assert now + 0.1 <= last == at <= now + 0.12
+        (stat,) = stats
+        assert stat is not None and stat[0] == pytest.approx(cpus[0] / 1e9, abs=1e-6)  # off its core: exact
+        assert native.progress(1, 0) == (n, last, stat)  # kept after the call, for a lane closing late
+        assert native.progress(2, 0) is None and native.progress(1, 1) is None
+    finally:
+        parked.go.set()
+        parked.thread.join(5)
+
+
+def test_it_returns_at_the_first_tick_after_the_thread_ran() -> None:
+    parked = Parked()
+    try:
+        clocks, cpus, fds = parked.watch()
+        now = time.perf_counter()
+        threading.Timer(0.032, parked.go.set).start()
+        n, last, why, at, _ = native.still(clocks, cpus, fds, now + 0.005, 0.005, now + 1.0, 2)
+        assert why == 1  # moved
+        assert now + 0.0299 <= last < now + 0.037 and at == pytest.approx(last + 0.005)
+        assert n == round((last - now - 0.005) / 0.005) + 1
+    finally:
+        parked.go.set()
+        parked.thread.join(5)
+
+
+def test_a_request_starting_ends_the_wait_at_the_next_tick_and_unpoke_forgets_earlier_ones() -> None:
+    native.poke()
+    native.unpoke()  # the sampler read the active requests after this one started: not a reason to return
+    now = time.perf_counter()
+    threading.Timer(0.022, native.poke).start()
+    n, _, why, at, stats = native.still([], [], [], now + 0.005, 0.01, now + 1.0, 3)
+    assert why == 2 and stats == ()
+    assert now + 0.022 <= at < now + 0.04 and n in (2, 3)
+
+
+def test_bad_arguments_raise_instead_of_waiting() -> None:
+    with pytest.raises(ValueError, match="equally long"):
+        native.still([1], [], [], 0.0, 0.01, 0.0, 4)
+    with pytest.raises(ValueError, match="step > 0"):
+        native.still([], [], [], 0.0, 0.0, 0.0, 4)
+    with pytest.raises(TypeError):
+        native.still(["x"], [0], [0], 0.0, 0.01, 0.0, 4)
+
+
+def waiting(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def burning(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def split(rec: Recording) -> tuple[float, float, float]:
+    """Seconds of the request's lane in ``waiting`` (its wait part), in ``burning``, anywhere."""
+    records = rec.lanes[0].records()
+    waited = sum(dt for stack, dt in records if stack and stack[0].startswith("waiting") and stack[-1] == WAIT)
+    burned = sum(dt for stack, dt in records if stack and stack[0].startswith("burning"))
+    return waited, burned, sum(dt for _, dt in records)
+
+
+def run_blocked_request(
+    sampler: StackSampler, wait: float, burn: float, tick_times: Callable[[Any], list[float]]
+) -> tuple[Recording, list[float]]:
+    """A request on its own thread that waits ``wait`` seconds (blocked) then burns ``burn`` seconds of CPU, sampled
+    by ``sampler``; returns the recording and the times of the Python sampler's ticks while it ran."""
+    provider = TracerProvider()
+    box: dict[str, Recording] = {}
+    times = tick_times(sampler)
+
+    def request() -> None:
+        rec = box["rec"] = Recording(provider.get_tracer("t").start_span("req"), 0.005, False, sys._getframe())
+        sampler.add(rec)
+        waiting(wait)
+        burning(burn)
+        rec.stop()
+        sampler.remove(rec)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join(10)
+    return box["rec"], times
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
+def test_a_wait_costs_the_python_sampler_two_ticks_and_keeps_its_time_and_samples(compiled: bool, helpers: Any) -> None:
+    """A 100 ms wait then 20 ms of CPU: with the helper, the Python sampler ticks about twice for the wait (its first
+    sample, the tick after the thread ran) rather than once or twice every two intervals; both ways the wait counts
+    its samples and ends where the thread resumed, and the CPU after it is its own stack's."""
+    sampler = StackSampler(native=native if compiled else None)
+    try:
+        time.sleep(0.05)
+        rec, times = run_blocked_request(sampler, 0.1, 0.02, helpers.tick_times)
+    finally:
+        sampler.stop()
+    waited, busy, _ = split(rec)
+    python_ticks = len([t for t in times if rec.start_perf <= t <= (rec.end_perf or 0)])
+    print(
+        f"{'compiled' if compiled else 'python'}: {python_ticks} Python ticks, {rec.sample_count()} samples, "
+        f"waited {waited * 1000:.1f} ms, ran {busy * 1000:.1f} ms"
+    )
+    # Within two intervals: the wait's end is placed to within one (the stated precision), the burst is sampled.
+    assert waited == pytest.approx(0.1, abs=0.01) and busy == pytest.approx(0.02, abs=0.01)
+    assert rec.sample_count() in range(20, 27)  # 120 ms at 5 ms, whoever ticked
+    if compiled:
+        assert python_ticks <= 6  # the first sample, the burst's few (moving), not the wait's
+    else:
+        assert python_ticks >= 9
+
+
+def test_a_lane_closing_before_the_helper_returns_takes_its_ticks(
+    monkeypatch: pytest.MonkeyPatch, helpers: Any
+) -> None:
+    """The request ends on its thread 2 ms after a 60 ms wait, before the helper's next tick: the lane reads what the
+    helper found so far (``progress``) rather than losing the wait's samples and its end."""
+    sampler = StackSampler(native=native)
+    monkeypatch.setattr(_sampler, "NATIVE_RETURN_S", 5.0)
+    try:
+        time.sleep(0.05)
+        rec, _ = run_blocked_request(sampler, 0.06, 0.002, helpers.tick_times)
+    finally:
+        sampler.stop()
+    assert isinstance(rec.lanes[0], _lanes.ThreadLane)
+    waited, _, _ = split(rec)
+    assert rec.sample_count() >= 11
+    assert waited == pytest.approx(0.06, abs=0.006)
