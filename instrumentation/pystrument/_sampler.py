@@ -141,7 +141,15 @@ class StackSampler:
 
     def remove(self, recording: Sampled) -> None:
         """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread)."""
-        self._active.pop(id(recording), None)
+        active = self._active
+        active.pop(id(recording), None)
+        native = self.native
+        if native is not None and not active:
+            # No request left to sample: the compiled helper's wait need not end at its next tick for a request that
+            # started since its last one and has ended already. Re-checked after: one added meanwhile pokes again.
+            native.unpoke()
+            if active:
+                native.poke()
 
     def active(self) -> list[Sampled]:
         """The requests being sampled; drops those that ended, and the sample times of those removed."""
