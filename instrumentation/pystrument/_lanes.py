@@ -571,8 +571,8 @@ class ThreadLane(ThreadClock, Lane):
     _run: list[Any] | None = None
     #: The CPU clock (ns) read right after the lane's stack was last taken, on the sampler thread (``watch``).
     watch_ns: int | None = None
-    #: (the compiled helper's call, this lane's place in it) while it may be watching the lane (``_native.progress``).
-    watch_slot: tuple[int, int] | None = None
+    #: (the sampler's compiled helper, its call, this lane's place in it) while it may watch the lane (``progress``).
+    watch_slot: tuple[Any, int, int] | None = None
 
     def __init__(
         self,
@@ -639,10 +639,10 @@ class ThreadLane(ThreadClock, Lane):
 
     def close(self, now: float) -> None:
         slot = self.watch_slot
-        if slot is not None and _native is not None and self.end is None:
+        if slot is not None and self.end is None:
             # The compiled helper may be waiting on this thread still: its ticks so far are the lane's (on the
             # request thread: its request ended first).
-            found = _native.progress(*slot)
+            found = slot[0].progress(slot[1], slot[2])
             if found is not None:
                 self.credit(found[1], found[2])
         if self._run is not None:

@@ -13,6 +13,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -20,32 +21,52 @@
 
 #define MAX_WATCH 256
 
-static atomic_int poked;
-
-/* What the running (or latest) `still` call found so far, for `progress`: a lane closing on its own thread (its
-   request ended while the helper waited) takes the ticks that found it still before the sampler gets them. Written
-   by the sampler thread without the GIL, read under it by any other: a sequence lock (odd while being written). */
-static struct {
-    atomic_ulong seq;
-    atomic_long call;   /* the caller's number for the call */
-    atomic_long count;  /* threads watched */
-    atomic_long ticks;
-    _Atomic double last;
-    _Atomic double stat_cpu[MAX_WATCH];
-    atomic_ullong stat_runs[MAX_WATCH];
-    atomic_int stat_ok[MAX_WATCH];
-} found;
+/* One sampler's helper. `found` is what the running (or latest) `still` call found so far, for `progress`: a lane
+   closing on its own thread (its request ended while the helper waited) takes the ticks that found it still before
+   the sampler gets them. Written by the sampler thread without the GIL, read under it by any other: a sequence lock
+   (odd while being written). `park` waits on `lock`/`cond` while no request is sampled. */
+typedef struct {
+    PyObject_HEAD
+    atomic_int poked;
+    atomic_int parked;
+    atomic_int retired; /* no request left to sample (`retire`), until the next `poke` */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct {
+        atomic_ulong seq;
+        atomic_long call;  /* the caller's number for the call */
+        atomic_long count; /* threads watched */
+        atomic_long ticks;
+        _Atomic double last;
+        _Atomic double stat_cpu[MAX_WATCH];
+        atomic_ullong stat_runs[MAX_WATCH];
+        atomic_int stat_ok[MAX_WATCH];
+    } found;
+} Helper;
 
 static void
-found_begin(void)
+found_begin(Helper *self)
 {
-    atomic_fetch_add_explicit(&found.seq, 1, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&self->found.seq, 1, memory_order_acq_rel);
 }
 
 static void
-found_end(void)
+found_end(Helper *self)
 {
-    atomic_fetch_add_explicit(&found.seq, 1, memory_order_release);
+    atomic_fetch_add_explicit(&self->found.seq, 1, memory_order_release);
+}
+
+/* Until `poke` (at once if poked already), without the GIL. */
+static void
+wait_for_poke(Helper *self)
+{
+    pthread_mutex_lock(&self->lock);
+    atomic_store(&self->parked, 1);
+    while (!atomic_load(&self->poked)) {
+        pthread_cond_wait(&self->cond, &self->lock);
+    }
+    atomic_store(&self->parked, 0);
+    pthread_mutex_unlock(&self->lock);
 }
 
 static double
@@ -110,7 +131,7 @@ PyDoc_STRVAR(still_doc,
 "What it found so far is ``progress(call, i)``'s, until the next call.");
 
 static PyObject *
-still(PyObject *Py_UNUSED(module), PyObject *args)
+still(Helper *self, PyObject *args)
 {
     PyObject *clocks_obj, *cpus_obj, *fds_obj;
     double first, step, deadline;
@@ -156,18 +177,27 @@ still(PyObject *Py_UNUSED(module), PyObject *args)
     int why = WHY_DEADLINE;
     unsigned long long stat_cpu[MAX_WATCH], stat_runs[MAX_WATCH];
     int stat_ok[MAX_WATCH];
-    if (atomic_load(&found.seq) & 1) { /* a fork caught the writer mid-way: this process's only writer is us */
-        atomic_fetch_add(&found.seq, 1);
+    if (atomic_load(&self->found.seq) & 1) { /* a fork caught the writer mid-way: its only writer is us */
+        atomic_fetch_add(&self->found.seq, 1);
     }
-    found_begin();
-    atomic_store(&found.call, call);
-    atomic_store(&found.count, (long)count);
-    atomic_store(&found.ticks, 0);
-    found_end();
+    found_begin(self);
+    atomic_store(&self->found.call, call);
+    atomic_store(&self->found.count, (long)count);
+    atomic_store(&self->found.ticks, 0);
+    found_end(self);
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
         sleep_until(at);
-        if (atomic_exchange(&poked, 0)) {
+        if (atomic_exchange(&self->poked, 0)) {
+            why = WHY_POKED;
+            break;
+        }
+        if (count > 0 && atomic_load(&self->retired)) {
+            /* The requests it watched have ended (their lanes took what it found): park until one starts. */
+            wait_for_poke(self);
+            atomic_store(&self->poked, 0);
+            at = monotonic_now() + step;
+            sleep_until(at);
             why = WHY_POKED;
             break;
         }
@@ -188,17 +218,17 @@ still(PyObject *Py_UNUSED(module), PyObject *args)
         }
         ticks++;
         last = at;
-        found_begin();
+        found_begin(self);
         if (ticks == 1) {
             for (Py_ssize_t i = 0; i < count; i++) {
-                atomic_store_explicit(&found.stat_ok[i], stat_ok[i], memory_order_relaxed);
-                atomic_store_explicit(&found.stat_cpu[i], (double)stat_cpu[i] / 1e9, memory_order_relaxed);
-                atomic_store_explicit(&found.stat_runs[i], stat_runs[i], memory_order_relaxed);
+                atomic_store_explicit(&self->found.stat_ok[i], stat_ok[i], memory_order_relaxed);
+                atomic_store_explicit(&self->found.stat_cpu[i], (double)stat_cpu[i] / 1e9, memory_order_relaxed);
+                atomic_store_explicit(&self->found.stat_runs[i], stat_runs[i], memory_order_relaxed);
             }
         }
-        atomic_store_explicit(&found.last, last, memory_order_relaxed);
-        atomic_store_explicit(&found.ticks, ticks, memory_order_relaxed);
-        found_end();
+        atomic_store_explicit(&self->found.last, last, memory_order_relaxed);
+        atomic_store_explicit(&self->found.ticks, ticks, memory_order_relaxed);
+        found_end(self);
         double now = monotonic_now();
         if (now >= deadline) {
             why = WHY_DEADLINE;
@@ -238,7 +268,7 @@ PyDoc_STRVAR(progress_doc,
 "the latest call is another, or it found none.");
 
 static PyObject *
-progress(PyObject *Py_UNUSED(module), PyObject *args)
+progress(Helper *self, PyObject *args)
 {
     long call, i;
     if (!PyArg_ParseTuple(args, "ll:progress", &call, &i)) {
@@ -248,19 +278,19 @@ progress(PyObject *Py_UNUSED(module), PyObject *args)
         if (spins > 10000000L) {
             Py_RETURN_NONE; /* the writer never finished (a fork caught it mid-way): nothing to take */
         }
-        unsigned long before = atomic_load_explicit(&found.seq, memory_order_acquire);
+        unsigned long before = atomic_load_explicit(&self->found.seq, memory_order_acquire);
         if (before & 1) {
             continue; /* being written: a few stores, without a system call in between */
         }
-        long ticks = atomic_load_explicit(&found.ticks, memory_order_relaxed);
-        int ours = atomic_load_explicit(&found.call, memory_order_relaxed) == call && i >= 0
-                   && i < atomic_load_explicit(&found.count, memory_order_relaxed);
-        double last = atomic_load_explicit(&found.last, memory_order_relaxed);
-        int ok = ours && atomic_load_explicit(&found.stat_ok[i], memory_order_relaxed);
-        double cpu = ok ? atomic_load_explicit(&found.stat_cpu[i], memory_order_relaxed) : 0.0;
-        unsigned long long runs = ok ? atomic_load_explicit(&found.stat_runs[i], memory_order_relaxed) : 0;
+        long ticks = atomic_load_explicit(&self->found.ticks, memory_order_relaxed);
+        int ours = atomic_load_explicit(&self->found.call, memory_order_relaxed) == call && i >= 0
+                   && i < atomic_load_explicit(&self->found.count, memory_order_relaxed);
+        double last = atomic_load_explicit(&self->found.last, memory_order_relaxed);
+        int ok = ours && atomic_load_explicit(&self->found.stat_ok[i], memory_order_relaxed);
+        double cpu = ok ? atomic_load_explicit(&self->found.stat_cpu[i], memory_order_relaxed) : 0.0;
+        unsigned long long runs = ok ? atomic_load_explicit(&self->found.stat_runs[i], memory_order_relaxed) : 0;
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&found.seq, memory_order_relaxed) != before) {
+        if (atomic_load_explicit(&self->found.seq, memory_order_relaxed) != before) {
             continue;
         }
         if (!ours || ticks == 0) {
@@ -273,12 +303,39 @@ progress(PyObject *Py_UNUSED(module), PyObject *args)
     }
 }
 
-PyDoc_STRVAR(poke_doc, "poke()\n\nMake ``still`` return at its next tick (a request started; it stays poked until ``unpoke``).");
+PyDoc_STRVAR(poke_doc, "poke()\n\nA request started: ``still`` returns at its next tick, ``park`` wakes (poked until ``unpoke``).");
 
 static PyObject *
-poke(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+poke(Helper *self, PyObject *Py_UNUSED(unused))
 {
-    atomic_store(&poked, 1);
+    atomic_store(&self->retired, 0);
+    atomic_store(&self->poked, 1);
+    if (atomic_load(&self->parked)) { /* seen after the store: `park` either sees the flag or is signalled */
+        pthread_mutex_lock(&self->lock);
+        pthread_cond_signal(&self->cond);
+        pthread_mutex_unlock(&self->lock);
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(park_doc,
+"park(interval) -> None\n\n"
+"Wait without the GIL until a request starts (``poke``; at once if one has since the last ``unpoke``), then\n"
+"``interval`` seconds more: the sampler's first tick of the request, without running Python code in between.");
+
+static PyObject *
+park(Helper *self, PyObject *args)
+{
+    double interval;
+    if (!PyArg_ParseTuple(args, "d:park", &interval)) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    wait_for_poke(self);
+    if (interval > 0.0) {
+        sleep_until(monotonic_now() + interval);
+    }
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -287,18 +344,71 @@ PyDoc_STRVAR(unpoke_doc,
 "that a request added before that read does not end the next ``still`` at its first tick.");
 
 static PyObject *
-unpoke(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused))
+unpoke(Helper *self, PyObject *Py_UNUSED(unused))
 {
-    atomic_store(&poked, 0);
+    atomic_store(&self->poked, 0);
     Py_RETURN_NONE;
 }
 
-static PyMethodDef methods[] = {
-    {"still", still, METH_VARARGS, still_doc},
-    {"progress", progress, METH_VARARGS, progress_doc},
-    {"poke", poke, METH_NOARGS, poke_doc},
-    {"unpoke", unpoke, METH_NOARGS, unpoke_doc},
+PyDoc_STRVAR(retire_doc,
+"retire()\n\n"
+"No request is left to sample (the last one ended): forget earlier pokes, and let a ``still`` watching threads\n"
+"park at its next tick (as ``park`` does: it returns an interval after the next ``poke``) rather than return.");
+
+static PyObject *
+retire(Helper *self, PyObject *Py_UNUSED(unused))
+{
+    atomic_store(&self->poked, 0);
+    atomic_store(&self->retired, 1);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef helper_methods[] = {
+    {"retire", (PyCFunction)retire, METH_NOARGS, retire_doc},
+    {"still", (PyCFunction)still, METH_VARARGS, still_doc},
+    {"progress", (PyCFunction)progress, METH_VARARGS, progress_doc},
+    {"poke", (PyCFunction)poke, METH_NOARGS, poke_doc},
+    {"unpoke", (PyCFunction)unpoke, METH_NOARGS, unpoke_doc},
+    {"park", (PyCFunction)park, METH_VARARGS, park_doc},
     {NULL, NULL, 0, NULL},
+};
+
+static PyObject *
+helper_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Helper() takes no arguments");
+        return NULL;
+    }
+    Helper *self = (Helper *)type->tp_alloc(type, 0); /* zeroed: no poke, not parked, nothing found */
+    if (self == NULL) {
+        return NULL;
+    }
+    if (pthread_mutex_init(&self->lock, NULL) != 0 || pthread_cond_init(&self->cond, NULL) != 0) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_OSError, "Helper(): pthread_mutex_init/pthread_cond_init failed");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+helper_dealloc(Helper *self)
+{ /* no thread waits in it: the sampler holding it is gone */
+    pthread_cond_destroy(&self->cond);
+    pthread_mutex_destroy(&self->lock);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject HelperType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pystrument._native.Helper",
+    .tp_basicsize = sizeof(Helper),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = PyDoc_STR("One sampler's compiled helper: its waits (still, park), pokes and what it found (progress)."),
+    .tp_new = helper_new,
+    .tp_dealloc = (destructor)helper_dealloc,
+    .tp_methods = helper_methods,
 };
 
 static struct PyModuleDef module_def = {
@@ -306,7 +416,7 @@ static struct PyModuleDef module_def = {
     "pystrument._native",
     "The sampler's compiled part (ticks at which no profiled thread moved, without the GIL).",
     -1,
-    methods,
+    NULL,
     NULL,
     NULL,
     NULL,
@@ -316,5 +426,16 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&HelperType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "Helper", (PyObject *)&HelperType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -32,7 +32,10 @@ was taken (``ThreadLane.watch``): the helper ticks at the same pace without the 
 which a thread ran, when a request starts (``poke``), or after ``NATIVE_RETURN_S``. Its ticks that found every thread
 still are credited to the lanes as Python ticks that saw them blocked would have been (``ThreadLane.credit``; on the
 request thread, from ``progress``, when the request ends first). Between requests less than ``IDLE_AFTER`` apart it
-ticks with nothing to watch until a request starts. Lanes of tasks have no such reading: their ticks stay Python's.
+ticks with nothing to watch until a request starts; further apart, the sampler parks in it (``park``: a request
+starting wakes it, and it returns an interval later, for the request's first sample), and the last request ending
+makes a wait park at its next tick (``retire``) rather than hand back for a tick with nothing to sample. Each sampler
+has a helper of its own. Lanes of tasks have no such reading: their ticks stay Python's.
 
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
@@ -98,10 +101,11 @@ class Sampled(Protocol):
 class StackSampler:
     """Samples every registered request at the smallest interval any of them asked for."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter, native: Any = True) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, native: bool = True) -> None:
         self.clock = clock
-        #: The compiled helper (``_native.c``) doing the ticks at which nothing can move; None: every tick in Python.
-        self.native = _native if native is True else native or None
+        #: This sampler's compiled helper (``_native.c``) doing the ticks at which nothing can move, and its parking;
+        #: None: every tick in Python (``native=False``, or built without it).
+        self.native = _native.Helper() if native and _native is not None else None
         self._active: dict[int, Sampled] = {}
         self._last: dict[int, float] = {}
         self._wake = threading.Event()
@@ -134,10 +138,10 @@ class StackSampler:
         self._added = now
         if not self._running:  # a flag, not Thread.is_alive(): this runs for every request
             self._ensure_thread()
-        if self._idle:
+        if self.native is not None:
+            self.native.poke()  # the compiled helper's wait ends at its next tick; parked, it wakes
+        elif self._idle:
             self._wake.set()
-        elif self.native is not None:
-            self.native.poke()  # the compiled helper's wait, if it is in one, ends at its next tick
 
     def remove(self, recording: Sampled) -> None:
         """Stop sampling ``recording`` (on the request thread: its sample time is forgotten by the sampler thread)."""
@@ -145,9 +149,10 @@ class StackSampler:
         active.pop(id(recording), None)
         native = self.native
         if native is not None and not active:
-            # No request left to sample: the compiled helper's wait need not end at its next tick for a request that
-            # started since its last one and has ended already. Re-checked after: one added meanwhile pokes again.
-            native.unpoke()
+            # No request left to sample: the compiled helper parks at its next tick rather than hand back (nor ends
+            # its wait for a request that started since its last tick and has ended already). Re-checked after: one
+            # added meanwhile pokes again (which also undoes the retiring).
+            native.retire()
             if active:
                 native.poke()
 
@@ -243,6 +248,19 @@ class StackSampler:
                 interval = min(r.interval for r in active) if len(active) > 1 else active[0].interval
             elif not self._dense or last - busy > IDLE_AFTER:
                 self._idle = True
+                if native is not None:
+                    # Parked in the helper: a request starting pokes it, and it returns an interval later, for the
+                    # request's first sample (no Python code runs in between; an add() meanwhile leaves the poke set).
+                    native.park(interval)
+                    self._idle = False
+                    last = busy = self.clock()
+                    native.unpoke()
+                    self.sample_once(last)
+                    still = 1
+                    spent = time.thread_time()
+                    self._pay(spent - cpu, last)
+                    cpu = spent
+                    continue
                 if not self._active:  # re-checked after raising the flag: an add() in between sets the event
                     self._wake.wait()
                 self._wake.clear()
@@ -252,7 +270,7 @@ class StackSampler:
                 continue
             step = interval * max(still, self.stretch)
             watched = self._watch(active) if native is not None else None
-            if watched is not None:
+            if watched is not None and native is not None:
                 # The ticks at which no profiled thread has run since its stack was taken are the compiled helper's
                 # (between requests: until one starts or ``IDLE_AFTER`` passes); it returns at the first other one.
                 lanes, clocks, cpus, fds = watched
@@ -260,10 +278,8 @@ class StackSampler:
                 deadline = last + NATIVE_RETURN_S if active else busy + IDLE_AFTER
                 self._call += 1
                 for i, lane in enumerate(lanes):
-                    lane.watch_slot = (self._call, i)
-                n, seen, _why, at, stats = native.still(  # type: ignore[union-attr]
-                    clocks, cpus, fds, last + step, later, deadline, self._call
-                )
+                    lane.watch_slot = (native, self._call, i)
+                n, seen, _why, at, stats = native.still(clocks, cpus, fds, last + step, later, deadline, self._call)
                 now = self.clock()
                 if n:
                     self.ticks += n

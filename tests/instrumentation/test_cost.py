@@ -159,7 +159,7 @@ def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_r
     created.wait(5)
     reached.wait(5)
     rec = box["rec"]
-    sampler = StackSampler(native=None)  # the Python ticks (the compiled helper's: test_native.py)
+    sampler = StackSampler(native=False)  # the Python ticks (the compiled helper's: test_native.py)
     times = helpers.tick_times(sampler)
     sampler.add(rec)
     deadline = time.monotonic() + 10

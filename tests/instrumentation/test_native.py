@@ -21,12 +21,17 @@ from pystrument._sampler import StackSampler
 native: Any = pytest.importorskip("pystrument._native", reason="built without the compiled helper")
 
 
-def test_the_install_built_the_compiled_helper_and_the_sampler_uses_it() -> None:
+def test_the_install_built_the_compiled_helper_and_each_sampler_has_its_own() -> None:
     """The editable install of the test environment compiled it (the build hook); a plain pip install from source is
-    held to the same in tests/e2e/test_otlp_grpc_otel_range.py."""
-    assert native.__file__.endswith((".so", ".pyd"))
-    assert _sampler._native is native and StackSampler().native is native
-    assert StackSampler(native=None).native is None
+    held to the same in tests/e2e/test_otlp_grpc_otel_range.py. Each sampler has a helper of its own (its pokes and
+    park are not another's)."""
+    assert native.__file__.endswith(".so")
+    assert _sampler._native is native
+    one, two = StackSampler().native, StackSampler().native
+    assert isinstance(one, native.Helper) and isinstance(two, native.Helper) and one is not two
+    assert StackSampler(native=False).native is None
+    with pytest.raises(TypeError):
+        native.Helper(1)
 
 
 class Parked:
@@ -56,17 +61,17 @@ class Parked:
 
 def test_a_blocked_thread_is_ticked_without_python_until_the_deadline() -> None:
     parked = Parked()
+    helper = native.Helper()
     try:
         clocks, cpus, fds = parked.watch()
         now = time.perf_counter()
-        native.unpoke()
-        n, last, why, at, stats = native.still(clocks, cpus, fds, now + 0.005, 0.01, now + 0.1, 1)
+        n, last, why, at, stats = helper.still(clocks, cpus, fds, now + 0.005, 0.01, now + 0.1, 1)
         assert why == 0 and n in range(9, 13)  # ticks at 5, 15, ..., 105 ms
         assert now + 0.1 <= last == at <= now + 0.12
         (stat,) = stats
         assert stat is not None and stat[0] == pytest.approx(cpus[0] / 1e9, abs=1e-6)  # off its core: exact
-        assert native.progress(1, 0) == (n, last, stat)  # kept after the call, for a lane closing late
-        assert native.progress(2, 0) is None and native.progress(1, 1) is None
+        assert helper.progress(1, 0) == (n, last, stat)  # kept after the call, for a lane closing late
+        assert helper.progress(2, 0) is None and helper.progress(1, 1) is None
     finally:
         parked.go.set()
         parked.thread.join(5)
@@ -78,7 +83,7 @@ def test_it_returns_at_the_first_tick_after_the_thread_ran() -> None:
         clocks, cpus, fds = parked.watch()
         now = time.perf_counter()
         threading.Timer(0.032, parked.go.set).start()
-        n, last, why, at, _ = native.still(clocks, cpus, fds, now + 0.005, 0.005, now + 1.0, 2)
+        n, last, why, at, _ = native.Helper().still(clocks, cpus, fds, now + 0.005, 0.005, now + 1.0, 2)
         assert why == 1  # moved
         assert now + 0.0299 <= last < now + 0.037 and at == pytest.approx(last + 0.005)
         assert n == round((last - now - 0.005) / 0.005) + 1
@@ -88,22 +93,38 @@ def test_it_returns_at_the_first_tick_after_the_thread_ran() -> None:
 
 
 def test_a_request_starting_ends_the_wait_at_the_next_tick_and_unpoke_forgets_earlier_ones() -> None:
-    native.poke()
-    native.unpoke()  # the sampler read the active requests after this one started: not a reason to return
+    helper, other = native.Helper(), native.Helper()
+    helper.poke()
+    helper.unpoke()  # the sampler read the active requests after this one started: not a reason to return
     now = time.perf_counter()
-    threading.Timer(0.022, native.poke).start()
-    n, _, why, at, stats = native.still([], [], [], now + 0.005, 0.01, now + 1.0, 3)
+    threading.Timer(0.012, other.poke).start()  # another sampler's: not this one's
+    threading.Timer(0.022, helper.poke).start()
+    n, _, why, at, stats = helper.still([], [], [], now + 0.005, 0.01, now + 1.0, 3)
     assert why == 2 and stats == ()
     assert now + 0.022 <= at < now + 0.04 and n in (2, 3)
 
 
+def test_parked_it_wakes_when_a_request_starts_and_returns_an_interval_later() -> None:
+    helper = native.Helper()
+    started = time.perf_counter()
+    threading.Timer(0.03, helper.poke).start()
+    helper.park(0.005)
+    assert started + 0.035 <= time.perf_counter() < started + 0.08
+    # Poked before it parks (a request added while the sampler decided to park): it does not wait for another.
+    started = time.perf_counter()
+    helper.park(0.005)
+    assert time.perf_counter() - started < 0.03
+    helper.unpoke()
+
+
 def test_bad_arguments_raise_instead_of_waiting() -> None:
+    helper = native.Helper()
     with pytest.raises(ValueError, match="equally long"):
-        native.still([1], [], [], 0.0, 0.01, 0.0, 4)
+        helper.still([1], [], [], 0.0, 0.01, 0.0, 4)
     with pytest.raises(ValueError, match="step > 0"):
-        native.still([], [], [], 0.0, 0.0, 0.0, 4)
+        helper.still([], [], [], 0.0, 0.0, 0.0, 4)
     with pytest.raises(TypeError):
-        native.still(["x"], [0], [0], 0.0, 0.01, 0.0, 4)
+        helper.still(["x"], [0], [0], 0.0, 0.01, 0.0, 4)
 
 
 def waiting(seconds: float) -> None:
@@ -152,7 +173,7 @@ def test_a_wait_costs_the_python_sampler_two_ticks_and_keeps_its_time_and_sample
     """A 100 ms wait then 20 ms of CPU: with the helper, the Python sampler ticks about twice for the wait (its first
     sample, the tick after the thread ran) rather than once or twice every two intervals; both ways the wait counts
     its samples and ends where the thread resumed, and the CPU after it is its own stack's."""
-    sampler = StackSampler(native=native if compiled else None)
+    sampler = StackSampler(native=compiled)
     try:
         time.sleep(0.05)
         rec, times = run_blocked_request(sampler, 0.1, 0.02, helpers.tick_times)
@@ -178,7 +199,7 @@ def test_a_lane_closing_before_the_helper_returns_takes_its_ticks(
 ) -> None:
     """The request ends on its thread 2 ms after a 60 ms wait, before the helper's next tick: the lane reads what the
     helper found so far (``progress``) rather than losing the wait's samples and its end."""
-    sampler = StackSampler(native=native)
+    sampler = StackSampler()
     monkeypatch.setattr(_sampler, "NATIVE_RETURN_S", 5.0)
     try:
         time.sleep(0.05)
@@ -189,3 +210,23 @@ def test_a_lane_closing_before_the_helper_returns_takes_its_ticks(
     waited, _, _ = split(rec)
     assert rec.sample_count() >= 11
     assert waited == pytest.approx(0.06, abs=0.006)
+
+
+def test_after_the_last_request_the_helper_parks_without_python_and_wakes_for_the_next(helpers: Any) -> None:
+    """The last request ends while the helper watches its thread: it parks at its next tick (``retire``) instead of
+    handing back for a Python tick that would find nothing to sample (only a tick racing the request's end does); the
+    next request wakes it and is sampled. The Python sampler ticks once after every request, to park."""
+    sampler = StackSampler()
+    after_end = 0
+    try:
+        time.sleep(0.05)
+        for _ in range(6):
+            rec, times = run_blocked_request(sampler, 0.03, 0.0, helpers.tick_times)
+            time.sleep(0.05)
+            assert rec.end_perf is not None
+            after_end += len([t for t in times if t > rec.end_perf])
+            assert rec.sample_count() >= 4  # 30 ms at 5 ms, the first sample an interval in
+            assert split(rec)[0] == pytest.approx(0.03, abs=0.01)
+    finally:
+        sampler.stop()
+    assert after_end <= 2
