@@ -120,7 +120,7 @@ read_schedstat(int fd, unsigned long long *cpu, unsigned long long *runs)
 enum { WHY_DEADLINE = 0, WHY_MOVED = 1, WHY_POKED = 2 };
 
 PyDoc_STRVAR(still_doc,
-"still(clocks, cpus, fds, first, step, deadline, call) -> (ticks, last, why, at, stats)\n\n"
+"still(clocks, cpus, fds, first, step, deadline, call, wake) -> (ticks, last, why, at, stats)\n\n"
 "Tick at ``first``, then every ``step`` seconds (time.perf_counter() times), without the GIL, and at each tick read\n"
 "every thread's CPU clock (``clocks``, as for time.clock_gettime_ns) against what it read when the sampler last\n"
 "took its stack (``cpus``, nanoseconds). Returns at the first tick at which a thread ran (why 1; a clock that\n"
@@ -128,15 +128,17 @@ PyDoc_STRVAR(still_doc,
 "tick past ``deadline`` (why 0). ``ticks`` counts the ticks before that which found every thread still, the last\n"
 "of them at ``last`` (0.0: none); ``at`` is the tick it returned at. ``stats`` gives, per thread, its schedstat\n"
 "(CPU seconds, times put on a core) as read at the first still tick from ``fds`` (None: no file, no still tick).\n"
-"What it found so far is ``progress(call, i)``'s, until the next call.");
+"What it found so far is ``progress(call, i)``'s, until the next call. Retired (``retire``) while it watches\n"
+"threads, it parks at its next tick and returns ``wake`` seconds after the next ``poke`` (why 2).");
 
 static PyObject *
 still(Helper *self, PyObject *args)
 {
     PyObject *clocks_obj, *cpus_obj, *fds_obj;
-    double first, step, deadline;
+    double first, step, deadline, wake;
     long call;
-    if (!PyArg_ParseTuple(args, "OOOdddl:still", &clocks_obj, &cpus_obj, &fds_obj, &first, &step, &deadline, &call)) {
+    if (!PyArg_ParseTuple(args, "OOOdddld:still", &clocks_obj, &cpus_obj, &fds_obj, &first, &step, &deadline, &call,
+                          &wake)) {
         return NULL;
     }
     PyObject *seqs[3] = {NULL, NULL, NULL};
@@ -196,7 +198,7 @@ still(Helper *self, PyObject *args)
             /* The requests it watched have ended (their lanes took what it found): park until one starts. */
             wait_for_poke(self);
             atomic_store(&self->poked, 0);
-            at = monotonic_now() + step;
+            at = monotonic_now() + wake;
             sleep_until(at);
             why = WHY_POKED;
             break;

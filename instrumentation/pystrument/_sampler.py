@@ -279,7 +279,9 @@ class StackSampler:
                 self._call += 1
                 for i, lane in enumerate(lanes):
                     lane.watch_slot = (native, self._call, i)
-                n, seen, _why, at, stats = native.still(clocks, cpus, fds, last + step, later, deadline, self._call)
+                n, seen, _why, at, stats = native.still(
+                    clocks, cpus, fds, last + step, later, deadline, self._call, interval
+                )
                 now = self.clock()
                 if n:
                     self.ticks += n

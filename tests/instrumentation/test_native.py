@@ -65,7 +65,7 @@ def test_a_blocked_thread_is_ticked_without_python_until_the_deadline() -> None:
     try:
         clocks, cpus, fds = parked.watch()
         now = time.perf_counter()
-        n, last, why, at, stats = helper.still(clocks, cpus, fds, now + 0.005, 0.01, now + 0.1, 1)
+        n, last, why, at, stats = helper.still(clocks, cpus, fds, now + 0.005, 0.01, now + 0.1, 1, 0.005)
         assert why == 0 and n in range(9, 13)  # ticks at 5, 15, ..., 105 ms
         assert now + 0.1 <= last == at <= now + 0.12
         (stat,) = stats
@@ -83,7 +83,7 @@ def test_it_returns_at_the_first_tick_after_the_thread_ran() -> None:
         clocks, cpus, fds = parked.watch()
         now = time.perf_counter()
         threading.Timer(0.032, parked.go.set).start()
-        n, last, why, at, _ = native.Helper().still(clocks, cpus, fds, now + 0.005, 0.005, now + 1.0, 2)
+        n, last, why, at, _ = native.Helper().still(clocks, cpus, fds, now + 0.005, 0.005, now + 1.0, 2, 0.005)
         assert why == 1  # moved
         assert now + 0.0299 <= last < now + 0.037 and at == pytest.approx(last + 0.005)
         assert n == round((last - now - 0.005) / 0.005) + 1
@@ -99,7 +99,7 @@ def test_a_request_starting_ends_the_wait_at_the_next_tick_and_unpoke_forgets_ea
     now = time.perf_counter()
     threading.Timer(0.012, other.poke).start()  # another sampler's: not this one's
     threading.Timer(0.022, helper.poke).start()
-    n, _, why, at, stats = helper.still([], [], [], now + 0.005, 0.01, now + 1.0, 3)
+    n, _, why, at, stats = helper.still([], [], [], now + 0.005, 0.01, now + 1.0, 3, 0.005)
     assert why == 2 and stats == ()
     assert now + 0.022 <= at < now + 0.04 and n in (2, 3)
 
@@ -120,11 +120,11 @@ def test_parked_it_wakes_when_a_request_starts_and_returns_an_interval_later() -
 def test_bad_arguments_raise_instead_of_waiting() -> None:
     helper = native.Helper()
     with pytest.raises(ValueError, match="equally long"):
-        helper.still([1], [], [], 0.0, 0.01, 0.0, 4)
+        helper.still([1], [], [], 0.0, 0.01, 0.0, 4, 0.005)
     with pytest.raises(ValueError, match="step > 0"):
-        helper.still([], [], [], 0.0, 0.0, 0.0, 4)
+        helper.still([], [], [], 0.0, 0.0, 0.0, 4, 0.005)
     with pytest.raises(TypeError):
-        helper.still(["x"], [0], [0], 0.0, 0.01, 0.0, 4)
+        helper.still(["x"], [0], [0], 0.0, 0.01, 0.0, 4, 0.005)
 
 
 def waiting(seconds: float) -> None:
@@ -159,8 +159,8 @@ def run_blocked_request(
         sampler.add(rec)
         waiting(wait)
         burning(burn)
+        sampler.remove(rec)  # as the processor does: then the recording stops
         rec.stop()
-        sampler.remove(rec)
 
     thread = threading.Thread(target=request)
     thread.start()
@@ -229,4 +229,4 @@ def test_after_the_last_request_the_helper_parks_without_python_and_wakes_for_th
             assert split(rec)[0] == pytest.approx(0.03, abs=0.01)
     finally:
         sampler.stop()
-    assert after_end <= 2
+    assert after_end <= 3  # six with the Python sampler
