@@ -40,14 +40,14 @@ from pystrument._frames import (
     stack_below,
 )
 
-#: Which request owns which task (the registry's; here so that a lane can tell its request's tasks from others').
-task_owners: dict[Any, object] = {}
-#: asyncio's running task per loop (read from the sampler thread), where the interpreter keeps such a dict.
 try:
     from pystrument import _native
 except ImportError:  # built without a C compiler, or not on Linux: the sampler ticks in Python only
     _native = None  # type: ignore[assignment]
 
+#: Which request owns which task (the registry's; here so that a lane can tell its request's tasks from others').
+task_owners: dict[Any, object] = {}
+#: asyncio's running task per loop (read from the sampler thread), where the interpreter keeps such a dict.
 _current_tasks: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
 #: Samples kept per lane; a request running longer keeps its first samples (about 8 minutes at 5 ms).
 MAX_SAMPLES = 100_000
