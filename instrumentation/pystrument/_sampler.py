@@ -104,8 +104,10 @@ class StackSampler:
     def __init__(self, clock: Callable[[], float] = time.perf_counter, native: bool = True) -> None:
         self.clock = clock
         #: This sampler's compiled helper (``_native.c``) doing the ticks at which nothing can move, and its parking;
-        #: None: every tick in Python (``native=False``, or built without it).
-        self.native = _native.Helper() if native and _native is not None else None
+        #: None: every tick in Python (``native=False``, built without it, or another clock than ``perf_counter``,
+        #: CLOCK_MONOTONIC on Linux, the helper's).
+        usable = native and _native is not None and clock is time.perf_counter
+        self.native = _native.Helper() if usable else None
         self._active: dict[int, Sampled] = {}
         self._last: dict[int, float] = {}
         self._wake = threading.Event()

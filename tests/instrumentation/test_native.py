@@ -30,6 +30,7 @@ def test_the_install_built_the_compiled_helper_and_each_sampler_has_its_own() ->
     one, two = StackSampler().native, StackSampler().native
     assert isinstance(one, native.Helper) and isinstance(two, native.Helper) and one is not two
     assert StackSampler(native=False).native is None
+    assert StackSampler(clock=lambda: 0.0).native is None  # its waits are on perf_counter's clock
     with pytest.raises(TypeError):
         native.Helper(1)
 
