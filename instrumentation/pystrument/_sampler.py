@@ -3,12 +3,12 @@
 Every interval it reads ``sys._current_frames()`` once and asks each open lane of each active
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
-lazily with the first request and parks on an ``Event`` once no request is active, so an idle process pays nothing;
-a request arriving while it is parked wakes it (one ``Event.set`` on the request thread, and the sampler's wake-up
-takes the GIL as the request starts). While requests come less than ``IDLE_AFTER`` (30 ms) apart it ticks on (without
-sampling) for that long after the last one, so that such requests do not each wake it; requests further apart than
-that find it parked, since ticking 30 ms after each of them was most of the sampler's cost (six wake-ups of
-40-100 us of CPU each on a VM, per isolated request).
+lazily with the first request and parks once no request is active, so an idle process pays nothing: in the compiled
+helper (below), else on an ``Event``; a request arriving while it is parked wakes it (a ``poke``, or one ``Event.set``
+on the request thread, whose wake-up then takes the GIL as the request starts). While requests come less than
+``IDLE_AFTER`` (30 ms) apart it ticks on (without sampling) for that long after the last one, so that such requests
+do not each wake it; requests further apart than that find it parked, since ticking 30 ms after each of them was most
+of the sampler's cost (six wake-ups of 40-100 us of CPU each on a VM, per isolated request).
 
 A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction) or a
 task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its time
@@ -62,13 +62,8 @@ from typing import Any, Protocol
 
 from pystrument._budget import BURST_S, cost_budget
 from pystrument._gc import gc_pauses
-from pystrument._lanes import read_schedstat, sampler_thread
+from pystrument._lanes import _native, read_schedstat, sampler_thread
 from pystrument._safety import log_once
-
-try:
-    from pystrument import _native
-except ImportError:  # built without a C compiler, or not on Linux: every tick in Python
-    _native = None  # type: ignore[assignment]
 
 _logger = logging.getLogger("pystrument")
 #: Seconds without any active request before the sampler thread parks, while requests come less than this apart;
