@@ -136,13 +136,16 @@ def _libc_pread() -> Any:
         return None
 
 
-_pread: Any = False  # not looked up yet
+#: libc's pread and a buffer (False: not looked up yet; None: unavailable; True: the compiled helper's reader).
+_pread: Any = _native is not None
 
 
 def read_schedstat(fd: int) -> tuple[float, float, int] | None:
     """(CPU seconds, seconds ready to run without a core, times it was put on a core) of the thread; None when it is
     gone or unreadable. The buffer is shared by the sampler thread's reads; any other thread reads into its own."""
     global _pread
+    if _pread is True:
+        return _native.schedstat(fd)
     if _pread is False:
         _pread = _libc_pread()
     if _pread is None:

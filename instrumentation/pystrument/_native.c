@@ -13,6 +13,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -92,9 +93,10 @@ sleep_until(double when)
     }
 }
 
-/* The thread's (CPU nanoseconds, times put on a core) from its open schedstat file; 0 on success. */
+/* The thread's (CPU nanoseconds, run-queue delay nanoseconds, times put on a core) from its open schedstat file;
+ * 0 on success. */
 static int
-read_schedstat(int fd, unsigned long long *cpu, unsigned long long *runs)
+read_schedstat3(int fd, unsigned long long *cpu, unsigned long long *delay, unsigned long long *runs)
 {
     char buffer[128];
     ssize_t n = pread(fd, buffer, sizeof(buffer) - 1, 0);
@@ -108,7 +110,7 @@ read_schedstat(int fd, unsigned long long *cpu, unsigned long long *runs)
         return -1;
     }
     char *p = end;
-    strtoull(p, &end, 10); /* the run-queue delay: not needed here */
+    *delay = strtoull(p, &end, 10);
     if (end == p) {
         return -1;
     }
@@ -116,6 +118,38 @@ read_schedstat(int fd, unsigned long long *cpu, unsigned long long *runs)
     *runs = strtoull(p, &end, 10);
     return end == p ? -1 : 0;
 }
+
+/* The thread's (CPU nanoseconds, times put on a core) from its open schedstat file; 0 on success. */
+static int
+read_schedstat(int fd, unsigned long long *cpu, unsigned long long *runs)
+{
+    unsigned long long delay;
+    return read_schedstat3(fd, cpu, &delay, runs);
+}
+
+PyDoc_STRVAR(schedstat_doc,
+"schedstat(fd) -> (cpu, delay, runs) | None\n\n"
+"A thread's open ``/proc/self/task/<tid>/schedstat`` file read with the GIL held (a pread of a few dozen bytes):\n"
+"its CPU seconds, seconds ready to run without a core, and times put on a core; None when unreadable.");
+
+static PyObject *
+schedstat(PyObject *module, PyObject *arg)
+{
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    unsigned long long cpu, delay, runs;
+    if (fd < 0 || fd > INT_MAX || read_schedstat3((int)fd, &cpu, &delay, &runs) != 0) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(ddK)", cpu / 1e9, delay / 1e9, runs);
+}
+
+static PyMethodDef module_methods[] = {
+    {"schedstat", (PyCFunction)schedstat, METH_O, schedstat_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 enum { WHY_DEADLINE = 0, WHY_MOVED = 1, WHY_POKED = 2 };
 
@@ -418,7 +452,7 @@ static struct PyModuleDef module_def = {
     "pystrument._native",
     "The sampler's compiled part (ticks at which no profiled thread moved, without the GIL).",
     -1,
-    NULL,
+    module_methods,
     NULL,
     NULL,
     NULL,

@@ -1,5 +1,7 @@
 from collections.abc import Sequence
 
+def schedstat(fd: int) -> tuple[float, float, int] | None: ...
+
 class Helper:
     def still(
         self,

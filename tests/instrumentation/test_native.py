@@ -231,3 +231,23 @@ def test_after_the_last_request_the_helper_parks_without_python_and_wakes_for_th
     finally:
         sampler.stop()
     assert after_end <= 3  # six with the Python sampler
+
+
+def test_schedstat_is_read_in_c_as_the_file_says() -> None:
+    """The request thread reads its schedstat baseline at every request's start (``ThreadClock.prime_queue``): the
+    compiled reader gives what the file says (CPU and run-queue seconds, times put on a core), None for a bad file."""
+    parked = Parked(burn=0.0)
+    try:
+        got = native.schedstat(parked.fd)
+        with open(f"/proc/self/task/{parked.thread.native_id}/schedstat") as f:
+            cpu_ns, delay_ns, runs = (int(x) for x in f.read().split())
+        assert got == (cpu_ns / 1e9, delay_ns / 1e9, runs)  # blocked: the file does not move
+        assert _lanes.read_schedstat(parked.fd) == got
+    finally:
+        parked.go.set()
+        parked.thread.join(5)
+    assert native.schedstat(-1) is None
+    with open("/proc/self/status") as not_schedstat:
+        assert native.schedstat(not_schedstat.fileno()) is None
+    with pytest.raises(TypeError):
+        native.schedstat("3")
