@@ -36,6 +36,20 @@ QUEUED = "[queued]"
 #: Leaf marker of a waiting task whose awaited result is in (or that yielded): ready to run, it waits for the loop,
 #: which another task holds. Time of the frame above, counted as its loop-wait time.
 READY = "[ready]"
+
+
+class RunLength(list[str]):
+    """A record's stack that stands for ``n`` samples rather than one: the ticks of a run in which a lane's stack did
+    not change (blocked, or awaiting the same future) and no mark fell, as one record (``Lane.records``), so that
+    building the call tree costs one record, not one per tick, and the calls still count every sample."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, stack: Iterable[str], n: int) -> None:
+        super().__init__(stack)
+        self.n = n
+
+
 #: Leaf prefix of a mark: a stack seen by the request's own code at an instant (a child span starting, work handed
 #: to another thread), not by the sampler; what follows the prefix names what the innermost call there claims.
 MARK = "[mark]"

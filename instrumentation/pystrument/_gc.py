@@ -27,7 +27,7 @@ from typing import Any
 
 from pyinstrument.frame_ops import FrameRecordType
 
-from pystrument._frames import AWAIT, GC_FILE, MARK, OUT_OF_CONTEXT, QUEUED, READY, WAIT, call_key
+from pystrument._frames import AWAIT, GC_FILE, MARK, OUT_OF_CONTEXT, QUEUED, READY, WAIT, RunLength, call_key
 from pystrument._safety import log_once
 
 #: Shortest pause kept, in seconds.
@@ -180,7 +180,7 @@ def with_pauses(
             out.append((stack, dt))
             previous = stack
             continue
-        before = unmarked(previous if previous is not None else stack)
+        before = plain(previous if previous is not None else stack)
         shared = _shared(before, stack)
         cursor = t0
         for (a, b, generation), (pa, pb, _) in inside:
@@ -193,7 +193,7 @@ def with_pauses(
         previous = stack
     if end is not None and previous is not None:
         cursor = t
-        previous = unmarked(previous)
+        previous = plain(previous)
         for pa, pb, generation in pauses:
             a, b = max(pa, cursor), min(pb, end)
             if b - a <= 0:
@@ -208,6 +208,13 @@ def with_pauses(
 def unmarked(stack: list[str]) -> list[str]:
     """``stack`` without a mark's leaf: a mark's claim is made once, by the mark's own record."""
     return stack[:-1] if stack and stack[-1].startswith(MARK) else stack
+
+
+def plain(stack: list[str]) -> list[str]:
+    """``stack`` without a mark's leaf, as a record of one sample: a stack standing for a run of samples
+    (``RunLength``) counts them once, in its own record, not again in a piece of time cut off for a pause."""
+    stack = unmarked(stack)
+    return list(stack) if stack.__class__ is RunLength else stack
 
 
 def _shared(a: list[str], b: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ its timed samples into pyinstrument frame records ``(stack, seconds since the pr
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import math
 import os
@@ -28,6 +29,7 @@ from pystrument._frames import (
     READY,
     WAIT,
     MarkMemo,
+    RunLength,
     anchor_ids,
     await_chain,
     coroutine_frames,
@@ -386,9 +388,10 @@ class Lane:
         cpu = self.cpu
         queue = self.queue
         samples = self.samples[:]
-        if self.counts:
-            samples, cpu, queue = _expand(samples, cpu, queue, self.counts, self.start)
         marks = sorted(self.marks, key=_first) if self.marks else ()
+        weights: list[int] | None = None
+        if self.counts:
+            samples, cpu, queue, weights = _expand(samples, cpu, queue, self.counts, self.start, marks)
         m = 0
         last: Stack = ()  # the stack seen last (a sample's or a mark's)
         for i, (t, stack) in enumerate(samples):
@@ -428,7 +431,7 @@ class Lane:
                 if ran >= 0.0:
                     ran = max(0.0, ran - mran)
                 queued = max(0.0, queued - mqueued)
-            _append(out, stack, dt, ran, queued)
+            _append(out, stack, dt, ran, queued, weights[i] if weights is not None else 1)
             previous, last = t, stack
         for at, mstack, claim in marks[m:]:
             if at > end:
@@ -479,29 +482,36 @@ def _expand(
     queue: list[float] | None,
     counts: dict[int, int],
     start: float,
-) -> tuple[list[tuple[float, Stack]], list[float] | None, list[float] | None]:
-    """Run-length samples back to one per sample they stand for (times, CPU and run-queue time split evenly), so
-    that records count and split time as if every tick had been recorded."""
+    marks: Sequence[tuple[float, Stack, str]] = (),
+) -> tuple[list[tuple[float, Stack]], list[float] | None, list[float] | None, list[int]]:
+    """Run-length samples as the records need them, with how many samples each stands for: a run with no mark inside
+    stays one sample standing for all of its ticks (its CPU and run-queue time together: split evenly, each tick
+    would have been split the same way); one with a mark inside goes back to one sample per tick (times, CPU and
+    run-queue time split evenly), so that the mark splits the tick it fell in, as if every tick had been recorded."""
     out: list[tuple[float, Stack]] = []
     out_cpu: list[float] | None = [] if cpu is not None else None
     out_queue: list[float] | None = [] if queue is not None else None
+    weights: list[int] = []
+    mark_times = [t for t, _, _ in marks]
     previous = start
     for i, (t, stack) in enumerate(samples):
         n = counts.get(i, 1)
         ran = cpu[i] if cpu is not None and i < len(cpu) else -1.0
         queued = queue[i] if queue is not None and i < len(queue) else 0.0
-        if n == 1:
+        if n == 1 or (n > 1 and not _marked_within(mark_times, previous, t)):
             out.append((t, stack))
             if out_cpu is not None:
                 out_cpu.append(ran)
             if out_queue is not None:
                 out_queue.append(queued)
+            weights.append(n)
         elif n == 0:
             out.append((t, stack))
             if out_cpu is not None:
                 out_cpu.append(WAIT_ONLY)
             if out_queue is not None:
                 out_queue.append(0.0)
+            weights.append(1)
         else:
             step = max(0.0, t - previous) / n
             share = ran / n if ran >= 0.0 else -1.0
@@ -511,13 +521,23 @@ def _expand(
                     out_cpu.append(share)
                 if out_queue is not None:
                     out_queue.append(queued / n if queued > 0.0 else 0.0)
+                weights.append(1)
         previous = max(previous, t)
-    return out, out_cpu, out_queue
+    return out, out_cpu, out_queue, weights
 
 
-def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, queued: float = 0.0) -> None:
+def _marked_within(times: list[float], after: float, until: float) -> bool:
+    """Whether a mark time (``times``, sorted) falls in (``after``, ``until``]."""
+    if not times:
+        return False
+    j = bisect.bisect_right(times, after)
+    return j < len(times) and times[j] <= until
+
+
+def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, queued: float = 0.0, n: int = 1) -> None:
     """One record of ``dt`` seconds, split when the thread ran less than it could: the part it was ready to run
-    without a core (``queued``, the run-queue delay), the part it waited, and the part it ran."""
+    without a core (``queued``, the run-queue delay), the part it waited, and the part it ran (the record that counts
+    as the sample, or as ``n`` samples)."""
     if ran >= 0.0 and stack and dt - ran > WAIT_MIN_SHARE * dt:
         # The queue and the wait first: their records do not count as samples (``build_calls``), the run part does.
         queued = min(queued, dt - ran) if queued > WAIT_MIN_SHARE * dt else 0.0
@@ -529,7 +549,7 @@ def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, que
             dt = ran
         else:
             dt -= queued
-    out.append((list(stack), dt))
+    out.append((list(stack) if n == 1 else RunLength(stack, n), dt))
 
 
 #: Frame infos of the tracing machinery that starts a span (the OpenTelemetry API and SDK, the context managers

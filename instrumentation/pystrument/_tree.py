@@ -24,6 +24,7 @@ from pystrument._frames import (
     QUEUED,
     READY,
     WAIT,
+    RunLength,
     call_key,
     is_library_path,
     library_package,
@@ -177,6 +178,7 @@ def build_calls(
     t = start
     for stack, dt in records:
         t0, t = t, t + dt
+        weight = stack.n if stack.__class__ is RunLength else 1
         claim: str | None = None
         if stack and stack[-1].startswith(MARK):  # seen by the request's code, not sampled: no sample counted
             claim = stack[-1][len(MARK) :]
@@ -201,7 +203,7 @@ def build_calls(
             call.end = t
             call.time += dt
             if counted:
-                call.samples += 1
+                call.samples += weight
         if open_calls:
             innermost = open_calls[-1]
             innermost.self_time += dt

@@ -87,8 +87,11 @@ def test_an_unchanged_task_stack_is_one_sample_standing_for_several() -> None:
         lane.record(100.0 + 0.005 * k, waiting)
     lane.record(100.035, waiting)  # 10 ms later: two samples' worth
     assert len(lane.samples) == 1 and lane.sample_count() == 7 and lane.still
+    # One record standing for the seven samples: the call tree counts them all and takes all of their time.
     records = lane.records()
-    assert len(records) == 7 and sum(dt for _, dt in records) == pytest.approx(0.035)
+    assert len(records) == 1 and sum(dt for _, dt in records) == pytest.approx(0.035)
+    (app,) = build_calls(records, 100.0)
+    assert (app.samples, app.time, app.await_time) == (7, pytest.approx(0.035), pytest.approx(0.035))
     lane.record(100.040, ("app\x00/app/x.py\x001",))
     assert not lane.still and lane.sample_count() == 8
 

@@ -302,3 +302,47 @@ def test_sampler_records_the_request_thread_with_fake_times() -> None:
     assert "planted_inner" in SpeedscopeRenderer().render(session)
     rec.release()
     span.end()
+
+
+def _lane(samples: list[tuple[float, tuple[str, ...]]], cpu: list[float], queue: list[float]) -> ThreadLane:
+    lane = ThreadLane("", 100.0, threading.get_ident(), sys._getframe(), main=True)
+    lane.samples, lane.cpu, lane.queue = samples, cpu, queue
+    lane.end = samples[-1][0]
+    return lane
+
+
+def _shape(calls: list[Call]) -> list[tuple[Any, ...]]:
+    return [
+        (c.name, c.samples, *(round(x, 9) for x in (c.start, c.end, c.time, c.self_time, c.wait_time, c.queue_time)))
+        for root in calls
+        for c in root.walk()
+    ]
+
+
+@pytest.mark.parametrize("mark_at", [None, 100.0125])
+def test_a_run_of_unchanged_ticks_builds_the_tree_its_ticks_would(mark_at: float | None) -> None:
+    """Issue #14: a thread blocked for ten ticks was ten pairs of records (wait, run) for the span worker to build a
+    tree from, one per tick; it is one pair standing for ten samples. The tree is the one the ticks give, recorded
+    one by one: the same calls, times, waits, run-queue time and sample counts. A mark inside the run (a child span
+    starting) splits the tick it fell in, so that run is still taken tick by tick."""
+    a, b = (fi("view"),), (fi("view"), fi("recv", "/lib/socket.py"))
+    # 5 ms ticks: one in the view, then b blocked for four ticks (one run-length sample), then the view again.
+    run = _lane([(100.005, a), (100.025, b), (100.030, a)], [0.004, 0.002, 0.005], [0.0, 0.004, 0.0])
+    run.counts = {1: 4}
+    ticks = _lane(
+        [(100.005, a), (100.010, b), (100.015, b), (100.020, b), (100.025, b), (100.030, a)],
+        [0.004, 0.0005, 0.0005, 0.0005, 0.0005, 0.005],
+        [0.0, 0.001, 0.001, 0.001, 0.001, 0.0],
+    )
+    if mark_at is not None:
+        run.mark(mark_at, b, "0123456789abcdef")
+        ticks.mark(mark_at, b, "0123456789abcdef")
+    records = run.records()
+    # The run is three records (its run-queue time, its wait, its run) for four ticks; with a mark inside, three per
+    # tick, the mark's own, and the tick it fell in split at it.
+    assert len([r for r in records if fi("recv", "/lib/socket.py") in r[0]]) == (3 if mark_at is None else 16)
+    built = build_calls(records, 100.0)
+    assert _shape(built) == _shape(build_calls(ticks.records(), 100.0))
+    (view,) = built
+    (recv,) = view.children
+    assert recv.samples >= 4 and recv.wait_time == pytest.approx(0.014) and recv.queue_time == pytest.approx(0.004)
