@@ -148,6 +148,7 @@ class PystrumentSpanProcessor(SpanProcessor):
         self._random = random.Random()
         # Settings read for every request, as plain attributes.
         self._interval_s = self.settings.interval_s
+        self._min_span_s = self.settings.min_span_s
         self._precise = self.settings.sampler == "pyinstrument"
         self._profile_rate = self.settings.profile_rate
         self._keep_all = self.settings.keep_rate >= 1 and self.settings.span_budget >= 1
@@ -204,11 +205,14 @@ class PystrumentSpanProcessor(SpanProcessor):
                 keep = recording.keep = self._tail_keep(span, span.end_time or time.time_ns(), recording)
             registry.unregister(recording)
             if self._on_session is not None or (
-                keep and (recording.precise or recording.samples_at_end or recording.gc_pauses)
+                keep
+                and (recording.precise or recording.samples_at_end or recording.gc_pauses)
+                and not recording.too_short_for_spans(self._min_span_s)
             ):
                 recording.ended = span
                 self._worker.submit(partial(self._build, recording))
-            # else no samples (a request shorter than the interval): no function spans, nothing for the worker
+            # else no samples (a request shorter than the interval), or every call would be pruned (a request shorter
+            # than the minimum span duration): no function spans, nothing for the worker
         except Exception:
             log_once("on_end", "pystrument: finishing a request profile failed; carrying on")
 

@@ -320,6 +320,21 @@ class Recording:
             busy -= sum(lane.busy_during(self.gc_pauses) for lane in lanes)
         return max(0.0, busy)
 
+    def too_short_for_spans(self, min_duration: float) -> bool:
+        """Whether building could give no function span: one lane (calls of other lanes may outlast the request),
+        shorter than ``min_duration`` (so is every call in it: all are pruned), and nothing kept however short (no
+        mark, so no template render and no child span for a call to claim; no garbage-collection pause)."""
+        lanes = self.lanes
+        end = self.end_perf
+        return (
+            end is not None
+            and end - self.start_perf < min_duration
+            and not self.precise
+            and len(lanes) == 1
+            and not lanes[0].marks
+            and not self.gc_pauses
+        )
+
     def sample_count(self) -> int:
         lanes = self.lanes
         if len(lanes) == 1:

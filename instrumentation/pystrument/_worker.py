@@ -6,9 +6,10 @@ function spans of an isolated request then reach the exporter's queue within mil
 that both go out in one export rather than two). After a batch of more than one job it collects jobs for ``period``
 seconds and runs them together, so a busy server pays one thread wake-up and GIL hand-off per batch rather than per
 request, and all but the batch's first job find their code and data in the caches (their function spans reach the
-exporter's queue up to a period after their request span: well within the 5 s the exporter batches for); after a single job, with the previous batch more than two periods back, it parks again (a quiet server's
-request costs one wake-up, not two). The queue is bounded: beyond ``maxsize`` waiting jobs, a request's function
-spans are dropped (logged once).
+exporter's queue up to a period after their request span: well within the 5 s the exporter batches for). After a
+single job, with the previous batch more than two periods back, it parks again (a quiet server's request costs one
+wake-up, not two). The queue is bounded: beyond ``maxsize`` waiting jobs, a request's function spans are dropped
+(logged once).
 """
 
 from __future__ import annotations
