@@ -14,9 +14,10 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,14 +26,16 @@
 /* One sampler's helper. `found` is what the running (or latest) `still` call found so far, for `progress`: a lane
    closing on its own thread (its request ended while the helper waited) takes the ticks that found it still before
    the sampler gets them. Written by the sampler thread without the GIL, read under it by any other: a sequence lock
-   (odd while being written). `park` waits on `lock`/`cond` while no request is sampled. */
+   (odd while being written). Parked (no request sampled), it blocks on `timer`, which the first `poke` arms for
+   `delay` after it: a request shorter than that wakes no thread. */
 typedef struct {
     PyObject_HEAD
     atomic_int poked;
     atomic_int parked;
     atomic_int retired; /* no request left to sample (`retire`), until the next `poke` */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    _Atomic double poke_at; /* when the first poke since the last `unpoke`/`retire` came (CLOCK_MONOTONIC seconds) */
+    _Atomic double delay;   /* how long after that poke a parked helper returns (the sampler's interval) */
+    int timer;              /* a timerfd on CLOCK_MONOTONIC */
     struct {
         atomic_ulong seq;
         atomic_long call;  /* the caller's number for the call */
@@ -57,25 +60,60 @@ found_end(Helper *self)
     atomic_fetch_add_explicit(&self->found.seq, 1, memory_order_release);
 }
 
-/* Until `poke` (at once if poked already), without the GIL. */
-static void
-wait_for_poke(Helper *self)
-{
-    pthread_mutex_lock(&self->lock);
-    atomic_store(&self->parked, 1);
-    while (!atomic_load(&self->poked)) {
-        pthread_cond_wait(&self->cond, &self->lock);
-    }
-    atomic_store(&self->parked, 0);
-    pthread_mutex_unlock(&self->lock);
-}
-
 static double
 monotonic_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);  /* time.perf_counter()'s clock on Linux */
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_until(double when);
+
+/* Arm the timer for `when` (CLOCK_MONOTONIC seconds; 0: disarm). */
+static void
+arm(Helper *self, double when)
+{
+    struct itimerspec spec = {{0, 0}, {0, 0}};
+    if (when > 0.0) {
+        double whole = (double)(time_t)when;
+        spec.it_value.tv_sec = (time_t)whole;
+        spec.it_value.tv_nsec = (long)((when - whole) * 1e9);
+        if (spec.it_value.tv_nsec >= 1000000000L) {
+            spec.it_value.tv_sec += 1;
+            spec.it_value.tv_nsec -= 1000000000L;
+        }
+        if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) {
+            spec.it_value.tv_nsec = 1;
+        }
+    }
+    timerfd_settime(self->timer, TFD_TIMER_ABSTIME, &spec, NULL);
+}
+
+/* Parked, without the GIL: until a request has been on for `delay` seconds since the poke that announced it (at
+   once if that is past already). A poke while parked arms the timer instead of waking this thread, and the last
+   request ending disarms it (`retire`): a request shorter than `delay` wakes no thread at all. The state is checked
+   again after every wake-up (a timer fired for a request that ended just then, a stale expiry): it returns only
+   while a request is on. */
+static void
+wait_until_due(Helper *self, double delay)
+{
+    atomic_store(&self->delay, delay);
+    atomic_store(&self->parked, 1);
+    for (;;) {
+        if (atomic_load(&self->poked)) { /* poked before it parked (no timer armed), or the timer fired */
+            sleep_until(atomic_load(&self->poke_at) + delay);
+            if (atomic_load(&self->poked) || !atomic_load(&self->retired)) {
+                break;
+            }
+            continue; /* its request ended meanwhile: parked on */
+        }
+        uint64_t expirations;
+        if (read(self->timer, &expirations, sizeof(expirations)) < 0 && errno != EINTR) {
+            sleep_until(monotonic_now() + delay); /* no timer (cannot happen once made): poll at the interval */
+        }
+    }
+    atomic_store(&self->parked, 0);
 }
 
 static void
@@ -133,7 +171,7 @@ PyDoc_STRVAR(schedstat_doc,
 "its CPU seconds, seconds ready to run without a core, and times put on a core; None when unreadable.");
 
 static PyObject *
-schedstat(PyObject *module, PyObject *arg)
+schedstat(PyObject *Py_UNUSED(module), PyObject *arg)
 {
     long fd = PyLong_AsLong(arg);
     if (fd == -1 && PyErr_Occurred()) {
@@ -229,11 +267,11 @@ still(Helper *self, PyObject *args)
             break;
         }
         if (count > 0 && atomic_load(&self->retired)) {
-            /* The requests it watched have ended (their lanes took what it found): park until one starts. */
-            wait_for_poke(self);
+            /* The requests it watched have ended (their lanes took what it found): parked until one has been on
+               for `wake`. */
+            wait_until_due(self, wake);
             atomic_store(&self->poked, 0);
-            at = monotonic_now() + wake;
-            sleep_until(at);
+            at = monotonic_now();
             why = WHY_POKED;
             break;
         }
@@ -339,25 +377,31 @@ progress(Helper *self, PyObject *args)
     }
 }
 
-PyDoc_STRVAR(poke_doc, "poke()\n\nA request started: ``still`` returns at its next tick, ``park`` wakes (poked until ``unpoke``).");
+PyDoc_STRVAR(poke_doc,
+"poke()\n\nA request started: ``still`` returns at its next tick; ``park`` returns its interval after the first\n"
+"poke (poked until ``unpoke``), woken by a timer that poke arms, not by poke itself.");
 
 static PyObject *
 poke(Helper *self, PyObject *Py_UNUSED(unused))
-{
+{ /* called with the GIL held: pokes, unpokes and retires never run at once */
     atomic_store(&self->retired, 0);
+    if (atomic_load(&self->poked)) {
+        Py_RETURN_NONE; /* announced already: the timer (if parked) runs from the first poke */
+    }
+    double now = monotonic_now();
+    atomic_store(&self->poke_at, now);
     atomic_store(&self->poked, 1);
-    if (atomic_load(&self->parked)) { /* seen after the store: `park` either sees the flag or is signalled */
-        pthread_mutex_lock(&self->lock);
-        pthread_cond_signal(&self->cond);
-        pthread_mutex_unlock(&self->lock);
+    if (atomic_load(&self->parked)) { /* seen after the store: the parked helper either sees the flag or the timer */
+        arm(self, now + atomic_load(&self->delay));
     }
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(park_doc,
 "park(interval) -> None\n\n"
-"Wait without the GIL until a request starts (``poke``; at once if one has since the last ``unpoke``), then\n"
-"``interval`` seconds more: the sampler's first tick of the request, without running Python code in between.");
+"Wait without the GIL until a request has been on for ``interval`` seconds since the ``poke`` that announced it (one\n"
+"since the last ``unpoke`` counts): the sampler's first tick of the request. No thread wakes in between: the poke\n"
+"arms a timer, and a ``retire`` (the last request ended) disarms it.");
 
 static PyObject *
 park(Helper *self, PyObject *args)
@@ -367,10 +411,7 @@ park(Helper *self, PyObject *args)
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    wait_for_poke(self);
-    if (interval > 0.0) {
-        sleep_until(monotonic_now() + interval);
-    }
+    wait_until_due(self, interval > 0.0 ? interval : 0.0);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -388,14 +429,18 @@ unpoke(Helper *self, PyObject *Py_UNUSED(unused))
 
 PyDoc_STRVAR(retire_doc,
 "retire()\n\n"
-"No request is left to sample (the last one ended): forget earlier pokes, and let a ``still`` watching threads\n"
-"park at its next tick (as ``park`` does: it returns an interval after the next ``poke``) rather than return.");
+"No request is left to sample (the last one ended): forget earlier pokes (a parked helper's timer is disarmed: it\n"
+"sleeps on), and let a ``still`` watching threads park at its next tick (as ``park`` does: it returns an interval\n"
+"after the next ``poke``) rather than return.");
 
 static PyObject *
 retire(Helper *self, PyObject *Py_UNUSED(unused))
 {
     atomic_store(&self->poked, 0);
     atomic_store(&self->retired, 1);
+    if (atomic_load(&self->parked)) {
+        arm(self, 0.0);
+    }
     Py_RETURN_NONE;
 }
 
@@ -420,9 +465,10 @@ helper_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL) {
         return NULL;
     }
-    if (pthread_mutex_init(&self->lock, NULL) != 0 || pthread_cond_init(&self->cond, NULL) != 0) {
+    self->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (self->timer < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
         Py_DECREF(self);
-        PyErr_SetString(PyExc_OSError, "Helper(): pthread_mutex_init/pthread_cond_init failed");
         return NULL;
     }
     return (PyObject *)self;
@@ -431,8 +477,9 @@ helper_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static void
 helper_dealloc(Helper *self)
 { /* no thread waits in it: the sampler holding it is gone */
-    pthread_cond_destroy(&self->cond);
-    pthread_mutex_destroy(&self->lock);
+    if (self->timer >= 0) {
+        close(self->timer);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -3,12 +3,14 @@
 Every interval it reads ``sys._current_frames()`` once and asks each open lane of each active
 request for the request's part of its thread's stack (on an event loop: the request's task, from
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
-lazily with the first request and parks once no request is active, so an idle process pays nothing: in the compiled
-helper (below), else on an ``Event``; a request arriving while it is parked wakes it (a ``poke``, or one ``Event.set``
-on the request thread, whose wake-up then takes the GIL as the request starts). While requests come less than
-``IDLE_AFTER`` (30 ms) apart it ticks on (without sampling) for that long after the last one, so that such requests
-do not each wake it; requests further apart than that find it parked, since ticking 30 ms after each of them was most
-of the sampler's cost (six wake-ups of 40-100 us of CPU each on a VM, per isolated request).
+lazily with the first request and parks once no request is active, so an idle process pays nothing. Parked in the
+compiled helper (below), it wakes for no request shorter than the interval: a request starting arms a timer for an
+interval later (a ``poke``: one system call on the request thread), the last one ending disarms it. Parked on an
+``Event`` (no helper), a request arriving wakes it (one ``Event.set`` on the request thread, whose wake-up then takes
+the GIL as the request starts); while requests come less than ``IDLE_AFTER`` (30 ms) apart it ticks on (without
+sampling) for that long after the last one, so that such requests do not each wake it; requests further apart than
+that find it parked, since ticking 30 ms after each of them was most of the sampler's cost (six wake-ups of 40-100 us
+of CPU each on a VM, per isolated request).
 
 A waiting request costs little per tick: a thread blocked in the same call (same innermost frame, same instruction) or a
 task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its time
@@ -31,11 +33,13 @@ after each tick the sampler hands the wait to the helper with each open lane's C
 was taken (``ThreadLane.watch``): the helper ticks at the same pace without the GIL, and returns at the first tick at
 which a thread ran, when a request starts (``poke``), or after ``NATIVE_RETURN_S``. Its ticks that found every thread
 still are credited to the lanes as Python ticks that saw them blocked would have been (``ThreadLane.credit``; on the
-request thread, from ``progress``, when the request ends first). Between requests less than ``IDLE_AFTER`` apart it
-ticks with nothing to watch until a request starts; further apart, the sampler parks in it (``park``: a request
-starting wakes it, and it returns an interval later, for the request's first sample), and the last request ending
-makes a wait park at its next tick (``retire``) rather than hand back for a tick with nothing to sample. Each sampler
-has a helper of its own. Lanes of tasks have no such reading: their ticks stay Python's.
+request thread, from ``progress``, when the request ends first). With no request active the sampler parks in it
+(``park``: it returns an interval after the poke of the request that starts next, for that request's first sample,
+woken by the timer the poke armed), and the last request ending makes a wait park at its next tick (``retire``)
+rather than hand back for a tick with nothing to sample. Between requests the helper ticks no more: with parking
+costing no wake-up per request, ticking through the gaps (``IDLE_AFTER``) was all cost (2-3 wake-ups of 36 us per
+request at 80 requests a second). Each sampler has a helper of its own. Lanes of tasks have no such reading: their
+ticks stay Python's.
 
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
@@ -243,11 +247,13 @@ class StackSampler:
             if active:
                 busy = last
                 interval = min(r.interval for r in active) if len(active) > 1 else active[0].interval
-            elif not self._dense or last - busy > IDLE_AFTER:
+            elif native is not None or not self._dense or last - busy > IDLE_AFTER:
                 self._idle = True
                 if native is not None:
-                    # Parked in the helper: a request starting pokes it, and it returns an interval later, for the
-                    # request's first sample (no Python code runs in between; an add() meanwhile leaves the poke set).
+                    # Parked in the helper: a request starting pokes it, which arms a timer for an interval later, the
+                    # request's first sample; the request ending first disarms it (no thread wakes for a request
+                    # shorter than the interval, no Python code runs in between; an add() meanwhile leaves the poke
+                    # set).
                     native.park(interval)
                     self._idle = False
                     last = busy = self.clock()
@@ -268,11 +274,11 @@ class StackSampler:
             step = interval * max(still, self.stretch)
             watched = self._watch(active) if native is not None else None
             if watched is not None and native is not None:
-                # The ticks at which no profiled thread has run since its stack was taken are the compiled helper's
-                # (between requests: until one starts or ``IDLE_AFTER`` passes); it returns at the first other one.
+                # The ticks at which no profiled thread has run since its stack was taken are the compiled helper's;
+                # it returns at the first other one.
                 lanes, clocks, cpus, fds = watched
-                later = interval * max(STILL_STRETCH, self.stretch) if active else step
-                deadline = last + NATIVE_RETURN_S if active else busy + IDLE_AFTER
+                later = interval * max(STILL_STRETCH, self.stretch)
+                deadline = last + NATIVE_RETURN_S
                 self._call += 1
                 for i, lane in enumerate(lanes):
                     lane.watch_slot = (native, self._call, i)

@@ -233,6 +233,46 @@ def test_after_the_last_request_the_helper_parks_without_python_and_wakes_for_th
     assert after_end <= 3  # six with the Python sampler
 
 
+def _runs(thread: threading.Thread) -> int:
+    """Times the kernel put ``thread`` on a core (its wake-ups)."""
+    with open(f"/proc/self/task/{thread.native_id}/schedstat") as f:
+        return int(f.read().split()[2])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_requests_shorter_than_the_interval_wake_no_thread(compiled: bool) -> None:
+    """A request starting arms the parked helper's timer for an interval later, its end disarms it: 60 requests of
+    1 ms, 3 ms apart (dense: the pure-Python sampler ticks through the gaps) never wake the sampler thread. A longer
+    one still gets its first sample an interval in."""
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    sampler = StackSampler(native=compiled)
+
+    def request(seconds: float) -> Recording:
+        rec = Recording(tracer.start_span("req"), 0.005, False, sys._getframe())
+        sampler.add(rec)
+        waiting(seconds)
+        sampler.remove(rec)
+        rec.stop()
+        return rec
+
+    try:
+        request(0.02)  # the sampler thread starts, samples it, parks
+        time.sleep(0.05)
+        thread = sampler.thread
+        assert thread is not None
+        before = _runs(thread)
+        for _ in range(60):
+            request(0.001)
+            time.sleep(0.003)
+        woken = _runs(thread) - before
+        long = request(0.03)
+    finally:
+        sampler.stop()
+    assert woken <= 2 if compiled else woken >= 20, woken
+    assert long.sample_count() >= 4
+
+
 def test_schedstat_is_read_in_c_as_the_file_says() -> None:
     """The request thread reads its schedstat baseline at every request's start (``ThreadClock.prime_queue``): the
     compiled reader gives what the file says (CPU and run-queue seconds, times put on a core), None for a bad file."""
