@@ -26,15 +26,15 @@
 /* One sampler's helper. `found` is what the running (or latest) `still` call found so far, for `progress`: a lane
    closing on its own thread (its request ended while the helper waited) takes the ticks that found it still before
    the sampler gets them. Written by the sampler thread without the GIL, read under it by any other: a sequence lock
-   (odd while being written). Parked (no request sampled), it blocks on `timer`, which the first `poke` arms for
-   `delay` after it: a request shorter than that wakes no thread. */
+   (odd while being written). Parked (no request sampled), it blocks on `timer`, which a `poke` arms for when its
+   request's first sample is due: a request that ends before then wakes no thread. */
 typedef struct {
     PyObject_HEAD
     atomic_int poked;
     atomic_int parked;
     atomic_int retired; /* no request left to sample (`retire`), until the next `poke` */
-    _Atomic double poke_at; /* when the first poke since the last `unpoke`/`retire` came (CLOCK_MONOTONIC seconds) */
-    _Atomic double delay;   /* how long after that poke a parked helper returns (the sampler's interval) */
+    _Atomic double due;   /* when a parked helper returns: the earliest a poke since the last `unpoke`/`retire` asked */
+    _Atomic double delay; /* how long after a poke that names no delay (the sampler's interval) */
     int timer;              /* a timerfd on CLOCK_MONOTONIC */
     struct {
         atomic_ulong seq;
@@ -90,11 +90,11 @@ arm(Helper *self, double when)
     timerfd_settime(self->timer, TFD_TIMER_ABSTIME, &spec, NULL);
 }
 
-/* Parked, without the GIL: until a request has been on for `delay` seconds since the poke that announced it (at
-   once if that is past already). A poke while parked arms the timer instead of waking this thread, and the last
-   request ending disarms it (`retire`): a request shorter than `delay` wakes no thread at all. The state is checked
-   again after every wake-up (a timer fired for a request that ended just then, a stale expiry): it returns only
-   while a request is on. */
+/* Parked, without the GIL: until the time the pokes since it last returned asked for (`delay` seconds after a poke
+   that names none; at once if that is past already). A poke while parked arms the timer instead of waking this
+   thread, and the last request ending disarms it (`retire`): a request that ends before it is due wakes no thread at
+   all. The state is checked again after every wake-up (a timer fired for a request that ended just then, a stale
+   expiry): it returns only while a request is on. */
 static void
 wait_until_due(Helper *self, double delay)
 {
@@ -102,7 +102,7 @@ wait_until_due(Helper *self, double delay)
     atomic_store(&self->parked, 1);
     for (;;) {
         if (atomic_load(&self->poked)) { /* poked before it parked (no timer armed), or the timer fired */
-            sleep_until(atomic_load(&self->poke_at) + delay);
+            sleep_until(atomic_load(&self->due));
             if (atomic_load(&self->poked) || !atomic_load(&self->retired)) {
                 break;
             }
@@ -378,30 +378,35 @@ progress(Helper *self, PyObject *args)
 }
 
 PyDoc_STRVAR(poke_doc,
-"poke()\n\nA request started: ``still`` returns at its next tick; ``park`` returns its interval after the first\n"
-"poke (poked until ``unpoke``), woken by a timer that poke arms, not by poke itself.");
+"poke(delay=-1.0)\n\nA request started: ``still`` returns at its next tick; ``park`` returns ``delay`` seconds\n"
+"from now (its interval if negative; the earliest of the pokes until ``unpoke``), woken by a timer that poke arms,\n"
+"not by poke itself.");
 
 static PyObject *
-poke(Helper *self, PyObject *Py_UNUSED(unused))
+poke(Helper *self, PyObject *args)
 { /* called with the GIL held: pokes, unpokes and retires never run at once */
-    atomic_store(&self->retired, 0);
-    if (atomic_load(&self->poked)) {
-        Py_RETURN_NONE; /* announced already: the timer (if parked) runs from the first poke */
+    double delay = -1.0;
+    if (!PyArg_ParseTuple(args, "|d:poke", &delay)) {
+        return NULL;
     }
-    double now = monotonic_now();
-    atomic_store(&self->poke_at, now);
+    atomic_store(&self->retired, 0);
+    double due = monotonic_now() + (delay >= 0.0 ? delay : atomic_load(&self->delay));
+    if (atomic_load(&self->poked) && atomic_load(&self->due) <= due) {
+        Py_RETURN_NONE; /* announced already, as early */
+    }
+    atomic_store(&self->due, due);
     atomic_store(&self->poked, 1);
     if (atomic_load(&self->parked)) { /* seen after the store: the parked helper either sees the flag or the timer */
-        arm(self, now + atomic_load(&self->delay));
+        arm(self, due);
     }
     Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(park_doc,
 "park(interval) -> None\n\n"
-"Wait without the GIL until a request has been on for ``interval`` seconds since the ``poke`` that announced it (one\n"
-"since the last ``unpoke`` counts): the sampler's first tick of the request. No thread wakes in between: the poke\n"
-"arms a timer, and a ``retire`` (the last request ended) disarms it.");
+"Wait without the GIL until a request has been on for ``interval`` seconds since the ``poke`` that announced it (or\n"
+"the delay that poke named; one since the last ``unpoke`` counts): the sampler's first tick of the request. No\n"
+"thread wakes in between: the poke arms a timer, and a ``retire`` (the last request ended) disarms it.");
 
 static PyObject *
 park(Helper *self, PyObject *args)
@@ -448,7 +453,7 @@ static PyMethodDef helper_methods[] = {
     {"retire", (PyCFunction)retire, METH_NOARGS, retire_doc},
     {"still", (PyCFunction)still, METH_VARARGS, still_doc},
     {"progress", (PyCFunction)progress, METH_VARARGS, progress_doc},
-    {"poke", (PyCFunction)poke, METH_NOARGS, poke_doc},
+    {"poke", (PyCFunction)poke, METH_VARARGS, poke_doc},
     {"unpoke", (PyCFunction)unpoke, METH_NOARGS, unpoke_doc},
     {"park", (PyCFunction)park, METH_VARARGS, park_doc},
     {NULL, NULL, 0, NULL},
@@ -465,6 +470,7 @@ helper_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (self == NULL) {
         return NULL;
     }
+    atomic_store(&self->delay, 0.005); /* the default interval, until `park` or `still` name the sampler's */
     self->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
     if (self->timer < 0) {
         PyErr_SetFromErrno(PyExc_OSError);

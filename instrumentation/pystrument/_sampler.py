@@ -62,6 +62,7 @@ import threading
 import time
 import types
 from collections.abc import Callable
+from random import random
 from typing import Any, Protocol
 
 from pystrument._budget import BURST_S, cost_budget
@@ -140,7 +141,12 @@ class StackSampler:
         if not self._running:  # a flag, not Thread.is_alive(): this runs for every request
             self._ensure_thread()
         if self.native is not None:
-            self.native.poke()  # the compiled helper's wait ends at its next tick; parked, it wakes
+            # The compiled helper's wait ends at its next tick; parked, it returns when the request's first sample is
+            # due: an interval in, or for a task on an event loop at a random point of its first interval, as a
+            # sampler ticking on would catch it. A task's CPU time is estimated from the samples that catch it running
+            # (``TaskLane``): a request shorter than the interval must be caught as often as it is that long.
+            interval = recording.interval
+            self.native.poke(interval * random() if getattr(recording, "task", None) is not None else interval)
         elif self._idle:
             self._wake.set()
 

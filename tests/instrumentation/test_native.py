@@ -291,3 +291,46 @@ def test_schedstat_is_read_in_c_as_the_file_says() -> None:
         assert native.schedstat(not_schedstat.fileno()) is None
     with pytest.raises(TypeError):
         native.schedstat("3")
+
+
+def test_a_task_gets_its_first_sample_at_a_random_point_of_its_first_interval(helpers: Any) -> None:
+    """Parked, the helper returns an interval after a request starts on a thread (its CPU clock says what it ran), but
+    at a random point of the first interval for a task on an event loop, whose CPU time is estimated from the samples
+    that catch it running: as a sampler ticking on would, it catches a request shorter than the interval as often as
+    it is that long, rather than never."""
+    import asyncio
+
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    sampler = StackSampler()
+    times = helpers.tick_times(sampler)
+
+    def first_tick(rec: Recording) -> float:
+        return min(t for t in times if t >= rec.start_perf) - rec.start_perf
+
+    async def request() -> Recording:
+        rec = Recording(tracer.start_span("req"), 0.005, False, sys._getframe())
+        assert rec.task is not None
+        sampler.add(rec)
+        await asyncio.sleep(0.012)
+        sampler.remove(rec)
+        rec.stop()
+        return rec
+
+    async def requests() -> list[Recording]:
+        done = []
+        for _ in range(30):
+            done.append(await asyncio.create_task(request()))
+            await asyncio.sleep(0.02)  # parked in between
+        return done
+
+    try:
+        tasks = asyncio.run(requests())
+        threads = [run_blocked_request(sampler, 0.012, 0.0, lambda s: [])[0] for _ in range(10)]
+    finally:
+        sampler.stop()
+    on_tasks = sorted(first_tick(rec) for rec in tasks)
+    on_threads = [first_tick(rec) for rec in threads]
+    # 30 uniform draws over 5 ms: the chance that none falls below 2 ms, or none above 3 ms, is under 1e-6.
+    assert on_tasks[0] < 0.002 and on_tasks[-1] > 0.003, on_tasks
+    assert min(on_threads) >= 0.0045, on_threads
