@@ -389,7 +389,9 @@ def templates_and_wrappers(detail: Detail, renders_template: bool = False) -> li
         if own <= WRAPPER_SHARE * total:
             continue
         below = list(_descendants(span["span_id"], children))
-        calls_app = [s["name"] for s in below if not attrs(s).get(LIBRARY) or attrs(s).get(TEMPLATE)]
+        calls_app = [
+            s["name"] for s in below if (not attrs(s).get(LIBRARY) and not is_gc(s)) or attrs(s).get(TEMPLATE)
+        ]  # a garbage-collection pause shown below it is the interpreter's, not app code it calls
         if is_plumbing(span) or calls_app:
             why = f"it calls {calls_app[:3]}" if calls_app else "a framework pass-through"
             out.append(

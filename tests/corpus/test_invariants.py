@@ -296,6 +296,18 @@ def test_a_framework_wrapper_does_not_hold_the_view_time() -> None:
         ),
     )
     assert inv.templates_and_wrappers(detail) == []
+    # A garbage collection in the middle of it shows below it: the interpreter's pause, not app code it calls.
+    gc_pause = function(
+        "00000000000000a3",
+        "garbage collection (generation 1)",
+        400,
+        12,
+        parent="00000000000000a2",
+        self_ms=12,
+        **{"pystrument.gc_pause_ms": 12.0},
+    )
+    detail["spans"].append(gc_pause)
+    assert inv.templates_and_wrappers(detail) == []
 
     # A server's send, caught while its thread waited for a core on a crowded machine: neither work nor a wait of
     # its own, told apart by the SDK; the same time without that account is a pass-through holding the request.
