@@ -204,11 +204,7 @@ class PystrumentSpanProcessor(SpanProcessor):
             if keep is None:
                 keep = recording.keep = self._tail_keep(span, span.end_time or time.time_ns(), recording)
             registry.unregister(recording)
-            if self._on_session is not None or (
-                keep
-                and (recording.precise or recording.samples_at_end or recording.gc_pauses)
-                and not recording.too_short_for_spans(self._min_span_s)
-            ):
+            if self._on_session is not None or (keep and recording.has_spans_to_build(self._min_span_s)):
                 recording.ended = span
                 self._worker.submit(partial(self._build, recording))
             # else no samples (a request shorter than the interval), or every call would be pruned (a request shorter
@@ -390,8 +386,12 @@ class PystrumentSpanProcessor(SpanProcessor):
 
     def _tail_keep(self, span: ReadableSpan, end_ns: int, recording: Recording) -> bool:
         """The tail rule: slow and failed requests keep function spans; of the rest a ``keep_rate`` share, as far as
-        the span budget affords them."""
+        the span budget affords them. A request with no span to build (shorter than the interval or than the minimum
+        span duration) takes nothing from the budget."""
         settings = self.settings
+        rate = settings.keep_rate
+        if not recording.has_spans_to_build(self._min_span_s):  # the rule's verdict, with nothing to pay for
+            return rate >= 1 or self._must_keep(span, end_ns) or self._random.random() < rate
         if settings.keep_rate < 1:
             if self._must_keep(span, end_ns):
                 return self._afford(True)

@@ -320,20 +320,20 @@ class Recording:
             busy -= sum(lane.busy_during(self.gc_pauses) for lane in lanes)
         return max(0.0, busy)
 
-    def too_short_for_spans(self, min_duration: float) -> bool:
-        """Whether building could give no function span: one lane (calls of other lanes may outlast the request),
-        shorter than ``min_duration`` (so is every call in it: all are pruned), and nothing kept however short (no
-        mark, so no template render and no child span for a call to claim; no garbage-collection pause)."""
+    def has_spans_to_build(self, min_duration: float) -> bool:
+        """Whether building the ended request's function spans can give any. Not without a sample or a pause (a
+        request shorter than the interval), nor when it ran on one lane (calls of other lanes may outlast it) for less
+        than ``min_duration`` (so did every call in it: all are pruned) with nothing kept however short (no mark, so
+        no template render and no child span for a call to claim; no garbage-collection pause). Precise mode's
+        profiles are always built."""
+        if self.precise:
+            return True
+        pauses = self.gc_pauses
+        if not self.samples_at_end and not pauses:
+            return False
         lanes = self.lanes
         end = self.end_perf
-        return (
-            end is not None
-            and end - self.start_perf < min_duration
-            and not self.precise
-            and len(lanes) == 1
-            and not lanes[0].marks
-            and not self.gc_pauses
-        )
+        return bool(end is None or end - self.start_perf >= min_duration or len(lanes) != 1 or lanes[0].marks or pauses)
 
     def sample_count(self) -> int:
         lanes = self.lanes

@@ -326,7 +326,10 @@ def test_a_task_gets_its_first_sample_at_a_random_point_of_its_first_interval(he
 
     try:
         tasks = asyncio.run(requests())
-        threads = [run_blocked_request(sampler, 0.012, 0.0, lambda s: [])[0] for _ in range(10)]
+        threads = []
+        for _ in range(10):
+            time.sleep(0.02)  # parked in between (a request starting while the helper ticks is sampled at its tick)
+            threads.append(run_blocked_request(sampler, 0.012, 0.0, lambda s: [])[0])
     finally:
         sampler.stop()
     on_tasks = sorted(first_tick(rec) for rec in tasks)

@@ -290,6 +290,28 @@ def test_span_budget_leaves_fast_requests_out_when_spent(tracing: Any) -> None:
     assert not any("pystrument.profile.degraded" in r.attributes for r in free.requests())
 
 
+def test_requests_with_no_span_to_build_take_nothing_from_the_budget(tracing: Any) -> None:
+    """Issue #14: a request shorter than the interval has no sample and nothing to build, yet was charged a built
+    request's estimated cost; on a busy endpoint of such requests the budget went to them, and the slower requests
+    that have spans to build lost theirs."""
+    t = tracing(span_budget=0.01)  # 10 ms of CPU to spend at once, once the bucket is full
+    deadline = time.monotonic() + 5
+    while cost_budget.left(time.perf_counter()) < 0.0099 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t.processor.cost_per_request = 0.005  # as if a request's spans took 5 ms to build and export
+    for _ in range(3):  # 15 ms of the budget, were they charged that: the page below would find it spent
+        with t.tracer.start_as_current_span("GET /quick", kind=SpanKind.SERVER):
+            pass
+    with t.tracer.start_as_current_span("GET /page", kind=SpanKind.SERVER):
+        waited(0.05)
+    requests = t.requests()
+    assert all(r.attributes.get("pystrument.function_spans") is True for r in requests), [
+        (r.name, dict(r.attributes)) for r in requests if r.attributes.get("pystrument.function_spans") is not True
+    ][:2]
+    (page,) = [r for r in requests if r.name == "GET /page"]
+    assert "pystrument.profile.degraded" not in page.attributes and t.functions(page)
+
+
 def test_profile_rate_zero_profiles_nothing(tracing: Any) -> None:
     t = tracing(profile_rate=0)
     with t.tracer.start_as_current_span("GET /x", kind=SpanKind.SERVER):
