@@ -403,25 +403,22 @@ poke(Helper *self, PyObject *args)
 }
 
 PyDoc_STRVAR(park_doc,
-"park(delay) -> woke\n\n"
-"Wait without the GIL until a request has been on for ``delay`` seconds since the ``poke`` that announced it (or\n"
+"park(interval) -> None\n\n"
+"Wait without the GIL until a request has been on for ``interval`` seconds since the ``poke`` that announced it (or\n"
 "the delay that poke named; one since the last ``unpoke`` counts): the sampler's first tick of the request. No\n"
-"thread wakes in between: the poke arms a timer, and a ``retire`` (the last request ended) disarms it. Returns\n"
-"when it woke (``time.perf_counter()``'s clock), before it waited for the GIL.");
+"thread wakes in between: the poke arms a timer, and a ``retire`` (the last request ended) disarms it.");
 
 static PyObject *
 park(Helper *self, PyObject *args)
 {
     double interval;
-    if (!PyArg_ParseTuple(args, "d:park", &interval)) { /* the delay of a poke that names none */
+    if (!PyArg_ParseTuple(args, "d:park", &interval)) {
         return NULL;
     }
-    double woke;
     Py_BEGIN_ALLOW_THREADS
     wait_until_due(self, interval > 0.0 ? interval : 0.0);
-    woke = monotonic_now();
     Py_END_ALLOW_THREADS
-    return PyFloat_FromDouble(woke);
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(unpoke_doc,

@@ -5,8 +5,7 @@ request for the request's part of its thread's stack (on an event loop: the requ
 the loop thread's stack while the task runs, from its await chain while it waits). It starts
 lazily with the first request and parks once no request is active, so an idle process pays nothing. Parked in the
 compiled helper (below), it wakes for no request shorter than the interval: a request starting arms a timer for an
-interval later (less the GIL wait, below; a ``poke``: one system call on the request thread), the last one ending
-disarms it. Parked on an
+interval later (a ``poke``: one system call on the request thread), the last one ending disarms it. Parked on an
 ``Event`` (no helper), a request arriving wakes it (one ``Event.set`` on the request thread, whose wake-up then takes
 the GIL as the request starts); while requests come less than ``IDLE_AFTER`` (30 ms) apart it ticks on (without
 sampling) for that long after the last one, so that such requests do not each wake it; requests further apart than
@@ -44,9 +43,7 @@ ticks stay Python's.
 
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
-drops the GIL, which CPython forces every ``sys.getswitchinterval()`` (5 ms by default). The sampler estimates that
-wait (``lateness``) and wakes that much earlier, the compiled helper's ticks and parks included (parked a whole
-interval, a 12 ms page of pure Python got its one sample at 10 ms, near its end). So under
+drops the GIL, which CPython forces every ``sys.getswitchinterval()`` (5 ms by default). So under
 CPU load the effective interval is max(``PYSTRUMENT_INTERVAL_MS``, switch interval), and each sample
 causes one forced GIL hand-off. Durations stay correct (samples carry their real time) but become
 coarser; lowering the switch interval (``sys.setswitchinterval(0.001)``) sharpens them at a small
@@ -145,15 +142,11 @@ class StackSampler:
             self._ensure_thread()
         if self.native is not None:
             # The compiled helper's wait ends at its next tick; parked, it returns when the request's first sample is
-            # due: an interval in, less the time the sampler lately waited for the GIL once awake (the delay it parked
-            # with: under CPU-bound requests it gets the GIL a switch interval late), or for a task on an event loop
-            # at a random point of its first interval, as a sampler ticking on would catch it. A task's CPU time is
-            # estimated from the samples that catch it running (``TaskLane``): a request shorter than the interval
-            # must be caught as often as it is that long.
-            if getattr(recording, "task", None) is not None:
-                self.native.poke(recording.interval * random())
-            else:
-                self.native.poke()
+            # due: an interval in, or for a task on an event loop at a random point of its first interval, as a
+            # sampler ticking on would catch it. A task's CPU time is estimated from the samples that catch it running
+            # (``TaskLane``): a request shorter than the interval must be caught as often as it is that long.
+            interval = recording.interval
+            self.native.poke(interval * random() if getattr(recording, "task", None) is not None else interval)
         elif self._idle:
             self._wake.set()
 
@@ -245,8 +238,7 @@ class StackSampler:
 
     def _loop(self) -> None:
         # ``lateness`` estimates how long getting the GIL back after a sleep takes (up to the switch interval
-        # while a thread runs Python code); sleeping that much less keeps samples one interval apart (the helper's
-        # waits and parks, too: its first tick, and a request's first sample).
+        # while a thread runs Python code); sleeping that much less keeps samples one interval apart.
         # ``still`` stretches the interval while nothing moves; ``self.stretch`` while the cost budget is spent. The
         # sampler pays for every tick (its thread's CPU time, the wake-up included) from the budget.
         self._idle = False
@@ -268,10 +260,9 @@ class StackSampler:
                     # request's first sample; the request ending first disarms it (no thread wakes for a request
                     # shorter than the interval, no Python code runs in between; an add() meanwhile leaves the poke
                     # set).
-                    woke = native.park(max(0.0, interval - lateness))
+                    native.park(interval)
                     self._idle = False
                     last = busy = self.clock()
-                    lateness = 0.5 * lateness + 0.5 * max(0.0, last - woke)
                     native.unpoke()
                     self.sample_once(last)
                     still = 1
@@ -297,15 +288,15 @@ class StackSampler:
                 self._call += 1
                 for i, lane in enumerate(lanes):
                     lane.watch_slot = (native, self._call, i)
-                first, wake = last + step - lateness, max(0.0, interval - lateness)
-                n, seen, _why, at, stats = native.still(clocks, cpus, fds, first, later, deadline, self._call, wake)
+                n, seen, _why, at, stats = native.still(
+                    clocks, cpus, fds, last + step, later, deadline, self._call, interval
+                )
                 now = self.clock()
                 if n:
                     self.ticks += n
                     for lane, stat in zip(lanes, stats, strict=True):
                         lane.credit(seen, stat)
                 late = max(0.0, now - at)  # waited that long for the GIL after the tick
-                lateness = 0.5 * lateness + 0.5 * late
             else:
                 delay = max(0.0, last + step - self.clock() - lateness)
                 before = self.clock()
