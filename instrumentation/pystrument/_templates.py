@@ -79,6 +79,7 @@ def render(self: Any, context: Any) -> Any:
     finally:
         with contextlib.suppress(Exception):
             _exit(frame, token)
+        del frame  # it refers to itself: a cycle that would keep every caller's locals until a collection
 
 
 def _jinja_label(template: Any) -> str:
@@ -103,6 +104,7 @@ def jinja_render(self: Any, *args: Any, **kwargs: Any) -> Any:
     finally:
         with contextlib.suppress(Exception):
             _exit(frame, token)
+        del frame  # it refers to itself: a cycle that would keep every caller's locals until a collection
 
 
 async def jinja_render_async(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -117,6 +119,7 @@ async def jinja_render_async(self: Any, *args: Any, **kwargs: Any) -> Any:
     finally:
         with contextlib.suppress(Exception):
             _exit(frame, token)
+        del frame  # it refers to itself: a cycle that would keep every caller's locals until a collection
 
 
 _original_jinja: list[Any] = [None, None]

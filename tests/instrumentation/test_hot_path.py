@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
+import weakref
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -165,3 +168,43 @@ def test_requests_shorter_than_the_minimum_span_skip_the_span_worker_unless_some
     assert (short, query, long) == (0, 1, 1)
     assert not t.functions(by_name["GET /short"]) and not t.functions(by_name["GET /query"])
     assert [s.name.rsplit(".", 1)[-1] for s in t.functions(by_name["GET /long"])] == ["view"]
+
+
+def test_a_profiled_request_leaves_no_cycle_to_keep_its_locals(tracing: Any, tmp_path: Path) -> None:
+    """When a profiled request ends, what its code held is freed at once, as without pystrument, not when a garbage
+    collection finds a cycle: the template wrapper held its own frame in its locals, and so every caller's frame and
+    locals above it (the request's objects, the hooks' frames, the recording). A profiled template page set off three
+    times the young-generation collections of an unprofiled one, and its request thread ran 280k instructions more of
+    them."""
+    import pytest
+
+    flask = pytest.importorskip("flask")
+    flask_instrumentation = pytest.importorskip("opentelemetry.instrumentation.flask")
+    (tmp_path / "page.html").write_text("<p>{{ n }}</p>")
+    t = tracing(keep_rate=0)  # no function spans: nothing is queued for the span worker
+    app = flask.Flask("cycles", template_folder=str(tmp_path))
+
+    class Payload:
+        pass
+
+    held: list[weakref.ref[Any]] = []
+
+    @app.get("/page")
+    def page() -> str:
+        payload = Payload()
+        held.append(weakref.ref(payload))
+        return str(flask.render_template("page.html", n=len(held)))
+
+    flask_instrumentation.FlaskInstrumentor().instrument_app(app, tracer_provider=t.provider)
+    client = app.test_client()
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(6):
+            assert client.get("/page").status_code == 200
+        locals_left = sum(r() is not None for r in held)
+    finally:
+        gc.enable()
+        flask_instrumentation.FlaskInstrumentor().uninstrument_app(app)
+    assert len(t.requests()) == 6
+    assert locals_left == 0, f"{locals_left} of 6 requests' locals still alive"
