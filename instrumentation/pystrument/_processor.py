@@ -388,14 +388,13 @@ class PystrumentSpanProcessor(SpanProcessor):
         """The tail rule: slow and failed requests keep function spans; of the rest a ``keep_rate`` share, as far as
         the span budget affords them. A request with no span to build (shorter than the interval or than the minimum
         span duration) takes nothing from the budget."""
-        settings = self.settings
-        rate = settings.keep_rate
+        rate = self.settings.keep_rate
         if not recording.has_spans_to_build(self._min_span_s):  # the rule's verdict, with nothing to pay for
             return rate >= 1 or self._must_keep(span, end_ns) or self._random.random() < rate
-        if settings.keep_rate < 1:
+        if rate < 1:
             if self._must_keep(span, end_ns):
                 return self._afford(True)
-            return self._random.random() < settings.keep_rate and self._afford(False)
+            return self._random.random() < rate and self._afford(False)
         return self._afford(False) or (self._must_keep(span, end_ns) and self._afford(True))
 
     def _must_keep(self, span: ReadableSpan, end_ns: int) -> bool:
