@@ -163,8 +163,10 @@ def with_pauses(
 ) -> list[FrameRecordType]:
     """``records`` (timed from ``start``; each record's time ends at the record) with every pause that falls between
     two samples cut out as a record of its own: the previous sample's stack runs up to the pause, the pause sits
-    below the frames both samples share, and the later sample's stack takes the rest. A pause after the last sample
-    (up to ``end``, the lane's end) sits below the last sample's stack."""
+    below the frames both samples share, and the later sample's stack takes the rest. A record that stands for a run
+    of ticks (``RunLength``: every tick saw the same stack, a wait awaited or blocked in) keeps its own stack on both
+    sides of the pause, its ticks shared between them by time: the stack before the run ended where the run began.
+    A pause after the last sample (up to ``end``, the lane's end) sits below the last sample's stack."""
     if not pauses:
         return list(records)
     if not records:  # no sample at all (the pause took most of the request): the pauses alone, at the top
@@ -180,16 +182,24 @@ def with_pauses(
             out.append((stack, dt))
             previous = stack
             continue
-        before = plain(previous if previous is not None else stack)
+        run = isinstance(stack, RunLength)
+        before = stack if run else plain(previous if previous is not None else stack)
         shared = _shared(before, stack)
+        n = ticks = stack.n if isinstance(stack, RunLength) else 0
         cursor = t0
         for (a, b, generation), (pa, pb, _) in inside:
             if a > cursor:
-                out.append((before, a - cursor))
+                if run:  # the ticks that fell before the pause
+                    k = min(ticks, round(n * (a - cursor) / dt)) if dt > 0 else 0
+                    ticks -= k
+                    out.append((RunLength(stack, k) if k != 1 else list(stack), a - cursor))
+                else:
+                    out.append((before, a - cursor))
             out.append(([*shared, pause_frame(generation, pa, pb - pa)], b - a))
             cursor = b
         if t1 > cursor or (stack and stack[-1].startswith(MARK)):  # a mark's claim survives a pause over it
-            out.append((stack, max(0.0, t1 - cursor)))
+            rest = (RunLength(stack, ticks) if ticks != 1 else list(stack)) if run else stack
+            out.append((rest, max(0.0, t1 - cursor)))
         previous = stack
     if end is not None and previous is not None:
         cursor = t

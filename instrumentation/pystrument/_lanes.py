@@ -541,11 +541,13 @@ def _append(out: list[FrameRecordType], stack: Stack, dt: float, ran: float, que
     if ran >= 0.0 and stack and dt - ran > WAIT_MIN_SHARE * dt:
         # The queue and the wait first: their records do not count as samples (``build_calls``), the run part does.
         queued = min(queued, dt - ran) if queued > WAIT_MIN_SHARE * dt else 0.0
+        # A run's parts saw its stack throughout (a pause cut into them keeps it: ``with_pauses``); they count no
+        # sample (n=0).
         if queued > 0.0:
-            out.append(([*stack, QUEUED], queued))
+            out.append((RunLength([*stack, QUEUED], 0) if n > 1 else [*stack, QUEUED], queued))
         wait = dt - ran - queued
         if wait > WAIT_MIN_SHARE * dt:
-            out.append(([*stack, WAIT], wait))
+            out.append((RunLength([*stack, WAIT], 0) if n > 1 else [*stack, WAIT], wait))
             dt = ran
         else:
             dt -= queued

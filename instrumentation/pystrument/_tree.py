@@ -410,6 +410,7 @@ def _drop(calls: list[Call], doomed: Callable[[Call], bool], parent: Call | None
             claims = [claim for c in dropped for claim in c.claims]
             if parent is not None:
                 parent.self_time += call.time
+                parent.await_time += sum(c.await_time for c in dropped)
                 parent.wait_time += sum(c.wait_time for c in dropped)
                 parent.queue_time += sum(c.queue_time for c in dropped)
                 parent.loop_wait_time += sum(c.loop_wait_time for c in dropped)

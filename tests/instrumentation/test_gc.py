@@ -57,6 +57,32 @@ def test_an_await_marker_is_not_a_parent_of_the_pause() -> None:
     assert total(out) == pytest.approx(total(records))
 
 
+def test_a_pause_inside_a_run_of_ticks_keeps_the_run_s_stack_on_both_sides() -> None:
+    """A task awaited in the same call for ten ticks after running in it once: a pause late in that wait cuts the
+    run, and the time before the pause is still awaited (every tick saw it), not the earlier running sample's. Its
+    ten samples are counted once."""
+    from pystrument._frames import WAIT, RunLength
+    from pystrument._lanes import _append
+    from pystrument._tree import build_calls
+
+    running, waiting = ["app", "run_sync", "start"], ["app", "run_sync", AWAIT]
+    records = [(running, 0.002), (RunLength(waiting, 10), 0.05)]
+    out = with_pauses(records, 0.0, None, [(0.045, 0.046, 0)])
+    assert total(out) == pytest.approx(total(records))
+    (app,) = build_calls(out, 0.0)
+    (run_sync,) = app.children
+    assert run_sync.await_time == pytest.approx(0.049)  # all but the pause
+    assert app.samples == 1 + 10 + 1  # the pause's record counts as it always did
+    # A thread blocked in one call for a run of ticks: its wait, cut by a pause, stays the wait of that call.
+    blocked: list[Any] = []
+    _append(blocked, ("app", "recv"), 0.05, 0.001, n=10)
+    out = with_pauses([(["app", "view"], 0.002), *blocked], 0.0, None, [(0.03, 0.031, 0)])
+    (app,) = build_calls(out, 0.0)
+    recv = next(c for c in app.children if c.name == "recv")
+    assert recv.wait_time == pytest.approx(0.048)
+    assert [stack[-1] for stack, _ in out].count(WAIT) == 2
+
+
 def test_a_pause_after_the_last_sample_hangs_below_its_stack_until_the_lane_ends() -> None:
     records = [(["app", "view"], 0.05)]
     out = with_pauses(records, 0.0, 0.3, [(0.1, 0.4, 2)])

@@ -89,6 +89,9 @@ def test_a_thread_sample_splits_into_the_time_it_waited_and_the_time_it_ran() ->
     assert lib.wait_time == pytest.approx(MS)
     (kept,) = prune(build_calls([([A], MS), ([A, B, WAIT], MS / 2), ([A, B], MS / 2)], 0.0), 1.5 * MS, 10)
     assert not kept.children and kept.wait_time == pytest.approx(MS / 2)
+    # So does a pruned call's await time: awaiting is not the parent's own work.
+    (kept,) = prune(build_calls([([A], MS), ([A, B, AWAIT], MS / 2), ([A], MS / 2)], 0.0), 1.5 * MS, 10)
+    assert not kept.children and kept.await_time == pytest.approx(MS / 2)
 
 
 def _tree(records: list[Any]) -> list[Call]:
