@@ -28,7 +28,7 @@ CUSTOMERS = 300
 ORDERS = 3000
 ITEMS_PER_ORDER = 8
 FEATURES = 48
-DAYS = 60  # columns of the sales report: ~40 ms of template a request on a current core
+DAYS = 90  # columns of the sales report: ~40 ms of template a request on a current core (the rows ~2 ms)
 CATALOG_VECTORS = 8000  # ~40 ms a request on a current core: a hotspot well above the 10 ms shortest span
 
 
@@ -133,6 +133,10 @@ def list_orders() -> Any:
 # --- /reports/sales: a big template loop ---------------------------------------------------------
 
 
+#: The report's daily shape, one factor a day: the template scales it for every row, cell by cell.
+DAILY_SHAPE = [(1 + math.sin(d)) / 2 for d in range(DAYS)]
+
+
 def build_sales_rows(db: sqlite3.Connection) -> list[dict[str, Any]]:
     cursor = db.cursor()
     cursor.execute(
@@ -143,16 +147,7 @@ def build_sales_rows(db: sqlite3.Connection) -> list[dict[str, Any]]:
         """
     )
     rows = cursor.fetchall()
-    return [
-        {
-            "city": city,
-            "status": status,
-            "month": month,
-            "orders": n,
-            "daily": [round(n * (1 + math.sin(d)) / 2, 2) for d in range(DAYS)],
-        }
-        for city, status, month, n in rows
-    ]
+    return [{"city": city, "status": status, "month": month, "orders": n} for city, status, month, n in rows]
 
 
 def format_money(value: float) -> str:
@@ -166,7 +161,7 @@ app.jinja_env.filters["money"] = format_money
 @app.get("/reports/sales")
 def sales_report() -> str:
     rows = build_sales_rows(get_db())
-    return render_template("sales_report.html", rows=rows)
+    return render_template("sales_report.html", rows=rows, shape=DAILY_SHAPE)
 
 
 # --- /recommendations: CPU-bound pure Python --------------------------------------------------
