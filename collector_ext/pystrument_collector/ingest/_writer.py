@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import struct
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -119,7 +120,11 @@ LOCK_PROJECTS_SQL = "SELECT id FROM projects WHERE id = ANY($1::int8[]) FOR KEY 
 CHECK_PROJECTS_SQL = "SELECT id FROM projects WHERE id = ANY($1::int8[])"
 ACTIVITY_SQL = "UPDATE projects SET last_activity = now() WHERE id = ANY($1::int8[])"
 ACTIVITY_INTERVAL_SECONDS = 1.0
-DEADLOCK_RETRIES = 3  # attempts for transient conflicts (deadlocks, partitions attached meanwhile)
+#: Attempts for transient conflicts (deadlocks, partitions attached meanwhile), counted apart from the fallback from
+#: COPY to an insert that skips stored spans; each waits a random back-off first, so writers that deadlocked on the
+#: same spans (an exporter's retries) do not meet again in step.
+DEADLOCK_RETRIES = 5
+DEADLOCK_BACKOFF_SECONDS = 0.05
 
 # Errors that mean "the database is not there right now": answer 503 so exporters retry later.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -394,7 +399,8 @@ class Writer:
 
     async def _write(self, conn: Any, source: BatchSource, threaded: bool, skip_if_recorded: bool) -> IngestResult:
         copy = True
-        for attempt in range(DEADLOCK_RETRIES):
+        conflicts = 0
+        while True:
             try:
                 return await self._attempt(conn, source, threaded, copy, skip_if_recorded)
             except asyncpg.exceptions.UniqueViolationError:
@@ -403,10 +409,11 @@ class Writer:
                 copy = False  # some spans are stored already: write again, skipping them
             except (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.CheckViolationError) as exc:
                 # A check violation here is a partition attached while this COPY was routing rows: try again.
-                if attempt == DEADLOCK_RETRIES - 1 or not _transient(exc):
+                conflicts += 1
+                if conflicts >= DEADLOCK_RETRIES or not _transient(exc):
                     raise
-                await asyncio.sleep(0.05 * (attempt + 1))
-        return await self._attempt(conn, source, threaded, False, skip_if_recorded)
+                logger.debug("write conflict with a concurrent write (%s); retrying, attempt %d", exc, conflicts + 1)
+                await asyncio.sleep(DEADLOCK_BACKOFF_SECONDS * conflicts * (0.5 + random.random()))
 
     async def _attempt(
         self, conn: Any, source: BatchSource, threaded: bool, copy: bool, skip_if_recorded: bool
