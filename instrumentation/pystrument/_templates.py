@@ -62,8 +62,8 @@ def _exit(frame: Any, token: tuple[int, Any, Any]) -> None:
     key, owner, stack = token
     if owner is not None:
         owner.template_depth -= 1
-        if stack is not None:
-            owner.mark_here(frame, "")  # the render ends: still on the stack, the wrapper stands for the template
+        if stack is not None:  # the render ends: the stack its start marked, the wrapper standing for the template
+            owner.mark_again(stack)
     virtual_frames.pop(key, None)
 
 
