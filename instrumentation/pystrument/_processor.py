@@ -49,7 +49,7 @@ from pystrument._frames import END_CLAIM
 from pystrument._gc import gc_pauses, paused
 from pystrument._greenlets import follow_this_thread
 from pystrument._propagation import install_hooks, install_task_factory
-from pystrument._recording import Recording, _running_task, registry
+from pystrument._recording import Recording, registry
 from pystrument._safety import log_once
 from pystrument._sampler import get_sampler
 from pystrument._settings import Settings
@@ -216,10 +216,7 @@ class PystrumentSpanProcessor(SpanProcessor):
     def _end_child(owner: Recording, stack: tuple[str, ...], span_id: int, end_ns: int | None) -> None:
         """A child span ended: its caller's calls were still on the stack (the start's stack, marked again)."""
         try:
-            if owner.active:
-                lane = owner.lane_of(_running_task(), get_ident())
-                if lane is not None:
-                    lane.mark(owner.perf_at(end_ns, time.perf_counter()), stack, f"{END_CLAIM}{span_id:016x}")
+            owner.mark_again(stack, f"{END_CLAIM}{span_id:016x}", end_ns)
         except Exception:
             log_once("on_end.child", "pystrument: marking a child span's end failed; carrying on")
 

@@ -385,16 +385,16 @@ class Recording:
         lane.mark(self.perf_at(at_ns, now), stack, claim)
         return stack
 
-    def mark_again(self, stack: Stack, claim: str = "") -> None:
-        """Mark ``stack`` now without walking it again: the calling code stands where an earlier mark of its lane saw
-        it (the end of a template render that marked its start)."""
+    def mark_again(self, stack: Stack, claim: str = "", at_ns: int | None = None) -> None:
+        """Mark ``stack`` without walking it again: the calling code stands where an earlier mark of its lane saw it
+        (the end of a template render, or of a child span, that marked its start). ``at_ns`` as for ``mark_here``."""
         if self.precise or not self.active:
             return
         lane = self.lane_of(_running_task(), threading.get_ident())
         if lane is not None:
             now = time.perf_counter()
             gc_pauses.observe(now)
-            lane.mark(now, stack, claim)
+            lane.mark(self.perf_at(at_ns, now), stack, claim)
 
     def perf_at(self, at_ns: int | None, now: float) -> float:
         """An epoch time in nanoseconds (a span's start or end) on the sampler's clock, through the recording's anchor

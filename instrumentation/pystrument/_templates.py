@@ -58,7 +58,7 @@ def _enter(frame: Any, label: str) -> tuple[int, Any, Any]:
     return key, owner, stack
 
 
-def _exit(frame: Any, token: tuple[int, Any, Any]) -> None:
+def _exit(token: tuple[int, Any, Any]) -> None:
     key, owner, stack = token
     if owner is not None:
         owner.template_depth -= 1
@@ -78,7 +78,7 @@ def render(self: Any, context: Any) -> Any:
         return _original_render(self, context)
     finally:
         with contextlib.suppress(Exception):
-            _exit(frame, token)
+            _exit(token)
         del frame  # it refers to itself: a cycle that would keep every caller's locals until a collection
 
 
@@ -103,7 +103,7 @@ def jinja_render(self: Any, *args: Any, **kwargs: Any) -> Any:
         return _original_jinja[0](self, *args, **kwargs)
     finally:
         with contextlib.suppress(Exception):
-            _exit(frame, token)
+            _exit(token)
         del frame  # it refers to itself: a cycle that would keep every caller's locals until a collection
 
 
@@ -118,7 +118,7 @@ async def jinja_render_async(self: Any, *args: Any, **kwargs: Any) -> Any:
         return await _original_jinja[1](self, *args, **kwargs)
     finally:
         with contextlib.suppress(Exception):
-            _exit(frame, token)
+            _exit(token)
         del frame  # it refers to itself: a cycle that would keep every caller's locals until a collection
 
 

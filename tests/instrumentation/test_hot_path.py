@@ -10,6 +10,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -176,8 +177,6 @@ def test_a_profiled_request_leaves_no_cycle_to_keep_its_locals(tracing: Any, tmp
     locals above it (the request's objects, the hooks' frames, the recording). A profiled template page set off three
     times the young-generation collections of an unprofiled one, and its request thread ran 280k instructions more of
     them."""
-    import pytest
-
     flask = pytest.importorskip("flask")
     flask_instrumentation = pytest.importorskip("opentelemetry.instrumentation.flask")
     (tmp_path / "page.html").write_text("<p>{{ n }}</p>")
