@@ -167,6 +167,10 @@ class PystrumentSpanProcessor(SpanProcessor):
         self.hook_cost = 0.0
         self._timed_countdown = 0
         self._skip_in_debt = self._budget < 1 and self.settings.slow_ms > 0
+        #: What a request left unprofiled by the spent budget says (made once: it is most requests under load).
+        self._not_profiled = {
+            DEGRADED: f"cpu_budget: PYSTRUMENT_SPAN_BUDGET={self._budget:g} of a core spent: not profiled"
+        }
         self._static_attributes: dict[str, Any] = {
             INTERVAL_MS: self.settings.interval_ms,
             SAMPLER: self.settings.sampler,
@@ -256,9 +260,7 @@ class PystrumentSpanProcessor(SpanProcessor):
         if self._skip_in_debt and cost_budget.left(time.perf_counter()) < 0:
             # The cost budget is spent (in debt by at most one burst): this request is not profiled, and says so. Not
             # with PYSTRUMENT_SLOW_MS=0, where every request is slow and keeps its function spans whatever the cost.
-            span.set_attribute(
-                DEGRADED, f"cpu_budget: PYSTRUMENT_SPAN_BUDGET={self._budget:g} of a core spent: not profiled"
-            )
+            set_valid_attributes(span, self._not_profiled)
             return
         timed = self._budget < 1 and self._timed_countdown <= 0
         cpu = 0.0
@@ -302,12 +304,24 @@ class PystrumentSpanProcessor(SpanProcessor):
 
     def _mark_child(self, span: Span) -> None:
         """A span starting inside a request (a query, an HTTP call, a template): mark the request's stack, so the
-        function span of the call that started it claims it (``pystrument.child_span_ids``), and again at its end."""
+        function span of the call that started it claims it (``pystrument.child_span_ids``), and again at its end.
+
+        Not the server instrumentation's own plumbing: an INTERNAL span of the very tracer that made the SERVER request
+        span (ASGI's ``http send`` and ``http receive``) is started by that instrumentation's wrapper from below the
+        app's frames, not by a call of the app; its mark walked the whole middleware stack twice per request (about
+        30 us each on an event loop: two thirds of what a profiled FastAPI request cost pystrument). The server nests it
+        by time, as it does any span without a claim."""
         owner = registry.lane_owner()
         if owner is None or owner.precise:
             return
         context = span.get_span_context()
         if owner.span_context.trace_id != context.trace_id:
+            return
+        if (
+            span.kind is SpanKind.INTERNAL
+            and span.instrumentation_scope is owner.span.instrumentation_scope
+            and owner.span.kind is SpanKind.SERVER
+        ):
             return
         span_id = format(context.span_id, "016x")
         cpu = time.thread_time() if owner.hook_cpu >= 0 else 0.0

@@ -117,6 +117,13 @@ def real_spans(detail: Detail) -> list[Span]:
     return [s for s in spans_of(detail) if not is_function(s) and s["kind"] != "SERVER"]
 
 
+def is_server_plumbing(span: Span) -> bool:
+    """A span the server instrumentation makes of its own request span's messages (ASGI's ``http send`` and ``http
+    receive``, which carry ``asgi.event.type``): started by its wrapper from below the app's frames, not by a call of
+    the app, so the SDK marks no stack for it and no function span claims it (the server nests it by time)."""
+    return "asgi.event.type" in attrs(span)
+
+
 def interval_ms(detail: Detail) -> float:
     request = request_span(detail)
     value = attrs(request).get(INTERVAL_MS) if request else None
@@ -304,7 +311,7 @@ def children_placed(detail: Detail) -> list[Violation]:
     first = min(start_ms(s) for s in calls)
     last = max(end_ms(s) for s in calls)
     for child in real_spans(detail):
-        if child["span_id"] in claimed_by or not first <= start_ms(child) <= last:
+        if child["span_id"] in claimed_by or not first <= start_ms(child) <= last or is_server_plumbing(child):
             continue
         shown = by_id.get(child.get("display_parent_span_id") or "")
         out.append(

@@ -237,6 +237,34 @@ def test_a_request_without_samples_says_why(tracing: Any, helpers: SimpleNamespa
     assert hog["pystrument.profile.starved"].startswith("gil:"), hog
 
 
+def test_the_server_instrumentations_own_internal_spans_are_not_marked(tracing: Any, helpers: SimpleNamespace) -> None:
+    """ASGI's ``http send`` is started by the server instrumentation's wrapper from below the app's frames: no call of
+    the app claims it (its mark walked the whole middleware stack). A span of the app's own tracer still is claimed,
+    and so is a CLIENT span of the server's tracer."""
+    t = tracing(min_span_ms=0)
+    server = t.tracer
+    app = t.provider.get_tracer("the app")
+
+    def handler() -> None:
+        helpers.burn(0.02)
+        with app.start_as_current_span("compute"):
+            pass
+        with server.start_as_current_span("call out", kind=SpanKind.CLIENT):
+            pass
+        helpers.burn(0.02)
+        with server.start_as_current_span("GET / http send"):  # INTERNAL, the request span's own tracer
+            pass
+
+    with server.start_as_current_span("GET /", kind=SpanKind.SERVER):
+        handler()
+    (request,) = t.requests()
+    children = {s.name: s for s in t.spans() if s.name in ("compute", "call out", "GET / http send")}
+    assert claimer_of(t, request, children["compute"]).name.endswith("handler")
+    assert claimer_of(t, request, children["call out"]).name.endswith("handler")
+    claimed = {c for s in t.functions(request) for c in attrs(s).get("pystrument.child_span_ids", ())}
+    assert hex_id(children["GET / http send"]) not in claimed
+
+
 def test_a_request_span_started_before_the_sdk_was_told_says_so(tracing: Any) -> None:
     """Flask's instrumentation starts the request span in a ``before_request`` hook with the WSGI call's time: what
     ran before (the first request's lazy set-up) could not be sampled, and the span says why it has no samples."""
