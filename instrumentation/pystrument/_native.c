@@ -33,6 +33,9 @@ typedef struct {
     atomic_int poked;
     atomic_int parked;
     atomic_int retired; /* no request left to sample (`retire`), until the next `poke` */
+    atomic_int ticking; /* `still` waits on `timer` for its next tick (armed for `tick_at`), which a poke may bring
+                           forward to when its request's first sample is due */
+    _Atomic double tick_at;
     _Atomic double due;   /* when a parked helper returns: the earliest a poke since the last `unpoke`/`retire` asked */
     _Atomic double delay; /* how long after a poke that names no delay (the sampler's interval) */
     int timer;              /* a timerfd on CLOCK_MONOTONIC */
@@ -131,6 +134,44 @@ sleep_until(double when)
     }
 }
 
+/* `still` waiting for its next tick at `at`, without the GIL, on the timer: a `poke` meanwhile brings the wake-up
+   forward to when its request's first sample is due (an interval in), when that is earlier. Its ticks may be four
+   intervals apart while every thread is blocked; sleeping through a poke, a request starting then got its first sample
+   up to that late (a 12 ms request none). The timer is armed before `ticking` is raised and the poke flag read after:
+   a poke either sees the flag (and arms for its time) or is seen here (and armed for). */
+static void
+wait_tick(Helper *self, double at)
+{
+    atomic_store(&self->tick_at, at);
+    arm(self, at);
+    atomic_store(&self->ticking, 1);
+    if (atomic_load(&self->poked)) {
+        double due = atomic_load(&self->due);
+        if (due < at) {
+            arm(self, due);
+        }
+    }
+    for (;;) {
+        uint64_t expirations;
+        if (read(self->timer, &expirations, sizeof(expirations)) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            sleep_until(at); /* no timer (cannot happen once made): the tick as planned */
+            break;
+        }
+        if (atomic_load(&self->poked) || monotonic_now() >= at) {
+            break;
+        }
+        /* an expiry for a poke already taken (unpoked since): on to the tick */
+        arm(self, at);
+    }
+    atomic_store(&self->ticking, 0);
+    if (monotonic_now() < at) {
+        arm(self, 0.0); /* woken early by a poke: the tick's expiry would wake a park that follows for nothing */
+    }
+}
+
 /* The thread's (CPU nanoseconds, run-queue delay nanoseconds, times put on a core) from its open schedstat file;
  * 0 on success. */
 static int
@@ -196,9 +237,10 @@ PyDoc_STRVAR(still_doc,
 "Tick at ``first``, then every ``step`` seconds (time.perf_counter() times), without the GIL, and at each tick read\n"
 "every thread's CPU clock (``clocks``, as for time.clock_gettime_ns) against what it read when the sampler last\n"
 "took its stack (``cpus``, nanoseconds). Returns at the first tick at which a thread ran (why 1; a clock that\n"
-"cannot be read counts as that), or a request started (``poke`` since the last ``unpoke``; why 2), or at the first\n"
-"tick past ``deadline`` (why 0). ``ticks`` counts the ticks before that which found every thread still, the last\n"
-"of them at ``last`` (0.0: none); ``at`` is the tick it returned at. ``stats`` gives, per thread, its schedstat\n"
+"cannot be read counts as that), or a request started (``poke`` since the last ``unpoke``; why 2: at the next tick\n"
+"or when the poke's first sample is due, if sooner), or at the first tick past ``deadline`` (why 0). ``ticks``\n"
+"counts the ticks before that which found every thread still, the last of them at ``last`` (0.0: none); ``at`` is\n"
+"the tick it returned at (the wake-up, when a poke's). ``stats`` gives, per thread, its schedstat\n"
 "(CPU seconds, times put on a core) as read at the first still tick from ``fds`` (None: no file, no still tick).\n"
 "What it found so far is ``progress(call, i)``'s, until the next call. Retired (``retire``) while it watches\n"
 "threads, it parks at its next tick and returns ``wake`` seconds after the next ``poke`` (why 2).");
@@ -261,9 +303,10 @@ still(Helper *self, PyObject *args)
     found_end(self);
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
-        sleep_until(at);
+        wait_tick(self, at);
         if (atomic_exchange(&self->poked, 0)) {
             why = WHY_POKED;
+            at = monotonic_now();
             break;
         }
         if (count > 0 && atomic_load(&self->retired)) {
@@ -378,7 +421,8 @@ progress(Helper *self, PyObject *args)
 }
 
 PyDoc_STRVAR(poke_doc,
-"poke(delay=-1.0)\n\nA request started: ``still`` returns at its next tick; ``park`` returns ``delay`` seconds\n"
+"poke(delay=-1.0)\n\nA request started: ``still`` returns at its next tick or ``delay`` seconds from now, whichever\n"
+"comes first (its ticks may be four intervals apart); ``park`` returns ``delay`` seconds\n"
 "from now (its interval if negative; the earliest of the pokes until ``unpoke``), woken by a timer that poke arms,\n"
 "not by poke itself.");
 
@@ -397,6 +441,9 @@ poke(Helper *self, PyObject *args)
     atomic_store(&self->due, due);
     atomic_store(&self->poked, 1);
     if (atomic_load(&self->parked)) { /* seen after the store: the parked helper either sees the flag or the timer */
+        arm(self, due);
+    }
+    else if (atomic_load(&self->ticking) && due < atomic_load(&self->tick_at)) { /* `still` waits: wake it then */
         arm(self, due);
     }
     Py_RETURN_NONE;

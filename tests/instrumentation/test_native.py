@@ -105,6 +105,22 @@ def test_a_request_starting_ends_the_wait_at_the_next_tick_and_unpoke_forgets_ea
     assert now + 0.022 <= at < now + 0.04 and n in (2, 3)
 
 
+def test_a_request_starting_between_far_apart_ticks_is_sampled_when_its_first_sample_is_due() -> None:
+    """While every thread is blocked the ticks are up to four intervals apart: a request starting in between gets its
+    first sample an interval in (the poke's delay), not at the next tick (a 12 ms request got none)."""
+    helper = native.Helper()
+    now = time.perf_counter()
+    threading.Timer(0.022, helper.poke, args=(0.005,)).start()
+    n, _, why, at, _ = helper.still([], [], [], now + 0.005, 0.04, now + 1.0, 4, 0.005)
+    assert why == 2 and n == 1  # the tick at 5 ms; the next would have been at 45
+    assert now + 0.027 <= at < now + 0.04
+    # A poke due after the next tick leaves the tick as it was.
+    now = time.perf_counter()
+    threading.Timer(0.01, helper.poke, args=(0.05,)).start()
+    n, _, why, at, _ = helper.still([], [], [], now + 0.005, 0.02, now + 1.0, 5, 0.005)
+    assert why == 2 and n == 1 and now + 0.025 <= at < now + 0.04
+
+
 def test_parked_it_wakes_when_a_request_starts_and_returns_an_interval_later() -> None:
     helper = native.Helper()
     started = time.perf_counter()
