@@ -228,12 +228,12 @@ def check_trace(case: Case, route: str, spans: list[dict[str, Any]]) -> bool:
     by_id = {s["span_id"]: s for s in spans}
     (request,) = [s for s in spans if s["kind"] == "SERVER"]
     attributes = request["attributes"]
-    assert attributes["pystrument.profile.sampler"] == "default"
+    assert attributes["pystrument.profile.interval_ms"] == 5
     assert attributes["pystrument.function_spans"] is True
-    assert attributes["pystrument.async"] is case.is_async(route), attributes
+    assert attributes.get("pystrument.async", False) is case.is_async(route), attributes
     # A thread's CPU clock is read; on an event loop the CPU time is estimated from the samples that caught the
     # request's task running, which a short burst among eight busy requests may escape.
-    if attributes["pystrument.cpu_time_source"] == "samples":
+    if attributes.get("pystrument.cpu_time_source") == "samples":
         assert attributes["pystrument.cpu_time_ms"] >= 0
     else:
         assert attributes["pystrument.cpu_time_ms"] > 0, attributes

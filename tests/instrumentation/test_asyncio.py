@@ -243,7 +243,7 @@ def test_async_to_sync_under_asgi_adopts_the_view_task(tracing: Any, helpers: Si
     asyncio.run(main())
     requests = {r.name: r for r in t.requests()}
     assert requests["GET /async"].attributes["pystrument.async"] is True
-    assert requests["GET /sync"].attributes["pystrument.async"] is False
+    assert "pystrument.async" not in requests["GET /sync"].attributes  # false: left out
     spans = helpers.by_name(t.functions(requests["GET /async"]))
     (view,) = spans["async_view_body"]
     assert view.attributes["pystrument.thread"].startswith("Task-")

@@ -83,10 +83,11 @@ def test_short_requests_skip_the_span_worker_and_keep_their_attributes(tracing: 
     assert unsampled and not jobs
     for span in requests:
         attributes = span.attributes or {}
-        assert attributes["pystrument.profile.sampler"] == "default"
+        assert attributes["pystrument.profile.interval_ms"] == 5.0
         assert attributes["pystrument.function_spans"] is True
-        assert attributes["pystrument.cpu_time_source"] == "thread" and attributes["pystrument.cpu_time_ms"] >= 0
-        assert attributes["pystrument.async"] is False
+        # The thread's CPU clock (the usual source and sampler, and a sync request, are not spelled out).
+        assert attributes["pystrument.cpu_time_ms"] >= 0
+        assert not {"pystrument.cpu_time_source", "pystrument.profile.sampler", "pystrument.async"} & set(attributes)
     assert not registry.by_thread and "end" not in vars(requests[0])
     assert not t.processor._recordings
 
