@@ -34,11 +34,12 @@ which a thread ran, when a request starts (``poke``), or after ``NATIVE_RETURN_S
 still are credited to the lanes as Python ticks that saw them blocked would have been (``ThreadLane.credit``; on the
 request thread, from ``progress``, when the request ends first). With no request active the sampler parks in it
 (``park``: it returns an interval after the poke of the request that starts next, for that request's first sample,
-woken by the timer the poke armed), and the last request ending makes a wait park at its next tick (``retire``)
-rather than hand back for a tick with nothing to sample. Between requests the helper ticks no more: with parking
-costing no wake-up per request, ticking through the gaps (``IDLE_AFTER``) was all cost (2-3 wake-ups of 36 us per
-request at 80 requests a second). Each sampler has a helper of its own. Lanes of tasks have no such reading: their
-ticks stay Python's.
+woken by the timer the poke armed), and the last request ending makes a wait park (``retire``) rather than hand back
+for a tick with nothing to sample: at once, its pending tick disarmed, without a wake-up. A request starting while
+the ticks are far apart (every thread blocked) brings the next forward to when its first sample is due. Between
+requests the helper ticks no more: with parking costing no wake-up per request, ticking through the gaps
+(``IDLE_AFTER``) was all cost (2-3 wake-ups of 36 us per request at 80 requests a second). Each sampler has a helper of
+its own. Lanes of tasks have no such reading: their ticks stay Python's.
 
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
@@ -156,8 +157,8 @@ class StackSampler:
         active.pop(id(recording), None)
         native = self.native
         if native is not None and not active:
-            # No request left to sample: the compiled helper parks at its next tick rather than hand back (nor ends
-            # its wait for a request that started since its last tick and has ended already). Re-checked after: one
+            # No request left to sample: the compiled helper parks (now, or at its next tick) rather than hand back (nor
+            # ends its wait for a request that started since its last tick and has ended already). Re-checked after: one
             # added meanwhile pokes again (which also undoes the retiring).
             native.retire()
             if active:

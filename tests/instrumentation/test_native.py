@@ -121,6 +121,47 @@ def test_a_request_starting_between_far_apart_ticks_is_sampled_when_its_first_sa
     assert why == 2 and n == 1 and now + 0.025 <= at < now + 0.04
 
 
+def test_the_last_request_ending_parks_a_ticking_helper_without_waking_it() -> None:
+    """``retire`` while ``still`` waits for a tick disarms that tick: the helper sleeps on until the next request's
+    poke (its first sample), instead of waking at the tick only to park (a wake-up per request in sparse traffic).
+    Seen as the times the helper's thread was put on a core between a request's end and the next one's start."""
+    parked = Parked()
+    helper = native.Helper()
+    clocks, cpus, fds = parked.watch()
+    found: dict[Any, Any] = {}
+    waiting = threading.Event()
+
+    def sampler() -> None:
+        found["fd"] = schedstat_fd(threading.get_ident())
+        for call in range(5):
+            now = time.perf_counter()
+            waiting.set()
+            found[call] = helper.still(clocks, cpus, fds, now + 0.005, 0.01, now + 5.0, call, 0.005)
+
+    thread = threading.Thread(target=sampler)
+    woken = []
+    try:
+        thread.start()
+        for _ in range(5):
+            assert waiting.wait(5)
+            waiting.clear()
+            time.sleep(0.012)  # the tick at 5 ms found the thread still; the next is due at 15
+            helper.retire()
+            time.sleep(0.001)
+            before = native.schedstat(found["fd"])
+            time.sleep(0.04)  # past the next two ticks
+            woken.append(native.schedstat(found["fd"])[2] - before[2])
+            helper.poke(0.005)
+        thread.join(10)
+        for call in range(5):
+            n, _, why, _, _ = found[call]
+            assert why == 2 and n == 1
+        assert woken == [0] * 5  # woke to park at the next tick: [1, 1, 1, 1, 1]
+    finally:
+        parked.go.set()
+        parked.thread.join(5)
+
+
 def test_parked_it_wakes_when_a_request_starts_and_returns_an_interval_later() -> None:
     helper = native.Helper()
     started = time.perf_counter()
