@@ -147,6 +147,20 @@ def direct(tracer: trace.Tracer) -> Any:
     return processor
 
 
+def export_delay(tracer: trace.Tracer) -> float | None:
+    """Seconds between the scheduled exports of the SDK tracer's batch span processors (the shortest; None: none
+    found). Read from the processor (``schedule_delay_millis``, on its inner batch processor since SDK 1.28)."""
+    processor = getattr(tracer, "span_processor", None)
+    delays = []
+    for each in getattr(processor, "_span_processors", None) or ():
+        if isinstance(each, BatchSpanProcessor):
+            inner = getattr(each, "_batch_processor", None)
+            millis = getattr(each, "schedule_delay_millis", None) or getattr(inner, "_schedule_delay_millis", None)
+            if isinstance(millis, int | float) and millis > 0:
+                delays.append(millis / 1000)
+    return min(delays) if delays else None
+
+
 def emit_calls(
     tracer: trace.Tracer,
     parent: SpanContext,

@@ -467,6 +467,8 @@ class PystrumentSpanProcessor(SpanProcessor):
                     log_once("on_session", "pystrument: the on_session callback failed; carrying on")
             if not recording.keep:
                 return
+            if not self._paced:
+                self._pace_worker()
             calls = _emit.build(recording, self.settings.min_span_s, self.settings.max_spans)
             if not calls:
                 return
@@ -480,6 +482,19 @@ class PystrumentSpanProcessor(SpanProcessor):
                 cost = time.thread_time() - cpu + emitted * EXPORT_S_PER_SPAN
                 previous = self.cost_per_request
                 self.cost_per_request = cost if not previous else 0.9 * previous + 0.1 * cost
+
+    #: Whether the span worker's batching was set to the exporter's pace (``_pace_worker``, at the first build).
+    _paced = False
+
+    def _pace_worker(self) -> None:
+        """Batch function spans for at most a tenth of the exporter's delay between exports: those built up to a
+        batch period after their request span miss its export and make one more when requests are sparse (with
+        exports every 100 ms, 0.35 more exports per request, each about 1.5 ms of the exporter's CPU, against the
+        batching's 0.2 ms saved). At the SDK's default 5 s the worker keeps its half-second batches."""
+        self._paced = True
+        delay = _emit.export_delay(self._get_tracer())
+        if delay is not None:
+            self._worker.period = min(self._worker.period, delay / 10)
 
     def _get_tracer(self) -> trace.Tracer:
         if self._tracer is None:

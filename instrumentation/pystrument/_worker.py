@@ -25,7 +25,8 @@ from pystrument._safety import log_once
 #: Seconds the worker collects jobs before running them (while busy): a batch's first job runs with its code and data
 #: out of the caches, the rest in them (a 50 ms request's spans: 370 us of CPU each at 20 a second in 50 ms batches,
 #: 190 us in 0.5 s batches, 150 us in 1 s batches). Longer makes more requests' function spans miss their request
-#: span's export (the exporter's 5 s batches by default: one in ten at 0.5 s) and reach the backend one export later.
+#: span's export (the exporter's 5 s batches by default: one in ten at 0.5 s) and reach the backend one export later;
+#: the processor shortens it to a tenth of the exporter's delay (``PystrumentSpanProcessor._pace_worker``).
 PERIOD = 0.5
 _pid = os.getpid()
 

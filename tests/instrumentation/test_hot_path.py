@@ -208,3 +208,50 @@ def test_a_profiled_request_leaves_no_cycle_to_keep_its_locals(tracing: Any, tmp
         flask_instrumentation.FlaskInstrumentor().uninstrument_app(app)
     assert len(t.requests()) == 6
     assert locals_left == 0, f"{locals_left} of 6 requests' locals still alive"
+
+
+def waited_20ms() -> None:
+    time.sleep(0.02)
+
+
+@pytest.mark.parametrize("delay_ms", [100, 5000])
+def test_function_spans_go_out_in_their_request_spans_export(delay_ms: int) -> None:
+    """The span worker batches for at most a tenth of the exporter's delay: with exports every 100 ms, requests 30 ms
+    apart each have their function spans in the export that carries their request span (with half-second batches a
+    third of them made one export more). At the SDK's default 5 s the worker keeps its half-second batches."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from pystrument._processor import PystrumentSpanProcessor
+
+    exports: list[list[Any]] = []
+
+    class Recorded(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            exports.append(list(spans))
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    processor = PystrumentSpanProcessor(provider, min_span_ms=0)
+    provider.add_span_processor(processor)
+    provider.add_span_processor(BatchSpanProcessor(Recorded(), schedule_delay_millis=delay_ms))
+    tracer = provider.get_tracer("test")
+    try:
+        for i in range(10):
+            with tracer.start_as_current_span(f"GET /{i}", kind=SpanKind.SERVER):
+                waited_20ms()
+            time.sleep(0.03)
+        assert processor._worker.period == pytest.approx(min(0.5, delay_ms / 10_000))
+        if delay_ms > 1000:
+            return
+        processor.force_flush()
+        provider.force_flush()
+        export_of = {s.context.span_id: n for n, batch in enumerate(exports) for s in batch}
+        requests = [s for batch in exports for s in batch if s.kind is SpanKind.SERVER]
+        functions = [s for batch in exports for s in batch if s.name.endswith("waited_20ms")]
+        assert len(requests) == 10 and len(functions) == 10
+        apart = [
+            f for f in functions if f.parent is not None and export_of[f.context.span_id] != export_of[f.parent.span_id]
+        ]
+        assert len(apart) <= 2, f"{len(apart)} of 10 requests had their function spans in another export"
+    finally:
+        provider.shutdown()
