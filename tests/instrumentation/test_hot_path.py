@@ -236,7 +236,7 @@ def test_function_spans_go_out_in_their_request_spans_export(delay_ms: int) -> N
     provider.add_span_processor(BatchSpanProcessor(Recorded(), schedule_delay_millis=delay_ms))
     tracer = provider.get_tracer("test")
     try:
-        for i in range(10):
+        for i in range(20):
             with tracer.start_as_current_span(f"GET /{i}", kind=SpanKind.SERVER):
                 waited_20ms()
             time.sleep(0.03)
@@ -248,10 +248,11 @@ def test_function_spans_go_out_in_their_request_spans_export(delay_ms: int) -> N
         export_of = {s.context.span_id: n for n, batch in enumerate(exports) for s in batch}
         requests = [s for batch in exports for s in batch if s.kind is SpanKind.SERVER]
         functions = [s for batch in exports for s in batch if s.name.endswith("waited_20ms")]
-        assert len(requests) == 10 and len(functions) == 10
+        assert len(requests) == 20 and len(functions) == 20
         apart = [
             f for f in functions if f.parent is not None and export_of[f.context.span_id] != export_of[f.parent.span_id]
         ]
-        assert len(apart) <= 2, f"{len(apart)} of 10 requests had their function spans in another export"
+        # Built within milliseconds, they miss an export only when its timer falls in between (0.5 s batches: 17 of 20).
+        assert len(apart) <= 6, f"{len(apart)} of 20 requests had their function spans in another export"
     finally:
         provider.shutdown()
