@@ -187,6 +187,12 @@ def await_chain(frames: list[types.FrameType], after: types.FrameType | None) ->
     return tuple(out)
 
 
+class TornStack(Exception):
+    """Another thread's frame chain, read while it was being torn down: CPython 3.11 handed a frame's ``f_back`` as an
+    object that is no frame (a ``str`` once, in the wagtail corpus app under load: its frame memory reused). The sample
+    is skipped, as during a collection on another thread."""
+
+
 def stack_below(
     leaf: types.FrameType | None, anchors: frozenset[int], root: types.FrameType | None = None, thread_id: int = 0
 ) -> tuple[str, ...] | None:
@@ -196,16 +202,25 @@ def stack_below(
     caller, so ids are not reused). ``root`` stops the walk inclusively (a task's outermost coroutine).
     None when neither an anchor nor ``root`` is met: the stack does not belong to the request.
     pystrument's own frames are left out. A walk that ends in a greenlet (``thread_id`` running one) goes on in the
-    frame its parent is suspended in. This runs for every sample while holding the GIL: kept tight.
+    frame its parent is suspended in. This runs for every sample while holding the GIL: kept tight. Raises
+    ``TornStack`` when the chain holds something that is no frame.
     """
+    if leaf is None:
+        return None
+    try:
+        return _walk(leaf, anchors, root, thread_id)
+    except AttributeError as torn:  # no cost unless raised (zero-cost try): a frame that is no frame
+        raise TornStack from torn
+
+
+def _walk(
+    frame: types.FrameType, anchors: frozenset[int], root: types.FrameType | None, thread_id: int
+) -> tuple[str, ...] | None:
     out: list[str] = []
     append = out.append
     cache = _code_ids
     virtual = virtual_frames
     hops = 0
-    frame = leaf
-    if frame is None:
-        return None
     code = frame.f_code
     entry = cache.get(id(code))
     if entry is None or entry[0] is not code:

@@ -66,6 +66,7 @@ from random import random
 from typing import Any, Protocol
 
 from pystrument._budget import BURST_S, cost_budget
+from pystrument._frames import TornStack
 from pystrument._gc import gc_pauses
 from pystrument._lanes import _native, read_schedstat, sampler_thread
 from pystrument._safety import log_once
@@ -202,6 +203,8 @@ class StackSampler:
                 try:
                     if recording.sample(frames, now):
                         moved = True
+                except TornStack:
+                    pass  # a thread's frames read mid-teardown: no sample of it this tick
                 except Exception:
                     log_once("sampler.sample", "pystrument: sampling a request failed; carrying on")
         finally:

@@ -256,3 +256,34 @@ def test_function_spans_go_out_in_their_request_spans_export(delay_ms: int) -> N
         assert len(apart) <= 6, f"{len(apart)} of 20 requests had their function spans in another export"
     finally:
         provider.shutdown()
+
+
+def test_a_frame_chain_read_mid_teardown_skips_the_sample_without_an_error(caplog: Any) -> None:
+    """CPython 3.11 once handed another thread's ``f_back`` as a ``str`` (the wagtail corpus app under load: a frame
+    torn down while a finalizer let the sampler run). The walk raises ``TornStack`` and the sampler skips that request
+    this tick, as during a collection, instead of logging an SDK error."""
+    from types import SimpleNamespace
+
+    from pystrument._frames import TornStack
+    from pystrument._sampler import StackSampler
+
+    torn = SimpleNamespace(f_code=sys._getframe().f_code, f_back="not a frame", f_lasti=0)
+    with pytest.raises(TornStack):
+        stack_below(torn, frozenset())  # type: ignore[arg-type]
+
+    class Request:
+        interval = 0.005
+        active = True
+        sampled = 0
+
+        def sample(self, frames: Any, now: float) -> bool:
+            self.sampled += 1
+            stack_below(torn, frozenset())  # type: ignore[arg-type]
+            return True
+
+    request, sampler = Request(), StackSampler(native=False)
+    sampler._active[id(request)] = request
+    with caplog.at_level("DEBUG", logger="pystrument"):
+        sampler.sample_once()
+    assert request.sampled == 1 and not sampler.moved
+    assert not [r for r in caplog.records if "sampling a request failed" in r.getMessage()]
