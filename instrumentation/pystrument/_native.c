@@ -251,7 +251,8 @@ PyDoc_STRVAR(still_doc,
 "the tick it returned at (the wake-up, when a poke's). ``stats`` gives, per thread, its schedstat\n"
 "(CPU seconds, times put on a core) as read at the first still tick from ``fds`` (None: no file, no still tick).\n"
 "What it found so far is ``progress(call, i)``'s, until the next call. Retired (``retire``) while it watches\n"
-"threads, it parks at its next tick and returns ``wake`` seconds after the next ``poke`` (why 2).");
+"threads, it parks (at once while it waits for a tick, else at its next tick) and returns after the next ``poke``\n"
+"(why 2): when that poke's first sample is due, or ``wake`` seconds after it when it parked at a tick.");
 
 static PyObject *
 still(Helper *self, PyObject *args)
