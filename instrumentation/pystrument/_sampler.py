@@ -17,7 +17,7 @@ task awaiting the same future records nothing new (its previous sample is extend
 accounted when its stack next changes). While every request's threads are blocked as at the previous tick (tasks
 excepted: an await's end is placed at the last tick that saw it) and the sampler got the GIL back at once (no thread
 running Python code: under GIL contention threads waiting for it look blocked too), the ticks come further apart, up
-to ``STILL_STRETCH`` (4) intervals, until one moves: a 50 ms wait costs 5 wake-ups rather than 10 (7 at a 2-interval
+to ``STILL_STRETCH`` (4) intervals, until one moves: a 50 ms wait costs 4 wake-ups rather than 10 (7 at a 2-interval
 cap), each 40-100 us of CPU on a VM. The lane places the end of the wait such a slower pace straddles
 (``ThreadLane._flush``): exactly when its own request ends next (its thread, running then, was put on a core once since
 the last tick: it resumed its CPU time ago), else midway between the last tick that saw it blocked and its CPU time
