@@ -769,7 +769,7 @@ class ThreadLane(ThreadClock, Lane):
         ``now``). Asked on the thread itself (its lane closing: it runs now) and put on a core exactly once since
         ``seen`` (schedstat), it has run without a break since it woke: it resumed at ``now - after``. Otherwise
         (blocked again, preempted, waiting for the GIL, or no schedstat) somewhere in between: the middle, unbiased,
-        off by at most half that span (one interval when the ticks were two apart, two at four)."""
+        off by at most half that span (one interval when the ticks were two apart)."""
         latest = now - after
         if stat is not None and self._sched >= 0 and threading.get_ident() == self.thread_id:
             times = read_schedstat(self._sched)

@@ -431,7 +431,7 @@ progress(Helper *self, PyObject *args)
 
 PyDoc_STRVAR(poke_doc,
 "poke(delay=-1.0)\n\nA request started: ``still`` returns at its next tick or ``delay`` seconds from now, whichever\n"
-"comes first (its ticks may be four intervals apart); ``park`` returns ``delay`` seconds\n"
+"comes first (its ticks may be intervals apart); ``park`` returns ``delay`` seconds\n"
 "from now (its interval if negative; the earliest of the pokes until ``unpoke``), woken by a timer that poke arms,\n"
 "not by poke itself.");
 

@@ -16,16 +16,17 @@ A waiting request costs little per tick: a thread blocked in the same call (same
 task awaiting the same future records nothing new (its previous sample is extended, run-length style, and its time
 accounted when its stack next changes). While every request's threads are blocked as at the previous tick (tasks
 excepted: an await's end is placed at the last tick that saw it) and the sampler got the GIL back at once (no thread
-running Python code: under GIL contention threads waiting for it look blocked too), the ticks come further apart, up
-to ``STILL_STRETCH`` (4) intervals, until one moves: a 50 ms wait costs 4 wake-ups rather than 10 (7 at a 2-interval
-cap), each 40-100 us of CPU on a VM. The lane places the end of the wait such a slower pace straddles
-(``ThreadLane._flush``): exactly when its own request ends next (its thread, running then, was put on a core once since
-the last tick: it resumed its CPU time ago), else midway between the last tick that saw it blocked and its CPU time
-before the next one, an error of at most half that span: the interval (the stated precision,
-``pystrument.time_precision_ms``) at a 2-interval pace, up to two intervals at 4, where a thread that waited that long
-resumes and blocks again before the next tick (a short run between two long waits). Child spans' marks bound it too: a
-thread that marked its stack had resumed by then. The thread pays for every tick (its CPU time, the wake-up included)
-from the cost budget (``_budget.py``) and samples up to ``BUDGET_STRETCH`` intervals apart while it is spent.
+running Python code: under GIL contention threads waiting for it look blocked too), the ticks come ``STILL_STRETCH`` (2)
+intervals apart until one moves: a 50 ms wait costs 6 wake-ups rather than 10 (the park after the request ends is free).
+The lane places the end of the wait such a slower pace straddles (``ThreadLane._flush``): exactly when its own request
+ends next (its thread, running then, was put on a core once since the last tick: it resumed its CPU time ago), else
+midway between the last tick that saw it blocked and its CPU time before the next one, an error of at most half that
+span: one interval at a 2-interval pace, so the spans' stated precision (``pystrument.time_precision_ms``, the interval)
+holds. Four intervals apart halved the sampler thread's CPU per request on gthread at 8 in flight (69 -> 36 us) but
+doubled that error, and under load a wait followed by 20 ms of CPU was placed 10 ms off (the pure-Python sampler,
+test_native.py): not kept. Child spans' marks bound it too: a thread that marked its stack had resumed by then. The
+thread pays for every tick (its CPU time, the wake-up included) from the cost budget (``_budget.py``) and samples up to
+``BUDGET_STRETCH`` intervals apart while it is spent.
 
 The compiled helper (``_native.c``, when the install built it). A thread's Python stack changes only while it runs, so
 after each tick the sampler hands the wait to the helper with each open lane's CPU clock as read right after its stack
@@ -77,9 +78,8 @@ _logger = logging.getLogger("pystrument")
 IDLE_AFTER = 0.03
 #: While a tick finds every request's threads unchanged (blocked in the same call), the next tick comes up to this
 #: many intervals later: a wait costs fewer ticks, and the run after it is still placed (its lane's CPU clock and
-#: schedstat say when it resumed; ``ThreadLane._flush``). 4 rather than 2: half the sampler thread's CPU per request on
-#: gunicorn gthread at 8 in flight (69 -> 36 us), at up to two intervals' error for a short run between long waits.
-STILL_STRETCH = 4
+#: schedstat say when it resumed; ``ThreadLane._flush``; at most one interval off, the stated precision, at 2).
+STILL_STRETCH = 2
 #: A tick that got the GIL back this much later than asked keeps the full pace: some thread was running Python code,
 #: and threads waiting for the GIL look as blocked (same frame, same instruction) as threads waiting on I/O.
 LATE_S = 0.001

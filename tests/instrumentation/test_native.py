@@ -106,7 +106,7 @@ def test_a_request_starting_ends_the_wait_at_the_next_tick_and_unpoke_forgets_ea
 
 
 def test_a_request_starting_between_far_apart_ticks_is_sampled_when_its_first_sample_is_due() -> None:
-    """While every thread is blocked the ticks are up to four intervals apart: a request starting in between gets its
+    """While every thread is blocked the ticks are intervals apart: a request starting in between gets its
     first sample an interval in (the poke's delay), not at the next tick (a 12 ms request got none)."""
     helper = native.Helper()
     now = time.perf_counter()
@@ -136,7 +136,7 @@ def test_the_last_request_ending_parks_a_ticking_helper_without_waking_it() -> N
         for call in range(5):
             now = time.perf_counter()
             waiting.set()
-            found[call] = helper.still(clocks, cpus, fds, now + 0.005, 0.01, now + 5.0, call, 0.005)
+            found[call] = helper.still(clocks, cpus, fds, now + 0.005, 0.03, now + 5.0, call, 0.005)
 
     thread = threading.Thread(target=sampler)
     woken = []
@@ -145,17 +145,17 @@ def test_the_last_request_ending_parks_a_ticking_helper_without_waking_it() -> N
         for _ in range(5):
             assert waiting.wait(5)
             waiting.clear()
-            time.sleep(0.012)  # the tick at 5 ms found the thread still; the next is due at 15
+            time.sleep(0.012)  # the tick at 5 ms found the thread still; the next is due at 35
             helper.retire()
             time.sleep(0.001)
             before = native.schedstat(found["fd"])
-            time.sleep(0.04)  # past the next two ticks
+            time.sleep(0.07)  # past the next two ticks
             woken.append(native.schedstat(found["fd"])[2] - before[2])
             helper.poke(0.005)
         thread.join(10)
         for call in range(5):
             n, _, why, _, _ = found[call]
-            assert why == 2 and n == 1
+            assert why == 2 and n in (1, 2)  # 2: the retire came after the tick at 35 ms (a loaded machine)
         assert woken == [0] * 5  # woke to park at the next tick: [1, 1, 1, 1, 1]
     finally:
         parked.go.set()
