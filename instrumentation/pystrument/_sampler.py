@@ -203,8 +203,8 @@ class StackSampler:
                 try:
                     if recording.sample(frames, now):
                         moved = True
-                except TornStack:
-                    pass  # a thread's frames read mid-teardown: no sample of it this tick
+                except TornStack:  # a thread's frames read mid-teardown: no sample of it this tick
+                    continue
                 except Exception:
                     log_once("sampler.sample", "pystrument: sampling a request failed; carrying on")
         finally:
