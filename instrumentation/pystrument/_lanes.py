@@ -598,6 +598,9 @@ class ThreadLane(ThreadClock, Lane):
     watch_ns: int | None = None
     #: (the sampler's compiled helper, its call, this lane's place in it) while it may watch the lane (``progress``).
     watch_slot: tuple[Any, int, int] | None = None
+    #: When the thread, blocked through the run, first called or returned again (its resume hook fired), and its CPU
+    #: clock then: the run's end, exactly (``credit``).
+    _fire: tuple[float, float] | None = None
 
     def __init__(
         self,
@@ -667,9 +670,10 @@ class ThreadLane(ThreadClock, Lane):
         if slot is not None and self.end is None:
             # The compiled helper may be waiting on this thread still: its ticks so far are the lane's (on the
             # request thread: its request ended first).
-            found = slot[0].progress(slot[1], slot[2])
+            native, call, i = slot
+            found = native.progress(call, i)
             if found is not None:
-                self.credit(found[1], found[2])
+                self.credit(found[1], found[2], native.fire(call, i))
         if self._run is not None:
             self._flush(now)
         if self.end is None:
@@ -694,6 +698,7 @@ class ThreadLane(ThreadClock, Lane):
             else:
                 run[1] += ticks(now - run[0], self.interval)
                 run[0] = now
+            self._fire = None  # it called or returned, and stands in the same call again (a loop of reads)
             self.still = True
             # The compiled helper's baseline (``watch``): the thread may have run since the last one (blocked again in
             # the same call: a loop of reads).
@@ -737,9 +742,11 @@ class ThreadLane(ThreadClock, Lane):
             fd = self._sched = schedstat_fd(self.thread_id)
         return self._clock, ns, fd
 
-    def credit(self, seen: float, stat: tuple[float, int] | None) -> None:
+    def credit(self, seen: float, stat: tuple[float, int] | None, fire: tuple[float, float] | None = None) -> None:
         """The compiled helper found the thread off its core from the lane's last sample up to the tick ``seen`` (its
-        schedstat ``stat`` read at the first such tick): its stack held, as a run of unchanged ticks would say."""
+        schedstat ``stat`` read at the first such tick): its stack held, as a run of unchanged ticks would say. Or,
+        hooked (``_native.hook``), off Python code: ``fire`` says when it first called or returned again, and its CPU
+        clock then (the end of the wait, exactly)."""
         samples = self.samples
         if not samples or seen <= samples[-1][0] or self.end is not None:
             return
@@ -749,6 +756,8 @@ class ThreadLane(ThreadClock, Lane):
         elif seen > run[0]:
             run[1] += ticks(seen - run[0], self.interval)
             run[0] = seen
+        if fire is not None and fire[0] > seen:
+            self._fire = fire
         self.still = True
 
     def _blocked_stat(self) -> tuple[float, int] | None:
@@ -803,23 +812,49 @@ class ThreadLane(ThreadClock, Lane):
             self.merged += n - 1
             return
         ran = max(0.0, reading - last)
+        fire, self._fire = self._fire, None
+        if fire is not None and seen < fire[0] <= now and fire[1] >= 0:
+            # Hooked: the wait ended at its first call or return, and what ran since is the resumed code's.
+            after = min(max(0.0, reading - fire[1]), ran)
+            self._place(now, seen, stack, cpu, counts, reading, ran, after, fire[0], n, exact=True)
+            return
         # What ran after the last unchanged tick (the resumed code): exactly, from the CPU time schedstat gave then.
         after = min(ran if stat is None else max(0.0, reading - stat[0]), max(0.0, now - seen))
+        # It resumed after the last unchanged tick and at the latest ``after`` before now (less if it was preempted
+        # or blocked again since, which only schedstat tells).
+        resumed = self._resumed_at(now, seen, after, stat) if now - seen > 1.5 * self.interval else now
+        self._place(now, seen, stack, cpu, counts, reading, ran, after, resumed, n)
+
+    def _place(
+        self,
+        now: float,
+        seen: float,
+        stack: Stack,
+        cpu: list[float],
+        counts: dict[int, int],
+        reading: float,
+        ran: float,
+        after: float,
+        resumed: float,
+        n: int,
+        exact: bool = False,
+    ) -> None:
+        """Write the run (its last tick ``seen``, ``n`` samples) and, when the thread resumed well after ``seen``
+        (always when ``exact``: a resume hook saw it), the wait's end at ``resumed``; ``after`` of the CPU time
+        ``ran`` since the last sample was the resumed code's."""
+        samples = self.samples
         dt = seen - samples[-1][0]
         samples.append((seen, stack))
         cpu.append(max(0.0, ran - after))  # anything more ran inside the blocked call itself (a long C computation)
         self._add_queue(len(samples) - 1, self._queued(dt, ran - after))
         counts[len(samples) - 1] = n
         self.merged += n - 1
-        # It resumed after the last unchanged tick and at the latest ``after`` before now (less if it was preempted
-        # or blocked again since, which only schedstat tells).
-        resumed = self._resumed_at(now, seen, after, stat) if now - seen > 1.5 * self.interval else now
         marks = self.marks
         if marks:  # the thread's own code marked its stack since: it had resumed by the first such mark
             first = min((t for t, _, _ in marks[-8:] if seen < t < now), default=None)
             if first is not None and first <= resumed:  # just before it: at its time the wait would follow the mark
                 resumed = math.nextafter(first, seen)
-        if now - seen > 1.5 * self.interval and resumed > seen:  # the sampler slowed down: place the resumption
+        if (exact or now - seen > 1.5 * self.interval) and resumed > seen:  # slower ticks, or hooked: place it
             samples.append((resumed, stack))
             cpu.append(0.0)
             k = ticks(resumed - seen, self.interval) if resumed - seen >= 0.5 * self.interval else 0

@@ -7,6 +7,9 @@
    a thread ran, once a request starts (`poke`), or at a deadline; between requests it ticks with no thread to watch
    until a request starts. A tick then costs the wake-up and a system call per thread, not a pass of the sampler.
 
+   Better still, on CPython 3.11 (`hook`): a profile function set on each blocked thread fires at its first call or
+   return, the first moment its stack can change; `still` then needs no tick at all and sleeps until one fires.
+
    Nothing here touches Python objects without the GIL: only clock ids, file descriptors and numbers passed in. */
 
 #define PY_SSIZE_T_CLEAN
@@ -40,11 +43,25 @@ typedef struct {
     _Atomic double due;   /* when a parked helper returns: the earliest a poke since the last `unpoke`/`retire` asked */
     _Atomic double delay; /* how long after a poke that names no delay (the sampler's interval) */
     int timer;              /* a timerfd on CLOCK_MONOTONIC */
+    /* The resume hooks (`hook`): the watched threads (by thread id) of the call `hook_call`, when each first ran
+       Python code again (0.0: not yet) and its CPU clock then; `fire_due`: the earliest such time plus `hook_wake`,
+       when `still` returns. Written under the GIL (`hook`, `on_event`), read by `still` without it. */
+    atomic_long hook_count;
+    long hook_call;
+    unsigned long hook_threads[MAX_WATCH];
+    _Atomic double fire_at[MAX_WATCH];
+    _Atomic double fire_cpu[MAX_WATCH];
+    _Atomic double fire_due;
+    _Atomic double hook_wake;
+    _Atomic double hook_first; /* a hooked `still`'s ticks, for `progress` while it waits: `hook_step` apart */
+    _Atomic double hook_step;
+    atomic_long wakes; /* times `still` woke up (its timer fired or it was poked), for the tests */
     struct {
         atomic_ulong seq;
         atomic_long call;  /* the caller's number for the call */
         atomic_long count; /* threads watched */
         atomic_long ticks;
+        atomic_int hooked; /* the ticks are a hooked wait's, still under way: counted by `progress` from the clock */
         _Atomic double last;
         _Atomic double stat_cpu[MAX_WATCH];
         atomic_ullong stat_runs[MAX_WATCH];
@@ -146,11 +163,15 @@ wait_tick(Helper *self, double at)
     atomic_store(&self->tick_at, at);
     arm(self, at);
     atomic_store(&self->ticking, 1);
+    double early = atomic_load(&self->fire_due); /* a hooked thread ran Python code before this wait began */
     if (atomic_load(&self->poked)) {
         double due = atomic_load(&self->due);
-        if (due < at) {
-            arm(self, due);
+        if (due < early) {
+            early = due;
         }
+    }
+    if (early < at) {
+        arm(self, early);
     }
     for (;;) {
         uint64_t expirations;
@@ -161,6 +182,7 @@ wait_tick(Helper *self, double at)
             sleep_until(at); /* no timer (cannot happen once made): the tick as planned */
             break;
         }
+        atomic_fetch_add(&self->wakes, 1);
         if (atomic_load(&self->poked)) {
             break;
         }
@@ -168,11 +190,12 @@ wait_tick(Helper *self, double at)
         if (tick == INFINITY) {
             continue; /* retired meanwhile (`retire` disarmed the tick): parked until a poke arms the timer */
         }
-        if (monotonic_now() >= tick) {
+        double now = monotonic_now(), fired = atomic_load(&self->fire_due);
+        if (now >= tick || now >= fired) {
             break;
         }
         /* an expiry for a poke already taken (unpoked since): on to the tick */
-        arm(self, tick);
+        arm(self, tick < fired ? tick : fired);
     }
     atomic_store(&self->ticking, 0);
     if (monotonic_now() < at) {
@@ -240,6 +263,222 @@ static PyMethodDef module_methods[] = {
 
 enum { WHY_DEADLINE = 0, WHY_MOVED = 1, WHY_POKED = 2 };
 
+/* The ticks of a hooked wait (`hook`) before `end`: every `step` from `first`, none past `now`; the last at `*last`. */
+static long
+virtual_ticks(double first, double step, double end, double now, double *last)
+{
+    long ticks = 0;
+    *last = 0.0;
+    if (!(step > 0.0)) {
+        return 0;
+    }
+    for (double t = first; t < end && t <= now; t += step) {
+        ticks++;
+        *last = t;
+    }
+    return ticks;
+}
+
+/* `still` with every watched thread hooked: no tick, only waits. A thread's Python stack changes only when it calls
+   or returns (the hook's first event, `on_event`), so the ticks until then would all have found it still: they are
+   counted from the clock instead of spent. Returns `hook_wake` after the first thread ran Python code again (its
+   first sample, as a new request's is an interval in), at a poke, or at the deadline; parks when retired. */
+static void
+hooked_wait(Helper *self, Py_ssize_t count, double first, double step, double deadline, double wake, long *ticks,
+            double *last, int *why, double *at)
+{
+    for (;;) {
+        wait_tick(self, deadline);
+        if (atomic_exchange(&self->poked, 0)) {
+            *why = WHY_POKED;
+            break;
+        }
+        if (count > 0 && atomic_load(&self->retired)) {
+            wait_until_due(self, wake);
+            atomic_store(&self->poked, 0);
+            *why = WHY_POKED;
+            break;
+        }
+        double now = monotonic_now();
+        if (now >= atomic_load(&self->fire_due)) {
+            *why = WHY_MOVED;
+            break;
+        }
+        if (now >= deadline) {
+            *why = WHY_DEADLINE;
+            break;
+        }
+    }
+    *at = monotonic_now();
+    double end = *at;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        double fired = atomic_load(&self->fire_at[i]);
+        if (fired > 0.0 && fired < end) {
+            end = fired;
+        }
+    }
+    *ticks = virtual_ticks(first, step, end, *at, last);
+    found_begin(self);
+    atomic_store_explicit(&self->found.last, *last, memory_order_relaxed);
+    atomic_store_explicit(&self->found.ticks, *ticks, memory_order_relaxed);
+    atomic_store_explicit(&self->found.hooked, 0, memory_order_relaxed);
+    found_end(self);
+}
+
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#define HAVE_HOOKS 1
+
+/* The resume hook: a profile function set on a watched thread while it is off Python code (`hook`), called at its
+   first call or return, i.e. the first moment its Python stack can change. It notes when (and the thread's CPU
+   clock), asks the waiting `still` to return a `hook_wake` later, and takes itself off. Runs on that thread, with the
+   GIL. */
+static int
+on_event(PyObject *obj, PyFrameObject *Py_UNUSED(frame), int Py_UNUSED(what), PyObject *Py_UNUSED(arg))
+{
+    Helper *self = (Helper *)obj;
+    unsigned long me = PyThread_get_thread_ident();
+    long count = atomic_load(&self->hook_count);
+    for (long i = 0; i < count; i++) {
+        if (self->hook_threads[i] != me) {
+            continue;
+        }
+        if (atomic_load(&self->fire_at[i]) == 0.0) {
+            struct timespec cpu;
+            double cpu_s = clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0
+                               ? (double)cpu.tv_sec + (double)cpu.tv_nsec * 1e-9
+                               : -1.0;
+            double now = monotonic_now();
+            atomic_store(&self->fire_cpu[i], cpu_s);
+            atomic_store(&self->fire_at[i], now);
+            double due = now + atomic_load(&self->hook_wake);
+            if (due < atomic_load(&self->fire_due)) {
+                atomic_store(&self->fire_due, due);
+                if (atomic_load(&self->ticking) && due < atomic_load(&self->tick_at)) {
+                    arm(self, due);
+                }
+            }
+        }
+        break;
+    }
+    /* Off again (its reference to the helper with it); an audit hook refusing it leaves the hook on: it fires
+       into nothing at every event until the next `hook` call replaces or keeps it. */
+    if (_PyEval_SetProfile(PyThreadState_Get(), NULL, NULL) < 0) {
+        PyErr_Clear();
+    }
+    return 0;
+}
+
+static PyThreadState *
+thread_state(unsigned long thread_id)
+{
+    PyThreadState *ts = PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(PyThreadState_Get()));
+    for (; ts != NULL; ts = PyThreadState_Next(ts)) {
+        if (ts->thread_id == thread_id) {
+            return ts;
+        }
+    }
+    return NULL;
+}
+#else
+#define HAVE_HOOKS 0
+#endif
+
+PyDoc_STRVAR(hook_doc,
+"hook(thread_ids, call, wake) -> bool\n\n"
+"Set the resume hook on every thread of ``thread_ids`` (threading.get_ident() values) for ``still`` call number\n"
+"``call``: a profile function that fires at the thread's first Python call or return, notes when (``fire``), makes the\n"
+"hooked ``still`` return ``wake`` seconds later, and takes itself off. False (none set): a thread is gone, traced or\n"
+"profiled by someone else (its profile function is left alone), too many, or this Python has no such hooks (3.11\n"
+"only: from 3.12 a profile function instruments every thread's code); ``still`` then ticks.");
+
+static PyObject *
+hook(Helper *self, PyObject *args)
+{
+    PyObject *ids_obj;
+    long call;
+    double wake;
+    if (!PyArg_ParseTuple(args, "Old:hook", &ids_obj, &call, &wake)) {
+        return NULL;
+    }
+    atomic_store(&self->hook_count, 0);
+    atomic_store(&self->fire_due, INFINITY);
+#if HAVE_HOOKS
+    PyObject *seq = PySequence_Fast(ids_obj, "hook: thread_ids must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
+    PyThreadState *states[MAX_WATCH];
+    int ok = count <= MAX_WATCH;
+    for (Py_ssize_t i = 0; ok && i < count; i++) {
+        unsigned long id = PyLong_AsUnsignedLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (id == (unsigned long)-1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        PyThreadState *ts = thread_state(id);
+        ok = ts != NULL && ts != PyThreadState_Get() && ts->c_tracefunc == NULL
+             && (ts->c_profilefunc == NULL || ts->c_profilefunc == on_event);
+        states[i] = ts;
+        self->hook_threads[i] = id;
+        atomic_store(&self->fire_at[i], 0.0);
+    }
+    Py_DECREF(seq);
+    if (!ok) {
+        Py_RETURN_FALSE;
+    }
+    self->hook_call = call;
+    atomic_store(&self->hook_wake, wake);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (states[i]->c_profilefunc != on_event && _PyEval_SetProfile(states[i], on_event, (PyObject *)self) < 0) {
+            PyErr_Clear(); /* an audit hook said no: those set fire into nothing */
+            Py_RETURN_FALSE;
+        }
+    }
+    atomic_store(&self->hook_count, (long)count);
+    Py_RETURN_TRUE;
+#else
+    (void)ids_obj;
+    (void)call;
+    (void)wake;
+    Py_RETURN_FALSE;
+#endif
+}
+
+PyDoc_STRVAR(fire_doc,
+"fire(call, i) -> (at, cpu) | None\n\n"
+"When thread ``i`` of hooked ``still`` call number ``call`` first ran Python code again (time.perf_counter() time) and\n"
+"its CPU clock then (seconds, -1.0 unread); None when it has not, or the latest hooked call is another.");
+
+static PyObject *
+fire(Helper *self, PyObject *args)
+{
+    long call, i;
+    if (!PyArg_ParseTuple(args, "ll:fire", &call, &i)) {
+        return NULL;
+    }
+    if (self->hook_call != call || i < 0 || i >= atomic_load(&self->hook_count)) {
+        Py_RETURN_NONE;
+    }
+    double at = atomic_load(&self->fire_at[i]);
+    if (at == 0.0) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(dd)", at, atomic_load(&self->fire_cpu[i]));
+}
+
+PyDoc_STRVAR(wakes_doc, "wakes() -> int\n\nHow many times ``still`` woke up so far (its timer fired, or a poke).");
+
+static PyObject *
+wakes(Helper *self, PyObject *Py_UNUSED(unused))
+{
+    return PyLong_FromLong(atomic_load(&self->wakes));
+}
+
+
+static PyObject *still_result(long ticks, double last, int why, double at, Py_ssize_t count, const int *stat_ok,
+                              const unsigned long long *stat_cpu, const unsigned long long *stat_runs);
+
 PyDoc_STRVAR(still_doc,
 "still(clocks, cpus, fds, first, step, deadline, call, wake) -> (ticks, last, why, at, stats)\n\n"
 "Tick at ``first``, then every ``step`` seconds (time.perf_counter() times), without the GIL, and at each tick read\n"
@@ -260,8 +499,9 @@ still(Helper *self, PyObject *args)
     PyObject *clocks_obj, *cpus_obj, *fds_obj;
     double first, step, deadline, wake;
     long call;
-    if (!PyArg_ParseTuple(args, "OOOdddld:still", &clocks_obj, &cpus_obj, &fds_obj, &first, &step, &deadline, &call,
-                          &wake)) {
+    int hooked = 0;
+    if (!PyArg_ParseTuple(args, "OOOdddld|p:still", &clocks_obj, &cpus_obj, &fds_obj, &first, &step, &deadline, &call,
+                          &wake, &hooked)) {
         return NULL;
     }
     PyObject *seqs[3] = {NULL, NULL, NULL};
@@ -305,11 +545,28 @@ still(Helper *self, PyObject *args)
     if (atomic_load(&self->found.seq) & 1) { /* a fork caught the writer mid-way: its only writer is us */
         atomic_fetch_add(&self->found.seq, 1);
     }
+    hooked = hooked && self->hook_call == call && atomic_load(&self->hook_count) == (long)count;
+    if (!hooked) { /* resume hooks set for an earlier call fire into nothing */
+        atomic_store(&self->hook_count, 0);
+        atomic_store(&self->fire_due, INFINITY);
+    }
     found_begin(self);
     atomic_store(&self->found.call, call);
     atomic_store(&self->found.count, (long)count);
     atomic_store(&self->found.ticks, 0);
+    atomic_store(&self->found.hooked, hooked);
+    atomic_store(&self->hook_first, first);
+    atomic_store(&self->hook_step, step);
     found_end(self);
+    if (hooked) {
+        Py_BEGIN_ALLOW_THREADS
+        hooked_wait(self, count, first, step, deadline, wake, &ticks, &last, &why, &at);
+        Py_END_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < count; i++) {
+            stat_ok[i] = 0;
+        }
+        return still_result(ticks, last, why, at, count, stat_ok, stat_cpu, stat_runs);
+    }
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
         wait_tick(self, at);
@@ -366,6 +623,13 @@ still(Helper *self, PyObject *args)
         }
     }
     Py_END_ALLOW_THREADS
+    return still_result(ticks, last, why, at, count, stat_ok, stat_cpu, stat_runs);
+}
+
+static PyObject *
+still_result(long ticks, double last, int why, double at, Py_ssize_t count, const int *stat_ok,
+             const unsigned long long *stat_cpu, const unsigned long long *stat_runs)
+{
     PyObject *stats = PyTuple_New(count);
     if (stats == NULL) {
         return NULL;
@@ -411,6 +675,20 @@ progress(Helper *self, PyObject *args)
         long ticks = atomic_load_explicit(&self->found.ticks, memory_order_relaxed);
         int ours = atomic_load_explicit(&self->found.call, memory_order_relaxed) == call && i >= 0
                    && i < atomic_load_explicit(&self->found.count, memory_order_relaxed);
+        if (ours && atomic_load_explicit(&self->found.hooked, memory_order_relaxed)) {
+            /* a hooked wait under way: its ticks up to when this thread ran Python code again (or now) */
+            double first = atomic_load(&self->hook_first), step = atomic_load(&self->hook_step);
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&self->found.seq, memory_order_relaxed) != before) {
+                continue;
+            }
+            double now = monotonic_now(), fired = atomic_load(&self->fire_at[i]), hooked_last;
+            long hooked_ticks = virtual_ticks(first, step, fired > 0.0 && fired < now ? fired : now, now, &hooked_last);
+            if (hooked_ticks == 0) {
+                Py_RETURN_NONE;
+            }
+            return Py_BuildValue("(ldO)", hooked_ticks, hooked_last, Py_None);
+        }
         double last = atomic_load_explicit(&self->found.last, memory_order_relaxed);
         int ok = ours && atomic_load_explicit(&self->found.stat_ok[i], memory_order_relaxed);
         double cpu = ok ? atomic_load_explicit(&self->found.stat_cpu[i], memory_order_relaxed) : 0.0;
@@ -518,6 +796,9 @@ static PyMethodDef helper_methods[] = {
     {"poke", (PyCFunction)poke, METH_VARARGS, poke_doc},
     {"unpoke", (PyCFunction)unpoke, METH_NOARGS, unpoke_doc},
     {"park", (PyCFunction)park, METH_VARARGS, park_doc},
+    {"hook", (PyCFunction)hook, METH_VARARGS, hook_doc},
+    {"fire", (PyCFunction)fire, METH_VARARGS, fire_doc},
+    {"wakes", (PyCFunction)wakes, METH_NOARGS, wakes_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -533,6 +814,7 @@ helper_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     atomic_store(&self->delay, 0.005); /* the default interval, until `park` or `still` name the sampler's */
+    atomic_store(&self->fire_due, INFINITY);
     self->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
     if (self->timer < 0) {
         PyErr_SetFromErrno(PyExc_OSError);

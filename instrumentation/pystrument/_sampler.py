@@ -42,6 +42,16 @@ requests the helper ticks no more: with parking costing no wake-up per request, 
 (``IDLE_AFTER``) was all cost (2-3 wake-ups of 36 us per request at 80 requests a second). Each sampler has a helper of
 its own. Lanes of tasks have no such reading: their ticks stay Python's.
 
+Resume hooks (the helper on CPython 3.11, ``HOOKS``). A thread's Python stack can change only when it calls or returns,
+so rather than tick to learn that a blocked thread has not, the sampler sets a profile function on each watched thread
+(``_native.hook``) that fires at its first call or return, notes when, asks the helper to return an interval later (the
+thread's next sample, as a new request's first one) and takes itself off. The helper then sleeps through the wait: a
+50 ms wait costs the sampler one wake-up (the request's first sample) instead of five, and its end is placed exactly
+(the fire's time, its CPU clock then), not within half the ticks' spacing. The skipped ticks count as samples from the
+clock, as the helper's would have. A thread someone else profiles or traces (a profiler, a debugger, coverage) is not
+hooked, and ``sys.setprofile``'s audit event is raised at each set and removal; on other Pythons (from 3.12 a profile
+function instruments every thread's code) the helper ticks as above.
+
 Cost and the GIL switch interval. A sample needs the GIL. While the request threads wait on I/O
 the sampler gets it at once; while a thread runs Python code, the sampler waits until that thread
 drops the GIL, which CPython forces every ``sys.getswitchinterval()`` (5 ms by default). So under
@@ -87,6 +97,9 @@ LATE_S = 0.001
 NATIVE_RETURN_S = 0.5
 #: Most threads the compiled helper watches at once (more: the Python ticks go on).
 NATIVE_MAX_WATCH = 256
+#: Whether the compiled helper sets resume hooks on blocked threads instead of ticking (``_native.hook``; CPython
+#: 3.11). False: it ticks, ``STILL_STRETCH`` intervals apart while all are still (the tests' switch).
+HOOKS = True
 #: Most the cost budget stretches the interval (``_budget.py``): 8 x 5 ms = 25 samples a second.
 BUDGET_STRETCH = 8
 
@@ -287,19 +300,24 @@ class StackSampler:
                 # The ticks at which no profiled thread has run since its stack was taken are the compiled helper's;
                 # it returns at the first other one.
                 lanes, clocks, cpus, fds = watched
-                later = interval * max(STILL_STRETCH, self.stretch)
                 deadline = last + NATIVE_RETURN_S
                 self._call += 1
+                call = self._call
+                paced = interval * self.stretch
+                # Hooked (every thread's resume hook set): no tick until a thread runs Python code again, its ticks
+                # counted at the full pace; else ticks, slower while all are still.
+                hooked = HOOKS and native.hook([lane.thread_id for lane in lanes], call, paced)
+                later = paced if hooked else interval * max(STILL_STRETCH, self.stretch)
                 for i, lane in enumerate(lanes):
-                    lane.watch_slot = (native, self._call, i)
+                    lane.watch_slot = (native, call, i)
                 n, seen, _why, at, stats = native.still(
-                    clocks, cpus, fds, last + step, later, deadline, self._call, interval
+                    clocks, cpus, fds, last + (paced if hooked else step), later, deadline, call, interval, hooked
                 )
                 now = self.clock()
-                if n:
+                if n or hooked:
                     self.ticks += n
-                    for lane, stat in zip(lanes, stats, strict=True):
-                        lane.credit(seen, stat)
+                    for i, (lane, stat) in enumerate(zip(lanes, stats, strict=True)):
+                        lane.credit(seen, stat, native.fire(call, i) if hooked else None)
                 late = max(0.0, now - at)  # waited that long for the GIL after the tick
             else:
                 delay = max(0.0, last + step - self.clock() - lateness)

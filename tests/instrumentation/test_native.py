@@ -93,6 +93,76 @@ def test_it_returns_at_the_first_tick_after_the_thread_ran() -> None:
         parked.thread.join(5)
 
 
+def test_a_hooked_wait_wakes_once_when_the_thread_runs_python_again_and_says_when() -> None:
+    """Hooked (``hook``: a profile function set on the blocked thread, fired by its first call or return), ``still``
+    does not tick: it sleeps until the thread runs Python code again and returns ``wake`` after that, the ticks it
+    skipped counted from the clock (each of them would have found the thread still); ``fire`` says when the wait
+    ended, and the thread's CPU clock then."""
+    parked = Parked()
+    helper = native.Helper()
+    released: list[float] = []
+
+    def release() -> None:
+        released.append(time.perf_counter())
+        parked.go.set()
+
+    try:
+        clocks, cpus, fds = parked.watch()
+        assert parked.thread.ident is not None
+        assert helper.hook([parked.thread.ident], 7, 0.005)
+        assert helper.fire(7, 0) is None  # not yet
+        threading.Timer(0.06, release).start()
+        now = time.perf_counter()
+        before = helper.wakes()
+        n, last, why, at, stats = helper.still(clocks, cpus, fds, now + 0.005, 0.005, now + 1.0, 7, 0.005, True)
+        woken = helper.wakes() - before
+        fired = helper.fire(7, 0)
+    finally:
+        parked.go.set()
+        parked.thread.join(5)
+    assert why == 1 and woken == 1  # moved; the 60 ms wait woke it once (ticking: a dozen times)
+    assert fired is not None and released[0] <= fired[0] < released[0] + 0.005
+    assert fired[1] >= cpus[0] / 1e9  # its CPU clock then, in seconds
+    assert at == pytest.approx(fired[0] + 0.005, abs=0.004)
+    assert last < fired[0] <= last + 0.005 and n == round((last - now - 0.005) / 0.005) + 1
+    assert stats == (None,) and helper.progress(7, 0) == (n, last, None)
+    assert helper.fire(8, 0) is None and helper.fire(7, 1) is None  # another call's, no such thread
+
+
+def test_a_thread_someone_else_profiles_or_traces_is_not_hooked_and_keeps_its_function() -> None:
+    """The hook is pystrument's only where no profile or trace function is set (a profiler, a debugger, coverage):
+    ``hook`` then sets none (``still`` ticks instead), and theirs stays."""
+    seen: list[Any] = []
+    go, ready = threading.Event(), threading.Event()
+
+    def theirs(frame: Any, event: str, arg: Any) -> None:
+        return None
+
+    def run(setter: Callable[[Any], None], getter: Callable[[], Any]) -> None:
+        setter(theirs)
+        ready.set()
+        go.wait(5)
+        seen.append(getter())
+        setter(None)
+
+    helper = native.Helper()
+    for setter, getter in ((sys.setprofile, sys.getprofile), (sys.settrace, sys.gettrace)):
+        go.clear()
+        ready.clear()
+        thread = threading.Thread(target=run, args=(setter, getter))
+        thread.start()
+        ready.wait(5)
+        time.sleep(0.01)
+        try:
+            assert helper.hook([thread.ident], 1, 0.005) is False
+        finally:
+            go.set()
+            thread.join(5)
+    assert seen == [theirs, theirs]
+    assert helper.hook([threading.get_ident()], 1, 0.005) is False  # the calling thread: it runs, nothing to wait for
+    assert helper.hook([2**40 + 12345], 1, 0.005) is False  # no such thread
+
+
 def test_a_request_starting_ends_the_wait_at_the_next_tick_and_unpoke_forgets_earlier_ones() -> None:
     helper, other = native.Helper(), native.Helper()
     helper.poke()
@@ -226,12 +296,18 @@ def run_blocked_request(
     return box["rec"], times
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "python"])
-def test_a_wait_costs_the_python_sampler_two_ticks_and_keeps_its_time_and_samples(compiled: bool, helpers: Any) -> None:
+@pytest.mark.parametrize("how", ["hooked", "ticking", "python"])
+def test_a_wait_costs_the_python_sampler_two_ticks_and_keeps_its_time_and_samples(
+    how: str, helpers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 100 ms wait then 20 ms of CPU: with the helper, the Python sampler ticks about twice for the wait (its first
-    sample, the tick after the thread ran) rather than once or twice every two intervals; both ways the wait counts
-    its samples and ends where the thread resumed, and the CPU after it is its own stack's."""
+    sample, the tick after the thread ran) rather than once or twice every two intervals; every way the wait counts
+    its samples and ends where the thread resumed, and the CPU after it is its own stack's. Hooked, the helper itself
+    wakes up about once for the wait, when it ends (ticking, every two intervals), which it places exactly."""
+    compiled = how != "python"
+    monkeypatch.setattr(_sampler, "HOOKS", how == "hooked")
     sampler = StackSampler(native=compiled)
+    wakes = sampler.native.wakes() if sampler.native is not None else 0
     try:
         time.sleep(0.05)
         rec, times = run_blocked_request(sampler, 0.1, 0.02, helpers.tick_times)
@@ -250,6 +326,9 @@ def test_a_wait_costs_the_python_sampler_two_ticks_and_keeps_its_time_and_sample
         assert python_ticks <= 6  # the first sample, the burst's few (moving), not the wait's
     else:
         assert python_ticks >= 9
+    if how == "hooked":
+        assert sampler.native is not None and sampler.native.wakes() - wakes <= 4  # the wait's end, the burst's
+        assert waited == pytest.approx(0.1, abs=0.003)
 
 
 def test_a_lane_closing_before_the_helper_returns_takes_its_ticks(
