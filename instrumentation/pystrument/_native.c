@@ -56,6 +56,7 @@ typedef struct {
     _Atomic double hook_first; /* a hooked `still`'s ticks, for `progress` while it waits: `hook_step` apart */
     _Atomic double hook_step;
     atomic_long wakes; /* times `still` woke up (its timer fired or it was poked), for the tests */
+    int refused;       /* setting a hook failed once (an audit hook): none is set again */
     struct {
         atomic_ulong seq;
         atomic_long call;  /* the caller's number for the call */
@@ -403,6 +404,9 @@ hook(Helper *self, PyObject *args)
     atomic_store(&self->hook_count, 0);
     atomic_store(&self->fire_due, INFINITY);
 #if HAVE_HOOKS
+    if (self->refused) {
+        Py_RETURN_FALSE;
+    }
     PyObject *seq = PySequence_Fast(ids_obj, "hook: thread_ids must be a sequence");
     if (seq == NULL) {
         return NULL;
@@ -418,7 +422,8 @@ hook(Helper *self, PyObject *args)
         }
         PyThreadState *ts = thread_state(id);
         ok = ts != NULL && ts != PyThreadState_Get() && ts->c_tracefunc == NULL
-             && (ts->c_profilefunc == NULL || ts->c_profilefunc == on_event);
+             && (ts->c_profilefunc == NULL
+                 || (ts->c_profilefunc == on_event && ts->c_profileobj == (PyObject *)self));
         states[i] = ts;
         self->hook_threads[i] = id;
         atomic_store(&self->fire_at[i], 0.0);
@@ -431,7 +436,8 @@ hook(Helper *self, PyObject *args)
     atomic_store(&self->hook_wake, wake);
     for (Py_ssize_t i = 0; i < count; i++) {
         if (states[i]->c_profilefunc != on_event && _PyEval_SetProfile(states[i], on_event, (PyObject *)self) < 0) {
-            PyErr_Clear(); /* an audit hook said no: those set fire into nothing */
+            PyErr_Clear(); /* an audit hook said no: those set fire into nothing, and no more are set */
+            self->refused = 1;
             Py_RETURN_FALSE;
         }
     }

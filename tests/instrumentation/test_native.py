@@ -161,6 +161,15 @@ def test_a_thread_someone_else_profiles_or_traces_is_not_hooked_and_keeps_its_fu
     assert seen == [theirs, theirs]
     assert helper.hook([threading.get_ident()], 1, 0.005) is False  # the calling thread: it runs, nothing to wait for
     assert helper.hook([2**40 + 12345], 1, 0.005) is False  # no such thread
+    # Another sampler's hook is someone else's too (its fire would not reach this helper).
+    parked = Parked()
+    try:
+        assert helper.hook([parked.thread.ident], 2, 0.005) is True
+        assert native.Helper().hook([parked.thread.ident], 1, 0.005) is False
+        assert helper.hook([parked.thread.ident], 3, 0.005) is True  # its own, still set: kept
+    finally:
+        parked.go.set()
+        parked.thread.join(5)
 
 
 def test_a_request_starting_ends_the_wait_at_the_next_tick_and_unpoke_forgets_earlier_ones() -> None:
