@@ -680,6 +680,11 @@ class ThreadLane(ThreadClock, Lane):
             self.end = now
         self._last = None
         self._memo = None
+        # The anchors (the callers' frames, held so that their ids stay unique while the lane is sampled) go now, on
+        # the lane's own thread: held until the spans were built, each of those frames was copied into its frame
+        # object when it returned, and freed, with its locals (the request's objects), on the span worker.
+        self._anchor_frames = []
+        self._anchors = frozenset()
 
     def sample_count(self) -> int:
         run = self._run

@@ -518,3 +518,40 @@ def test_a_root_span_inside_a_request_leaves_the_request_profile_alone(tracing: 
     assert audit.parent is None and not any(k.startswith("pystrument.") for k in audit.attributes or {})
     user = [s.name for s in t.functions(outer) if not s.attributes["pystrument.library"]]
     assert user == ["medium_one", "long_one", "medium_one"]
+
+
+class Held:
+    """An object of the request's caller, to see who keeps it alive."""
+
+
+def held_request_waits() -> None:
+    time.sleep(0.03)
+
+
+def test_the_callers_frames_are_let_go_when_the_request_ends_not_when_its_spans_are_built(tracing: Any) -> None:
+    """The sampler holds the frames above the request's span (its anchors) while it samples the request; they go when
+    the request ends, on its thread, so its caller's locals die with the caller, not whenever the span worker gets to
+    the request (blocked here: its spans are built after the check)."""
+    import gc
+    import weakref
+
+    t = tracing()
+    gate = threading.Event()
+    t.processor._worker.submit(lambda: gate.wait(10))  # the span worker is busy until the gate opens
+
+    def handler() -> weakref.ref[Held]:
+        held = Held()
+        with t.tracer.start_as_current_span("GET /held", kind=SpanKind.SERVER):
+            held_request_waits()  # sampled: the sampler takes the callers' frames as anchors
+        return weakref.ref(held)
+
+    try:
+        ref = handler()
+        gc.collect()
+        assert ref() is None
+    finally:
+        gate.set()
+    t.processor.force_flush()
+    (request,) = t.requests()
+    assert request.attributes["pystrument.profile.samples"] >= 4
+    assert [span.name for span in t.functions(request)] == ["held_request_waits"]
