@@ -268,15 +268,16 @@ enum { WHY_DEADLINE = 0, WHY_MOVED = 1, WHY_POKED = 2 };
 static long
 virtual_ticks(double first, double step, double end, double now, double *last)
 {
-    long ticks = 0;
     *last = 0.0;
-    if (!(step > 0.0)) {
+    if (!(step > 0.0) || !(first < end) || first > now) {
         return 0;
     }
-    for (double t = first; t < end && t <= now; t += step) {
-        ticks++;
-        *last = t;
+    /* t < end and t <= now, counted rather than stepped through (a park may have lasted minutes) */
+    long ticks = end <= now ? (long)ceil((end - first) / step) : (long)floor((now - first) / step) + 1;
+    if (ticks < 1) {
+        ticks = 1;
     }
+    *last = first + (double)(ticks - 1) * step;
     return ticks;
 }
 
