@@ -57,6 +57,7 @@ typedef struct {
     _Atomic double hook_step;
     atomic_long wakes; /* times `still` woke up (its timer fired or it was poked), for the tests */
     int refused;       /* setting a hook failed once (an audit hook): none is set again */
+    _Atomic double retired_at; /* when `retire` was last called */
     struct {
         atomic_ulong seq;
         atomic_long call;  /* the caller's number for the call */
@@ -289,6 +290,8 @@ static void
 hooked_wait(Helper *self, Py_ssize_t count, double first, double step, double deadline, double wake, long *ticks,
             double *last, int *why, double *at)
 {
+    double began = monotonic_now();
+    double ended = INFINITY; /* when it parked: its requests had ended, no tick counts after that */
     for (;;) {
         wait_tick(self, deadline);
         if (atomic_exchange(&self->poked, 0)) {
@@ -296,6 +299,7 @@ hooked_wait(Helper *self, Py_ssize_t count, double first, double step, double de
             break;
         }
         if (count > 0 && atomic_load(&self->retired)) {
+            ended = monotonic_now();
             wait_until_due(self, wake);
             atomic_store(&self->poked, 0);
             *why = WHY_POKED;
@@ -312,7 +316,11 @@ hooked_wait(Helper *self, Py_ssize_t count, double first, double step, double de
         }
     }
     *at = monotonic_now();
-    double end = *at;
+    double retired_at = atomic_load(&self->retired_at); /* retired while it waited for the fire (parked in wait_tick) */
+    if (retired_at >= began && retired_at < ended) {
+        ended = retired_at;
+    }
+    double end = ended < *at ? ended : *at;
     for (Py_ssize_t i = 0; i < count; i++) {
         double fired = atomic_load(&self->fire_at[i]);
         if (fired > 0.0 && fired < end) {
@@ -783,6 +791,7 @@ static PyObject *
 retire(Helper *self, PyObject *Py_UNUSED(unused))
 {
     atomic_store(&self->poked, 0);
+    atomic_store(&self->retired_at, monotonic_now());
     atomic_store(&self->retired, 1);
     if (atomic_load(&self->parked)) {
         arm(self, 0.0);

@@ -129,6 +129,26 @@ def test_a_hooked_wait_wakes_once_when_the_thread_runs_python_again_and_says_whe
     assert helper.fire(8, 0) is None and helper.fire(7, 1) is None  # another call's, no such thread
 
 
+def test_a_hooked_wait_that_parks_counts_no_tick_after_its_requests_ended() -> None:
+    """Its requests ended (``retire``) 30 ms in, the hooked wait parks until the next request's poke 200 ms later: the
+    ticks it reports stop at the retire (the park's time was no request's)."""
+    parked = Parked()
+    helper = native.Helper()
+    try:
+        clocks, cpus, fds = parked.watch()
+        assert parked.thread.ident is not None
+        assert helper.hook([parked.thread.ident], 9, 0.005)
+        threading.Timer(0.03, helper.retire).start()
+        threading.Timer(0.23, helper.poke).start()
+        now = time.perf_counter()
+        n, last, why, at, _ = helper.still(clocks, cpus, fds, now + 0.005, 0.005, now + 1.0, 9, 0.005, True)
+    finally:
+        parked.go.set()
+        parked.thread.join(5)
+    assert why == 2 and at >= now + 0.23
+    assert n in range(4, 9) and last < now + 0.045  # ticks at 5..30 ms (a loaded machine: a few more), none after
+
+
 def test_a_thread_someone_else_profiles_or_traces_is_not_hooked_and_keeps_its_function() -> None:
     """The hook is pystrument's only where no profile or trace function is set (a profiler, a debugger, coverage):
     ``hook`` then sets none (``still`` ticks instead), and theirs stays."""
