@@ -314,7 +314,7 @@ class StackSampler:
                     clocks, cpus, fds, last + (paced if hooked else step), later, deadline, call, interval, hooked
                 )
                 now = self.clock()
-                if n or hooked:
+                if n:  # none: no lane has a run to credit (a fire before the first tick is a moved sample's)
                     self.ticks += n
                     for i, (lane, stat) in enumerate(zip(lanes, stats, strict=True)):
                         lane.credit(seen, stat, native.fire(call, i) if hooked else None)
