@@ -247,6 +247,11 @@ def cover_claims(calls: list[Call], spans: dict[str, tuple[float, float]], path:
 #: stays a call of its own inside a library chain, and what they call is judged against the chain's package.
 TRANSPARENT = frozenset({"stdlib", "opentelemetry", "asgiref", "wrapt", "typing_extensions", "six", "pystrument"})
 
+#: Packages that are one framework with another: FastAPI is Starlette's routing and middleware, extended, and a
+#: request passes back and forth between the two a dozen times before it reaches the view. Calls between them are one
+#: library chain, not calls into another package (which would each stay visible: ten middleware calls for one view).
+FRAMEWORKS = {"fastapi": "starlette"}
+
 
 #: Packages whose calls under a template render are the render's own work (the engines and their helpers).
 TEMPLATE_ENGINES = frozenset({"django", "jinja2", "markupsafe"})
@@ -303,7 +308,10 @@ def _stays(child: Call, caller: Call, owner: Call) -> bool:
     package = child.package
     if owner.template and package in TEMPLATE_ENGINES:
         return False  # the template engine's own calls are the render's time
-    return package not in TRANSPARENT and package != owner.package
+    if package in TRANSPARENT:
+        return False
+    theirs = owner.package
+    return package != theirs and FRAMEWORKS.get(package, package) != FRAMEWORKS.get(theirs, theirs)
 
 
 def _absorb_library_children(owner: Call, caller: Call) -> list[Call]:

@@ -218,6 +218,35 @@ def test_a_call_into_another_package_stays_visible() -> None:
     assert serve.self_time == pytest.approx(0.03)  # wagtail's own rendition code folded into wagtail's entry
 
 
+def test_fastapi_and_starlette_are_one_framework_chain() -> None:
+    """A FastAPI request passes between Starlette's and FastAPI's middleware and routing a dozen times before the
+    view: one call for the chain, then the view (below the dispatcher), not a call per package switch. A call into
+    another package under it (the database driver) still stays."""
+    errors = _info("ServerErrorMiddleware.__call__", f"{SITE}/starlette/middleware/errors.py")
+    exit_stack = _info("AsyncExitStackMiddleware.__call__", f"{SITE}/fastapi/middleware/asyncexitstack.py")
+    router = _info("Router.__call__", f"{SITE}/starlette/routing.py")
+    api_router = _info("APIRouter.app", f"{SITE}/fastapi/routing.py")
+    dispatch = _info("request_response.<locals>.app.<locals>.app", f"{SITE}/starlette/routing.py")
+    view = _info("list_heroes", "/srv/app/main.py")
+    session = _info("AsyncSession.execute", f"{SITE}/sqlalchemy/ext/asyncio/session.py")
+    driver = _info("Cursor._execute", f"{SITE}/asyncpg/cursor.py")
+    chain = [errors, exit_stack, router, api_router, dispatch]
+    records = [
+        (chain[:1], 0.002),
+        (chain[:3], 0.001),
+        (chain[:4], 0.001),
+        ([*chain, view], 0.004),
+        ([*chain, view, session], 0.01),
+        ([*chain, view, session, driver], 0.03),
+    ]
+    (top,) = collapse_library(build_calls(records, 0.0))
+    assert top.name == "ServerErrorMiddleware.__call__" and top.self_time == pytest.approx(0.004)
+    (handler,) = top.children
+    assert handler.name == "list_heroes"
+    (execute,) = handler.children
+    assert [c.name for c in execute.children] == ["Cursor._execute"]
+
+
 def test_a_request_without_samples_says_why(tracing: Any, helpers: SimpleNamespace) -> None:
     """The sampler needs the GIL: a CPU-bound request that never lets it go gets no sample, and says so."""
     t = tracing()
