@@ -248,7 +248,7 @@ def cover_claims(calls: list[Call], spans: dict[str, tuple[float, float]], path:
 TRANSPARENT = frozenset({"stdlib", "opentelemetry", "asgiref", "wrapt", "typing_extensions", "six", "pystrument"})
 
 #: Packages that are one framework with another: FastAPI is Starlette's routing and middleware, extended, and a
-#: request passes back and forth between the two a dozen times before it reaches the view. Calls between them are one
+#: request passes back and forth between the two about ten times before it reaches the view. Calls between them are one
 #: library chain, not calls into another package (which would each stay visible: ten middleware calls for one view).
 FRAMEWORKS = {"fastapi": "starlette"}
 
