@@ -2,10 +2,11 @@
 
 A bucket of CPU seconds, filled at ``share`` seconds per second (``PYSTRUMENT_SPAN_BUDGET``, a share of one core) up
 to ``BURST_S`` seconds' worth. The sampler thread pays for its ticks (its own measured thread CPU time, wake-ups
-included); a request that keeps function spans pays for building them (the span worker's measured CPU per request)
-and for exporting them (an estimate per span: encoding runs on the exporter's thread, which pystrument does not own).
-When the bucket is empty the sampler samples less often and fast, successful requests keep no function spans, so
-pystrument never takes more than the share for long; the request span says so (``pystrument.profile.degraded``).
+included); a request pays as it starts for what it is expected to cost: its hooks, and building its function spans
+(the span worker's measured CPU per request) and exporting them (an estimate per span: encoding runs on the exporter's
+thread, which pystrument does not own). When the bucket is empty the sampler samples less often and requests starting
+then are not profiled, so pystrument never takes more than the share for long; the request span says so
+(``pystrument.profile.degraded``).
 """
 
 from __future__ import annotations

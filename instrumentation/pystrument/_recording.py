@@ -94,6 +94,10 @@ class Recording:
     stretched_at_start = 0
     #: CPU seconds of the request thread's pystrument work so far, on a request whose hooks are timed (-1: not timed).
     hook_cpu = -1.0
+    #: CPU seconds of the cost budget taken for building this request's function spans when it was admitted (its
+    #: estimated cost, the processor's ``_admit``): paid already when it keeps them, given back when it has none. None:
+    #: not admitted that way (no budget, or every request is slow), the end pays.
+    reserved: float | None = None
     #: The ended request span, as ``on_end`` got it (set when the recording goes to the span worker).
     ended: ReadableSpan | None = None
     #: Called with (this recording, the span) by ``end_hook`` just before the span ends (the processor's).

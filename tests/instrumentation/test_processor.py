@@ -314,6 +314,39 @@ def test_requests_with_no_span_to_build_take_nothing_from_the_budget(tracing: An
     assert "pystrument.profile.degraded" not in page.attributes and t.functions(page)
 
 
+def test_requests_pay_their_expected_cost_as_they_start(tracing: Any) -> None:
+    """Issue #14: charged only as they ended, every request starting while the bucket held anything was profiled; under
+    load (FastAPI at 50 in flight: a fifth of the requests) most of them then found the bucket spent by the others and
+    kept no function spans, their hooks and samples paid for and thrown away (pystrument took 2-3x its budget there).
+    A request now takes its expected cost as it starts: as many are profiled as the budget pays for, and each keeps
+    its function spans; the others say they were not profiled."""
+    t = tracing(span_budget=0.01, slow_ms=10_000, min_span_ms=0)  # 10 ms of CPU to spend at once
+    deadline = time.monotonic() + 5
+    while cost_budget.left(time.perf_counter()) < 0.0099 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t.processor.cost_per_request = 0.004  # as if a request's spans took 4 ms to build and export: two or three fit
+    start = threading.Barrier(8)
+
+    def request() -> None:
+        start.wait()
+        with t.tracer.start_as_current_span("GET /io", kind=SpanKind.SERVER):
+            waited(0.06)  # all eight are under way before the first ends
+
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    t.provider.force_flush()
+    requests = t.requests()
+    assert len(requests) == 8
+    profiled = [r for r in requests if "not profiled" not in r.attributes.get("pystrument.profile.degraded", "")]
+    assert 1 <= len(profiled) <= 4, [dict(r.attributes) for r in requests]
+    assert all(r.attributes.get("pystrument.function_spans") is True and t.functions(r) for r in profiled), [
+        dict(r.attributes) for r in profiled
+    ]
+
+
 def test_profile_rate_zero_profiles_nothing(tracing: Any) -> None:
     t = tracing(profile_rate=0)
     with t.tracer.start_as_current_span("GET /x", kind=SpanKind.SERVER):
