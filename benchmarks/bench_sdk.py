@@ -25,6 +25,7 @@
    control) against OTel + pystrument's default sampler: FastAPI on uvicorn, a 50 ms await and a small JSON body, 50
    requests in flight; Flask on gunicorn gthread (8 threads), a 50 ms sleep and a small JSON body, 8 in flight. An
    asyncio loopback client keeps that many keep-alive connections busy for a few seconds per configuration and round.
+   Besides the totals, the median over the rounds of each configuration's ratio to OTel only in the same round.
 
 Targets (issue #14): CPU per request <= 1.10x OTel-only on the five endpoints and the two concurrency scenarios; p50
 latency <= 1.03x OTel-only on the five endpoints; pystrument's work on the request thread <= 50 us per request.
