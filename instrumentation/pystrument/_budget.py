@@ -49,6 +49,16 @@ class CostBudget:
         self.tokens, self.at = tokens, now
         return tokens
 
+    def take(self, seconds: float, now: float) -> bool:
+        """Take ``seconds`` unless the bucket is in debt (False, nothing taken); it may go into debt by taking them."""
+        if self.share >= 1:
+            return True
+        tokens = self.left(now)
+        if tokens < 0:
+            return False
+        self.tokens = max(-self.share * BURST_S, tokens - seconds)
+        return True
+
     def spend(self, seconds: float, now: float, floor: float = 0.0) -> float:
         """Take ``seconds`` (the bucket may go into debt, of one burst's worth at most, so that it recovers within
         about two bursts once spending stops); returns what is left."""

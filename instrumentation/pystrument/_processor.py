@@ -152,6 +152,7 @@ class PystrumentSpanProcessor(SpanProcessor):
         self._precise = self.settings.sampler == "pyinstrument"
         self._profile_rate = self.settings.profile_rate
         self._keep_all = self.settings.keep_rate >= 1 and self.settings.span_budget >= 1
+        self._keep_share = min(1.0, self.settings.keep_rate)
         # The cost budget (``_budget.py``): one bucket of CPU seconds for the sampler's ticks and the function spans,
         # filled at ``span_budget`` of a core; each kept request takes its estimated cost (``_afford``).
         self._budget = self.settings.span_budget
@@ -414,11 +415,9 @@ class PystrumentSpanProcessor(SpanProcessor):
         Charged at the end instead, every request starting while the bucket held anything was profiled: under load
         (FastAPI at 50 in flight) a fifth of them, each paying its hooks and samples, and most then found the bucket
         spent by the others and kept no function spans, paid for and thrown away."""
-        now = time.perf_counter()
-        if cost_budget.left(now) < 0:
+        build = self.cost_per_request * self._keep_share
+        if not cost_budget.take(self.hook_cost + 0.5 * EXPORT_S_PER_SPAN + build, time.perf_counter()):
             return -1.0
-        build = self.cost_per_request * min(1.0, self.settings.keep_rate)
-        cost_budget.spend(self.hook_cost + 0.5 * EXPORT_S_PER_SPAN + build, now)
         return build
 
     def _tail_keep(self, span: ReadableSpan, end_ns: int, recording: Recording) -> bool:

@@ -193,6 +193,16 @@ def test_the_budget_bucket_fills_at_its_share_and_bounds_its_debt() -> None:
     assert CostBudget(1).spend(5.0, now) > 0  # 1 = no limit
 
 
+def test_the_bucket_admits_a_cost_unless_in_debt() -> None:
+    budget = CostBudget(0.05)
+    now = budget.at
+    assert budget.take(0.08, now)  # into debt by taking it
+    assert budget.left(now) == pytest.approx(-0.03)
+    assert not budget.take(0.001, now)  # in debt: nothing taken
+    assert budget.left(now) == pytest.approx(-0.03)
+    assert budget.take(0.001, now + 1.0)  # refilled at 0.05 a second
+
+
 def test_bad_budget_names_the_fix() -> None:
     with pytest.raises(ValueError, match=r"PYSTRUMENT_SPAN_BUDGET.*share of one CPU core"):
         Settings.load({"PYSTRUMENT_SPAN_BUDGET": "1.5"})
