@@ -116,12 +116,20 @@ def schedstat_fd(thread_id: int) -> int:
     return fd
 
 
-def known_schedstat_fd(thread_id: int) -> int:
-    """The schedstat file of a thread when the sampler has already opened it, else -1 (a lookup only: opening a file
-    gives the GIL up, which only the sampler thread may do)."""
+def queue_baseline(thread_id: int) -> tuple[int, float] | None:
+    """A thread's run-queue baseline at a request's start, read on the request thread where the sampler has opened
+    the thread's schedstat file before (a thread's later requests): (the file, seconds ready to run without a core so
+    far), or None. Without it the baseline waits for the first sample, and the queue of the interval before it, long
+    when the sampler is starved, would be taken for a wait. A lookup only: opening a file gives the GIL up, which only
+    the sampler thread may do."""
+    if _pread is False or _pread is None:
+        return None
     thread = threading._active.get(thread_id)  # type: ignore[attr-defined]
     fd = _schedstat.get(getattr(thread, "native_id", None) or 0)
-    return -1 if fd is None else fd
+    if fd is None or fd < 0:
+        return None
+    times = read_schedstat(fd)
+    return None if times is None else (fd, times[1])
 
 
 def _libc_pread() -> Any:
@@ -221,19 +229,6 @@ class ThreadClock:
         delay = times[1]
         last, self.delay_last = self.delay_last, delay
         return max(0.0, delay - last) if last is not None else -1.0
-
-    def prime_queue(self) -> None:
-        """The run-queue baseline at the lane's start, on the thread starting it, where the sampler has opened this
-        thread's schedstat file before (a thread's later requests): else the baseline waits for the first sample,
-        and the queue of the interval before it, long when the sampler is starved, would be taken for a wait."""
-        if _pread is False or _pread is None:
-            return
-        fd = known_schedstat_fd(self.thread_id)
-        if fd >= 0:
-            times = read_schedstat(fd)
-            if times is not None:
-                self._sched = fd
-                self.delay_last = times[1]
 
     def _queued(self, dt: float, ran: float) -> float:
         """The run-queue part of a sample interval ``dt`` in which the thread ran ``ran`` seconds: read only when the
@@ -607,12 +602,13 @@ class ThreadLane(ThreadClock, Lane):
         name: str,
         start: float,
         thread_id: int,
-        anchor: types.FrameType,
+        anchor: types.FrameType | None,
         *,
         main: bool = False,
         worker: bool = False,
+        chain: list[types.FrameType] | None = None,
     ) -> None:
-        # Lane.__init__, inlined: this runs on the request thread for every request.
+        # Lane.__init__, inlined.
         self.name = name
         self.start = self._last_t = start
         self.samples = []
@@ -625,7 +621,8 @@ class ThreadLane(ThreadClock, Lane):
         # The nearest ones are taken now (a generator such as ``start_as_current_span`` loses its link to its caller
         # once suspended); the sampler adds the rest at the first sample (CPython links a finished frame to its
         # caller's frame object), so the request thread does not create a frame object for every caller.
-        self._anchor_frames = eager_chain(anchor)
+        # ``chain``: taken so already (``eager_chain`` of the frame that started the request).
+        self._anchor_frames = chain if chain is not None else eager_chain(anchor)  # type: ignore[arg-type]
 
     def _anchor_ids(self) -> frozenset[int]:
         anchors = self._anchors

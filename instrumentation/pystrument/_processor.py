@@ -343,22 +343,13 @@ class PystrumentSpanProcessor(SpanProcessor):
             children[context.span_id] = (owner, stack)
 
     def _finish_recording(self, recording: Recording, span: Span | None) -> None:
+        """Stop recording and, when ``span`` is given (it is ending), set its attributes: on the request thread, for
+        every profiled request (one method rather than several: this is most of pystrument's work per request)."""
         cpu = time.thread_time() if recording.hook_cpu >= 0 else 0.0
-        self._finish(recording, span)
-        if self._budget < 1:
-            # The request thread's share (the hooks, the marks): measured on one request in TIME_EVERY, charged to all
-            # (when the request started, ``_admit``, unless every request is slow).
-            if cpu:
-                cost = recording.hook_cpu + time.thread_time() - cpu
-                previous = self.hook_cost
-                self.hook_cost = cost if not previous else 0.9 * previous + 0.1 * cost
-            if not self._skip_in_debt:
-                cost_budget.spend(self.hook_cost + 0.5 * EXPORT_S_PER_SPAN, time.perf_counter())
-
-    def _finish(self, recording: Recording, span: Span | None) -> None:
         ticks = 0
         stretched = False
-        if not recording.precise:
+        precise = recording.precise
+        if not precise:
             sampler = get_sampler()
             sampler.remove(recording)
             ticks = sampler.ticks - recording.ticks_at_start
@@ -369,19 +360,20 @@ class PystrumentSpanProcessor(SpanProcessor):
             attributes = self._static_attributes.copy()
             attributes[SAMPLE_COUNT] = recording.samples_at_end
             attributes[FUNCTION_SPANS] = keep
-            if recording.task is not None or (len(recording.lanes) > 1 and recording.ran_async):
+            task = recording.task
+            if task is not None or (len(recording.lanes) > 1 and recording.ran_async):
                 attributes[ASYNC] = True
             cpu_time = recording.cpu_time
             if cpu_time is not None:
                 attributes[CPU_TIME_MS] = round(cpu_time * 1e6) / 1000  # round(x, 3) formats the float: slower
                 if recording.cpu_source != "thread":
                     attributes[CPU_TIME_SOURCE] = recording.cpu_source
-            if recording.task is not None:
+            if task is not None:
                 attributes[LOOP] = loop_id(recording.loop)
             loop_wait = recording.loop_wait()
             if loop_wait > 0:
                 attributes[LOOP_WAIT_MS] = round(loop_wait * 1000, 3)
-            starved = recording.starved(ticks) if not recording.precise else ""
+            starved = recording.starved(ticks) if not precise else ""
             if starved:
                 attributes[STARVED] = starved
             if stretched or self._spent:
@@ -392,6 +384,15 @@ class PystrumentSpanProcessor(SpanProcessor):
                 attributes[GC_PAUSE_MS] = round(paused(pauses, recording.start_perf, end) * 1000, 3)
                 attributes[GC_COLLECTIONS] = len(pauses)
             set_valid_attributes(span, attributes)
+        if self._budget < 1:
+            # The request thread's share (the hooks, the marks): measured on one request in TIME_EVERY, charged to all
+            # (when the request started, ``_admit``, unless every request is slow).
+            if cpu:
+                cost = recording.hook_cpu + time.thread_time() - cpu
+                previous = self.hook_cost
+                self.hook_cost = cost if not previous else 0.9 * previous + 0.1 * cost
+            if not self._skip_in_debt:
+                cost_budget.spend(self.hook_cost + 0.5 * EXPORT_S_PER_SPAN, time.perf_counter())
 
     #: Whether the last ``_afford`` found the budget spent (a fast request then kept no function spans).
     _spent = False

@@ -23,14 +23,16 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.trace import SpanContext
 
-from pystrument._frames import MAX_DEPTH
+from pystrument._frames import MAX_DEPTH, eager_chain
 from pystrument._gc import Pause, gc_pauses
-from pystrument._lanes import Lane, TaskLane, ThreadLane, strip_machinery, task_owners
+from pystrument._lanes import Lane, TaskLane, ThreadLane, queue_baseline, strip_machinery, task_owners
 from pystrument._safety import log_once
 
 T = TypeVar("T")
 Stack = tuple[str, ...]
 _tokens = itertools.count(1)
+#: Held while a request's main lane is made (``Recording._main_lanes``).
+_main_lock = threading.Lock()
 
 
 def _running_task() -> Any:
@@ -119,7 +121,12 @@ class Recording:
         self.interval = interval
         self.precise = precise
         self.start_perf = start = time.perf_counter()
-        self.anchor_ns, self.anchor_perf = _anchor(start)
+        ns = time.time_ns()
+        after = time.perf_counter()
+        if after - start <= ANCHOR_GAP_S:  # ``_anchor``'s first reading, inline: the common case
+            self.anchor_ns, self.anchor_perf = ns, 0.5 * (start + after)
+        else:
+            self.anchor_ns, self.anchor_perf = _anchor(start)
         self.start_ns = span.start_time or self.anchor_ns
         if thread_id is None:
             thread_id = threading.get_ident()
@@ -128,13 +135,10 @@ class Recording:
         self.thread_id = thread_id
         if task is None:
             self.cpu_start = time.thread_time()
-            if not precise:  # the common case, inline
-                lane = ThreadLane("", start, thread_id, caller, main=True)
-                lane.cpu_last = self.cpu_start
-                lane.prime_queue()
-                if interval != 0.005:
-                    lane.interval = interval
-                self.lanes: list[Lane] = [lane]
+            if not precise:  # the common case: the main lane is made when first needed (``_main_lanes``)
+                self._chain = eager_chain(caller)
+                self._queue = queue_baseline(thread_id)
+                self.lanes: list[Lane] = []
                 return
         else:
             self.task = task
@@ -144,9 +148,43 @@ class Recording:
         if interval != 0.005:
             self.lanes[0].interval = interval
 
+    #: A request on a thread (default sampler) whose main lane is not made yet: the frames it started below
+    #: (``eager_chain``, taken as it started) and its thread's run-queue baseline then (``queue_baseline``).
+    _chain: list[types.FrameType] | None = None
+    _queue: tuple[int, float] | None = None
+
     @property
     def name(self) -> str:
         return self.span.name
+
+    def _main_lanes(self, wait: bool = True) -> list[Lane]:
+        """``lanes``, with the main lane made first if it was not yet (a request on a thread gets its main lane when
+        the sampler first samples it or something marks or joins it: most requests end before their first sample, and
+        then never need one). Made under a lock (the sampler thread and the request's own may both want it); ``wait``
+        False: not made if another thread is making it (a garbage collection's callback must not give the GIL up)."""
+        lanes = self.lanes
+        chain = self._chain
+        if lanes or chain is None:
+            return lanes
+        if not _main_lock.acquire(wait):
+            return lanes
+        try:
+            if lanes:
+                return lanes
+            lane = ThreadLane("", self.start_perf, self.thread_id, None, main=True, chain=chain)
+            lane.cpu_last = self.cpu_start
+            queue = self._queue
+            if queue is not None:
+                lane._sched, lane.delay_last = queue
+            if self.interval != 0.005:
+                lane.interval = self.interval
+            lanes.append(lane)
+        finally:
+            _main_lock.release()
+        end = self.end_perf
+        if end is not None:  # the request ended meanwhile (``stop`` may not have seen the lane)
+            lane.close(end)
+        return lanes
 
     def end_hook(self, end_time: int | None = None) -> None:
         """Installed as the request span's own ``end``: runs ``on_ending`` while the span still takes attributes,
@@ -210,7 +248,7 @@ class Recording:
     def encloses_caller(self) -> bool:
         """Whether this request still runs below the calling code: the frames it started from are on the calling
         stack (a root span started inside it), rather than it being left over from an earlier request."""
-        held = self.lanes[0].anchor_frames if self.lanes else []
+        held = self.lanes[0].anchor_frames if self.lanes else self._chain or []
         ids = {id(frame) for frame in held}
         frame: types.FrameType | None = sys._getframe(1)
         for _ in range(4 * MAX_DEPTH):
@@ -231,7 +269,7 @@ class Recording:
         if end is not None and now > end:
             return False
         moved = False
-        for lane in self.lanes[:]:
+        for lane in self.lanes[:] or self._main_lanes():
             lane_end = lane.end
             if lane_end is None or now <= lane_end:
                 stack = lane.capture(frames)
@@ -257,11 +295,15 @@ class Recording:
                         "pyinstrument mode cannot stop its profiler there",
                         exc_info=False,
                     )
+        if gc_pauses.last_end > self.start_perf or gc_pauses.open_start:  # O(1) in the common case: no pause
+            self.gc_pauses = pauses = gc_pauses.between(self.start_perf, now)
+            if pauses and not lanes:
+                lanes = self._main_lanes()  # a pause is shown in its lanes' timelines
         for lane in lanes:  # list iteration sees lanes appended meanwhile too
             lane.close(now)
-        self.samples_at_end = self.sample_count()
-        if gc_pauses.last_end > self.start_perf or gc_pauses.open_start:  # O(1) in the common case: no pause
-            self.gc_pauses = gc_pauses.between(self.start_perf, now)
+        if self._chain is not None:
+            self._chain = []  # freed on the request's own thread, as its lanes' anchors are (``ThreadLane.close``)
+        self.samples_at_end = self.sample_count() if lanes else 0
         if self.task is None and threading.get_ident() == self.thread_id:
             self.cpu_time = time.thread_time() - self.cpu_start + self.worker_cpu
             self.cpu_source = "thread"
@@ -280,7 +322,7 @@ class Recording:
     def loop_wait(self) -> float:
         """Seconds the request's tasks were ready to run while another task held the event loop."""
         lanes = self.lanes
-        if self.task is None and len(lanes) == 1:
+        if self.task is None and len(lanes) <= 1:
             return 0.0
         return sum(lane.ready for lane in lanes)
 
@@ -290,12 +332,14 @@ class Recording:
         samples = self.samples_at_end
         if samples >= 2:
             return ""
-        now = time.perf_counter()
-        end = self.end_perf if self.end_perf is not None else now
-        duration = end - self.start_perf
+        start = self.start_perf
+        end = self.end_perf
+        if end is None:
+            end = time.perf_counter()
+        duration = end - start
         # An instrumentation may give the span an earlier start than the moment it starts it (Flask's takes the
-        # WSGI call's): the request ran that long before pystrument could sample it.
-        late = self.start_perf - self.perf_at(self.start_ns, now)
+        # WSGI call's): the request ran that long before pystrument could sample it (``perf_at``, inline).
+        late = start - min(start, self.anchor_perf + (self.start_ns - self.anchor_ns) / 1e9)
         if late >= self.interval and duration + late >= 2 * self.interval:
             return (
                 f"late: the request span started {late * 1000:.0f} ms before pystrument was told (its "
@@ -337,7 +381,13 @@ class Recording:
             return False
         lanes = self.lanes
         end = self.end_perf
-        return bool(end is None or end - self.start_perf >= min_duration or len(lanes) != 1 or lanes[0].marks or pauses)
+        return bool(
+            end is None
+            or end - self.start_perf >= min_duration
+            or len(lanes) > 1
+            or (lanes and lanes[0].marks)
+            or pauses
+        )
 
     def sample_count(self) -> int:
         lanes = self.lanes
@@ -357,7 +407,7 @@ class Recording:
 
     def lane_of(self, task: Any, thread_id: int) -> Lane | None:
         """The open lane running the calling code: the task's (on a loop), else the thread's."""
-        lanes = self.lanes
+        lanes = self.lanes or self._main_lanes()
         if task is not None:
             for lane in reversed(lanes):
                 if lane.end is None and getattr(lane, "task", None) is task:
@@ -458,7 +508,7 @@ class Recording:
                 lane.token = token
             previous = registry.by_thread.get(tid)
             registry.by_thread[tid] = self
-            self.lanes.append(lane)
+            self._main_lanes().append(lane)  # after the main lane, the first
             lane.start = time.perf_counter()  # as late as possible: the call starts now
             cpu = time.thread_time()
             if isinstance(lane, ThreadLane):
@@ -492,7 +542,7 @@ class Recording:
             return  # the request's own thread runs that loop: its main lane sees the task whenever it runs
         counted = False
         now = time.perf_counter()
-        for lane in tuple(self.lanes):
+        for lane in tuple(self._main_lanes()):
             if lane.worker and lane.open and isinstance(lane, ThreadLane) and lane.thread_id == tid:
                 lane.close(now)
                 counted = True  # the worker's thread CPU time already counts for the request
@@ -521,7 +571,7 @@ class Recording:
             self.mark_here(sys._getframe(1), lane.token, handoff=True)
         lane.bridge = bridge
         lane.cpu_counted = cpu_counted
-        self.lanes.append(lane)
+        self._main_lanes().append(lane)
         # The lane brackets the task's coroutine: close it when the task is done, not at the next sample.
         task.add_done_callback(lambda _task: lane.close(time.perf_counter()))
 
@@ -598,7 +648,7 @@ def sample_collecting_thread(frame: types.FrameType, now: float) -> None:
     owner = registry.by_thread.get(tid)
     if owner is None or not owner.active or owner.precise:
         return
-    for lane in reversed(owner.lanes):
+    for lane in reversed(owner.lanes or owner._main_lanes(wait=False)):
         if isinstance(lane, ThreadLane) and lane.thread_id == tid and lane.end is None:
             stack = lane.capture({tid: frame})
             if stack is not None:

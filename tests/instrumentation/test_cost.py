@@ -145,6 +145,46 @@ def test_a_wait_closing_on_its_own_thread_ends_when_the_thread_resumed(
     assert sum(dt for stack, dt in records if stack[: len(blocked)] == list(blocked)) == pytest.approx(resumed)
 
 
+def test_a_request_gets_its_lane_at_its_first_sample_and_none_if_it_ends_before() -> None:
+    """Most requests end before their first sample: the request thread makes no lane for them (only the frames it
+    started below and its clocks). A request still running at its first sample gets its main lane then, as it would
+    have had from the start: timed from the request's start, its CPU clock read then, its stack below the frames the
+    request started under."""
+    provider = TracerProvider()
+    tracer = provider.get_tracer("t")
+    short = Recording(tracer.start_span("short"), 0.005, False, sys._getframe())
+    assert short.lanes == []
+    short.stop()
+    assert short.lanes == [] and short.samples_at_end == 0 and short.cpu_time is not None
+
+    step, reached, created = threading.Event(), threading.Event(), threading.Event()
+    box: dict[str, Recording] = {}
+
+    def request_thread() -> None:
+        box["rec"] = Recording(tracer.start_span("long"), 0.005, False, sys._getframe())
+        created.set()
+        blocked_here(step, reached)
+        box["rec"].stop()
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    try:
+        created.wait(5)
+        reached.wait(5)
+        rec = box["rec"]
+        assert rec.lanes == []
+        now = time.perf_counter()
+        rec.sample(sys._current_frames(), now)
+        (lane,) = rec.lanes
+        assert lane.main and lane.start == rec.start_perf and lane.samples[0][0] == now
+        names = [frame.split("\x00")[0] for frame in lane.samples[0][1]]
+        assert names[0] == "blocked_here" and names[-1] == "Condition.wait", names  # below the request's frame
+    finally:
+        step.set()
+        thread.join(5)
+    assert lane.end is not None and rec.samples_at_end == 1
+
+
 def test_the_sampler_backs_off_while_every_thread_is_blocked_and_parks_without_requests(helpers: Any) -> None:
     """Ticks come one interval apart while a thread moves, two while every profiled thread is blocked as before; once
     no request is active the thread parks at the next tick (no ticking on while idle) and wakes for the next one."""
