@@ -23,7 +23,7 @@ EXPORT_S_PER_SPAN = 60e-6
 class CostBudget:
     """The process-wide bucket (read and written without a lock: a lost update only makes it a little off)."""
 
-    def __init__(self, share: float = 0.03) -> None:
+    def __init__(self, share: float = 0.01) -> None:
         self.share = share
         self.tokens = share * BURST_S
         self.at = time.perf_counter()

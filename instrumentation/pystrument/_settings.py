@@ -27,10 +27,10 @@ ENV_MIN_SPAN_MS = "PYSTRUMENT_MIN_SPAN_MS"
 ENV_MAX_SPANS = "PYSTRUMENT_MAX_SPANS"
 #: Share of fast, successful profiled requests that keep their function spans, 0..1 (default 1): the tail rule.
 ENV_KEEP_RATE = "PYSTRUMENT_KEEP_RATE"
-#: Share of one CPU core that everything pystrument adds may take (default 0.03; 1 = no limit): the sampler's ticks,
-#: building function spans and (estimated) exporting them, from one bucket (``_budget.py``). While it is spent the
-#: sampler samples less often and fast, successful requests keep no function spans (slow and failed ones keep theirs);
-#: such requests say so in ``pystrument.profile.degraded``.
+#: Share of one CPU core that everything pystrument adds may take (default 0.01; 1 = no limit): the sampler's ticks,
+#: building function spans and (estimated) exporting them, from one bucket (``_budget.py``); a request pays its expected
+#: cost as it starts. While it is spent the sampler samples less often and requests starting then are not profiled;
+#: such requests say so in ``pystrument.profile.degraded``. One percent is about where Datadog caps its profiler.
 ENV_SPAN_BUDGET = "PYSTRUMENT_SPAN_BUDGET"
 
 Sampler = Literal["default", "pyinstrument"]
@@ -63,7 +63,7 @@ class Settings:
     min_span_ms: float | None = None
     max_spans: int = 100
     keep_rate: float = 1.0
-    span_budget: float = 0.03
+    span_budget: float = 0.01
 
     def __post_init__(self) -> None:
         _check(isinstance(self.enabled, bool), "enabled", self.enabled, "true or false")

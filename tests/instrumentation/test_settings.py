@@ -11,7 +11,7 @@ from pystrument import PystrumentSpanProcessor, Settings
 def test_defaults() -> None:
     s = Settings.load(env={})
     assert (s.enabled, s.sampler, s.interval_ms, s.profile_rate, s.keep_rate) == (True, "default", 5.0, 1.0, 1.0)
-    assert s.slow_ms == 500 and s.max_spans == 100 and s.span_budget == 0.03
+    assert s.slow_ms == 500 and s.max_spans == 100 and s.span_budget == 0.01
     assert s.min_span_s == pytest.approx(0.010)  # twice the interval unless set
 
 
