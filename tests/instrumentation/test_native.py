@@ -439,7 +439,7 @@ def test_requests_shorter_than_the_interval_wake_no_thread(compiled: bool) -> No
 
 
 def test_schedstat_is_read_in_c_as_the_file_says() -> None:
-    """The request thread reads its schedstat baseline at every request's start (``ThreadClock.prime_queue``): the
+    """The request thread reads its schedstat baseline at every request's start (``_lanes.queue_baseline``): the
     compiled reader gives what the file says (CPU and run-queue seconds, times put on a core), None for a bad file."""
     parked = Parked(burn=0.0)
     try:
