@@ -51,15 +51,12 @@ class CostBudget:
 
     def take(self, seconds: float, now: float) -> bool:
         """Take ``seconds`` unless the bucket is in debt (False, nothing taken); it may go into debt by taking them."""
-        share = self.share
-        if share >= 1:
+        if self.share >= 1:
             return True
-        tokens = min(max(share * BURST_S, self.ceiling), self.tokens + (now - self.at) * share)  # ``left``, inline
-        self.at = now
+        tokens = self.left(now)
         if tokens < 0:
-            self.tokens = tokens
             return False
-        self.tokens = max(-share * BURST_S, tokens - seconds)
+        self.tokens = max(-self.share * BURST_S, tokens - seconds)
         return True
 
     def spend(self, seconds: float, now: float, floor: float = 0.0) -> float:

@@ -121,12 +121,7 @@ class Recording:
         self.interval = interval
         self.precise = precise
         self.start_perf = start = time.perf_counter()
-        ns = time.time_ns()
-        after = time.perf_counter()
-        if after - start <= ANCHOR_GAP_S:  # ``_anchor``'s first reading, inline: the common case
-            self.anchor_ns, self.anchor_perf = ns, 0.5 * (start + after)
-        else:
-            self.anchor_ns, self.anchor_perf = _anchor(start)
+        self.anchor_ns, self.anchor_perf = _anchor(start)
         self.start_ns = span.start_time or self.anchor_ns
         if thread_id is None:
             thread_id = threading.get_ident()
@@ -338,8 +333,8 @@ class Recording:
             end = time.perf_counter()
         duration = end - start
         # An instrumentation may give the span an earlier start than the moment it starts it (Flask's takes the
-        # WSGI call's): the request ran that long before pystrument could sample it (``perf_at``, inline).
-        late = start - min(start, self.anchor_perf + (self.start_ns - self.anchor_ns) / 1e9)
+        # WSGI call's): the request ran that long before pystrument could sample it.
+        late = max(0.0, start - self.to_perf(self.start_ns))
         if late >= self.interval and duration + late >= 2 * self.interval:
             return (
                 f"late: the request span started {late * 1000:.0f} ms before pystrument was told (its "
